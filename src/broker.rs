@@ -1,0 +1,141 @@
+//! Assembles the broker from its parts; tests and `main` both start it here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::auth::{AnonymousOnly, Authenticator};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::net::{self, Shared, Transport};
+use crate::protocol::ReasonCode;
+use crate::router::Router;
+use crate::session::{Registry, Services};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started broker. Dropping it does not stop it; call [`shutdown`].
+///
+/// [`shutdown`]: RunningBroker::shutdown
+pub struct RunningBroker {
+    pub mqtt_addr: Option<SocketAddr>,
+    pub ws_addr: Option<SocketAddr>,
+    registry: Arc<Registry>,
+    shutdown: watch::Sender<bool>,
+    limits: Vec<(Arc<Semaphore>, u32)>,
+}
+
+/// Starts the broker with the core's own authenticator
+/// (anonymous clients only, when `auth.allow_anonymous` is set).
+pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
+    let auth = Arc::new(AnonymousOnly {
+        allow_anonymous: config.auth.allow_anonymous,
+    });
+    start_with(config, auth).await
+}
+
+pub async fn start_with(
+    config: Config,
+    auth: Arc<dyn Authenticator>,
+) -> Result<RunningBroker, StartError> {
+    let store = Arc::new(Store::open(
+        &config.storage.dir,
+        config.storage.durability,
+        Duration::from_millis(config.storage.commit_interval_ms),
+    )?);
+    let loaded = store.take_loaded();
+    let services = Arc::new(Services {
+        config: config.clone(),
+        router: Router::new(),
+        store,
+        metrics: Metrics::default(),
+    });
+    let registry = Registry::new(services.clone());
+    if let Some(loaded) = loaded {
+        for message in loaded.retained {
+            services.router.retained().set(&Arc::new(message));
+        }
+        tracing::info!(
+            retained = services.router.retained().len(),
+            sessions = loaded.sessions.len(),
+            "restored from store"
+        );
+        registry.restore(loaded.sessions);
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        registry: registry.clone(),
+        auth,
+        shutdown: shutdown_rx.clone(),
+    });
+    let mut broker = RunningBroker {
+        mqtt_addr: None,
+        ws_addr: None,
+        registry: registry.clone(),
+        shutdown: shutdown_tx,
+        limits: Vec::new(),
+    };
+    let listeners = [
+        (config.listeners.mqtt, Transport::Tcp),
+        (config.listeners.ws, Transport::WebSocket),
+    ];
+    for (addr, transport) in listeners {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        match transport {
+            Transport::Tcp => broker.mqtt_addr = Some(local),
+            Transport::WebSocket => broker.ws_addr = Some(local),
+        }
+        tracing::info!(?transport, %local, "listening");
+        let max = config.limits.max_connections.min(Semaphore::MAX_PERMITS) as u32;
+        let permits = Arc::new(Semaphore::new(max as usize));
+        broker.limits.push((permits.clone(), max));
+        tokio::spawn(net::serve(listener, transport, shared.clone(), permits));
+    }
+    tokio::spawn(crate::sys::run(registry, shutdown_rx));
+    Ok(broker)
+}
+
+impl RunningBroker {
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        self.registry.services()
+    }
+
+    /// Stops accepting, tells every client (v5 DISCONNECT 0x8B), waits up
+    /// to five seconds for connections to end, and commits the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.registry.kick_all(ReasonCode::SERVER_SHUTTING_DOWN);
+        let wait_all = async {
+            for (permits, max) in &self.limits {
+                let _ = permits.acquire_many(*max).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), wait_all).await.is_err() {
+            tracing::warn!("some connections did not close within 5 s");
+        }
+        let store = self.registry.services().store.clone();
+        tokio::task::spawn_blocking(move || store.close()).await.ok();
+        tracing::info!("broker stopped");
+    }
+}

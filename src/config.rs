@@ -1,0 +1,263 @@
+//! Typed configuration (`broker.toml`) with defaults and validation.
+//!
+//! Every key has a default, so an empty file (or none) is a working
+//! configuration. Unknown keys and out-of-range values refuse start-up with
+//! a message that names the key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listeners: Listeners,
+    pub storage: Storage,
+    pub auth: Auth,
+    pub limits: Limits,
+    pub mqtt: Mqtt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listeners {
+    /// Plain MQTT over TCP. Absent disables it.
+    pub mqtt: Option<SocketAddr>,
+    /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
+    pub ws: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A QoS 1/2 PUBLISH is acknowledged only after its commit (group commit).
+    Sync,
+    /// Changes are committed every `commit_interval_ms`.
+    Periodic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    pub dir: PathBuf,
+    pub durability: Durability,
+    pub commit_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// Let clients without credentials in (development only).
+    pub allow_anonymous: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_packet_size: u32,
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    pub receive_maximum: u16,
+    pub max_inflight: u16,
+    pub topic_alias_maximum: u16,
+    pub connect_timeout_secs: u64,
+    pub max_keep_alive_secs: u16,
+    pub max_session_expiry_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mqtt {
+    pub retain_available: bool,
+    pub sys_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listeners: Listeners::default(),
+            storage: Storage::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
+            mqtt: Mqtt::default(),
+        }
+    }
+}
+
+impl Default for Listeners {
+    fn default() -> Listeners {
+        Listeners {
+            mqtt: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
+            ws: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage {
+            dir: PathBuf::from("data"),
+            durability: Durability::Sync,
+            commit_interval_ms: 100,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            allow_anonymous: false,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 100_000,
+            max_packet_size: 1_048_576,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            receive_maximum: 128,
+            max_inflight: 128,
+            topic_alias_maximum: 64,
+            connect_timeout_secs: 10,
+            max_keep_alive_secs: 3600,
+            max_session_expiry_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for Mqtt {
+    fn default() -> Mqtt {
+        Mqtt {
+            retain_available: true,
+            sys_interval_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().into()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, reason: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: reason.into(),
+                })
+            }
+        }
+        let l = &self.limits;
+        check(
+            l.max_connections > 0,
+            "limits.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            (64..=268_435_460).contains(&l.max_packet_size),
+            "limits.max_packet_size",
+            "must be between 64 and 268435460 bytes",
+        )?;
+        check(
+            l.max_queued_messages > 0,
+            "limits.max_queued_messages",
+            "must be at least 1",
+        )?;
+        check(
+            l.max_queued_bytes >= l.max_packet_size as usize,
+            "limits.max_queued_bytes",
+            "must be at least limits.max_packet_size",
+        )?;
+        check(
+            l.receive_maximum > 0,
+            "limits.receive_maximum",
+            "must be at least 1",
+        )?;
+        check(l.max_inflight > 0, "limits.max_inflight", "must be at least 1")?;
+        check(
+            l.connect_timeout_secs > 0,
+            "limits.connect_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.storage.commit_interval_ms > 0,
+            "storage.commit_interval_ms",
+            "must be at least 1",
+        )?;
+        check(
+            !self.storage.dir.as_os_str().is_empty(),
+            "storage.dir",
+            "must not be empty",
+        )?;
+        check(
+            self.mqtt.sys_interval_secs > 0,
+            "mqtt.sys_interval_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.listeners.mqtt.is_some() || self.listeners.ws.is_some(),
+            "listeners",
+            "at least one listener must be configured",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.max_packet_size, 1_048_576);
+        assert_eq!(c.storage.durability, Durability::Sync);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[limits]\nmax_conections = 5\n").unwrap_err();
+        assert!(err.to_string().contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::parse("[limits]\nmax_packet_size = 3\n").unwrap_err();
+        assert!(err.to_string().contains("limits.max_packet_size"), "{err}");
+        let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
+        assert!(err.to_string().contains("durability"), "{err}");
+    }
+}

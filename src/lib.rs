@@ -1,0 +1,20 @@
+//! Gatehouse: an MQTT 3.1.1 / 5.0 broker with identity built in.
+//!
+//! Data flows one way: [`net`] (connection task) → [`session`] (per-client
+//! MQTT state) → [`router`] (subscription trie, retained, shared groups) →
+//! subscriber mailboxes, drained by their own connection tasks.
+//! [`protocol`] is the pure codec; [`store`] persists on `redb`.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod metrics;
+pub mod net;
+pub mod protocol;
+pub mod router;
+pub mod session;
+pub mod store;
+mod sys;
+
+pub use broker::{RunningBroker, StartError, start, start_with};
+pub use config::Config;

@@ -1,0 +1,139 @@
+//! The CONNECT / CONNACK exchange: validation, authentication, attaching
+//! the session and telling the client what this server allows.
+
+use bytes::BytesMut;
+use std::net::SocketAddr;
+
+use super::Shared;
+use crate::auth::{AuthOutcome, Credentials};
+use crate::protocol::{
+    self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
+};
+use crate::session::{ClientSession, ConnectParams};
+
+/// A CONNECT refused before any session exists.
+pub struct Refused {
+    pub reason: ReasonCode,
+    pub detail: &'static str,
+}
+
+fn refuse(reason: ReasonCode, detail: &'static str) -> Refused {
+    Refused { reason, detail }
+}
+
+/// Writes a CONNACK refusing the connection.
+pub fn write_refusal(version: ProtocolVersion, reason: ReasonCode, out: &mut BytesMut) {
+    let ack = ConnAck {
+        session_present: false,
+        reason,
+        properties: Properties::default(),
+    };
+    protocol::encode(&Packet::ConnAck(ack), version, out);
+}
+
+/// Accepts a CONNECT: on success the session is attached and the CONNACK
+/// (plus any resent in-flight messages) is in `out`.
+pub async fn accept(
+    shared: &Shared,
+    connect: Connect,
+    peer: SocketAddr,
+    out: &mut BytesMut,
+) -> Result<(ClientSession, u16), Refused> {
+    let services = shared.registry.services();
+    let limits = &services.config.limits;
+    let v5 = connect.protocol_version == ProtocolVersion::V5;
+    let props = &connect.properties;
+
+    if props.authentication_method.is_some() {
+        return Err(refuse(
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            "enhanced authentication is not supported",
+        ));
+    }
+    if let Some(will) = &connect.will {
+        if !topic::is_valid_topic_name(&will.topic) {
+            return Err(refuse(ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"));
+        }
+        if will.retain && !services.config.mqtt.retain_available {
+            return Err(refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retain is disabled"));
+        }
+    }
+    let mut assigned = None;
+    let client_id = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            return Err(refuse(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "an empty client id needs a clean session",
+            ));
+        }
+        let id = MqttStr::from(format!("gatehouse-{:016x}", rand::random::<u64>()));
+        assigned = Some(id.clone());
+        id
+    } else {
+        connect.client_id.clone()
+    };
+
+    let credentials = Credentials {
+        client_id: &client_id,
+        username: connect.username.as_deref(),
+        password: connect.password.as_deref(),
+        peer,
+    };
+    let identity = match shared.auth.authenticate(credentials).await {
+        AuthOutcome::Allowed(identity) => identity,
+        AuthOutcome::Denied(reason) => return Err(refuse(reason, "authentication refused")),
+    };
+
+    let max_expiry = limits.max_session_expiry_secs;
+    let requested_expiry = match (v5, connect.clean_start) {
+        (true, _) => props.session_expiry_interval.unwrap_or(0),
+        (false, true) => 0,
+        (false, false) => max_expiry,
+    };
+    let expiry_interval = requested_expiry.min(max_expiry);
+    let keep_alive = if connect.keep_alive > limits.max_keep_alive_secs || (v5 && connect.keep_alive == 0) {
+        limits.max_keep_alive_secs
+    } else {
+        connect.keep_alive
+    };
+
+    let attached = shared.registry.attach(&client_id, connect.clean_start).await;
+    let session_present = attached.session_present;
+    let params = ConnectParams {
+        version: connect.protocol_version,
+        client_id: client_id.clone(),
+        identity,
+        will: connect.will,
+        expiry_interval,
+        receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
+        maximum_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
+    };
+    let mut session = ClientSession::new(services.clone(), attached, params);
+
+    let mut properties = Properties::default();
+    if v5 {
+        properties.receive_maximum = Some(limits.receive_maximum);
+        properties.maximum_packet_size = Some(limits.max_packet_size);
+        properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        properties.retain_available = Some(u8::from(services.config.mqtt.retain_available));
+        properties.wildcard_subscription_available = Some(1);
+        properties.subscription_identifier_available = Some(1);
+        properties.shared_subscription_available = Some(1);
+        properties.assigned_client_identifier = assigned;
+        if keep_alive != connect.keep_alive {
+            properties.server_keep_alive = Some(keep_alive);
+        }
+        if expiry_interval != requested_expiry {
+            properties.session_expiry_interval = Some(expiry_interval);
+        }
+    }
+    let ack = ConnAck {
+        session_present,
+        reason: ReasonCode::SUCCESS,
+        properties,
+    };
+    protocol::encode(&Packet::ConnAck(ack), connect.protocol_version, out);
+    session.resend_inflight(out);
+    Ok((session, keep_alive))
+}

@@ -1,0 +1,187 @@
+//! One client connection: read → decode → session → router, and the
+//! session's mailbox → encode → write, in one task per connection.
+
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::Shared;
+use super::connect::{self, write_refusal};
+use crate::metrics::Metrics;
+use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use crate::session::Close;
+
+/// Read buffers grow for large packets but go back to this size when idle.
+const READ_CHUNK: usize = 4096;
+const IDLE_BUFFER_LIMIT: usize = 64 * 1024;
+
+/// Serves one client until it leaves, misbehaves or the broker stops.
+pub async fn run<S>(mut stream: S, peer: SocketAddr, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let services = shared.registry.services().clone();
+    let limits = &services.config.limits;
+    let max_packet = limits.max_packet_size as usize;
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::new();
+
+    let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
+    let first = tokio::time::timeout(connect_timeout, read_first(&mut stream, &mut rbuf, max_packet)).await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(connect))) => *connect,
+        Ok(Ok(_)) => return, // unreachable: the decoder only accepts CONNECT first
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedVersion(level)))) => {
+            tracing::info!(%peer, level, "unsupported protocol version");
+            write_refusal(ProtocolVersion::V311, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, &mut out);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+        Ok(Err(ReadError::Decode(e))) => {
+            Metrics::add(&services.metrics.protocol_errors, 1);
+            tracing::info!(%peer, "bad CONNECT: {e}");
+            return;
+        }
+        Ok(Err(ReadError::Io)) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within {connect_timeout:?}");
+            return;
+        }
+    };
+    let version = connect.protocol_version;
+    let client_id = connect.client_id.clone();
+    let (mut session, keep_alive) = match connect::accept(shared, connect, peer, &mut out).await {
+        Ok(accepted) => accepted,
+        Err(refused) => {
+            tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
+            write_refusal(version, refused.reason, &mut out);
+            let _ = stream.write_all(&out).await;
+            return;
+        }
+    };
+    let client_id = session.mailbox().client_id().clone();
+    tracing::debug!(%peer, %client_id, ?version, "client connected");
+    Metrics::add(&services.metrics.clients_connected, 1);
+
+    let mailbox = session.mailbox().clone();
+    let mut kicked = session.take_kicked();
+    let mut shutdown = shared.shutdown.clone();
+    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut last_read = Instant::now();
+    let far = Duration::from_secs(86400 * 365);
+    let sleep = tokio::time::sleep(keep_alive.unwrap_or(far));
+    tokio::pin!(sleep);
+    session.pump(&mut out);
+
+    let close = 'conn: loop {
+        if !out.is_empty() {
+            Metrics::add(&services.metrics.bytes_sent, out.len() as u64);
+            if write_out(&mut stream, &mut out).await.is_err() {
+                break Close::error(ReasonCode::UNSPECIFIED_ERROR);
+            }
+        }
+        tokio::select! {
+            reason = &mut kicked => {
+                break Close::error(reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
+            }
+            _ = shutdown.changed() => {
+                break Close { reason: ReasonCode::SERVER_SHUTTING_DOWN, publish_will: false, notify: true };
+            }
+            read = stream.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) | Err(_) => break Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false },
+                    Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
+                }
+                last_read = Instant::now();
+                loop {
+                    match protocol::decode(&mut rbuf, Some(version), max_packet) {
+                        Ok(Some(packet)) => {
+                            if let Err(close) = session.handle(packet, &mut out) {
+                                break 'conn close;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            Metrics::add(&services.metrics.protocol_errors, 1);
+                            tracing::info!(%peer, %client_id, "closing connection: {e}");
+                            break 'conn Close::error(e.reason_code());
+                        }
+                    }
+                }
+                reserve_or_shrink(&mut rbuf);
+            }
+            committed = session.commit_done() => {
+                if !committed {
+                    tracing::error!(%client_id, "store commit failed; closing without acknowledgement");
+                    break Close::error(ReasonCode::UNSPECIFIED_ERROR);
+                }
+                session.flush_acks(&mut out);
+            }
+            _ = mailbox.ready() => {}
+            _ = &mut sleep => {
+                let limit = keep_alive.unwrap_or(far);
+                if last_read.elapsed() >= limit {
+                    tracing::info!(%peer, %client_id, "keep alive timeout");
+                    break Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                }
+                sleep.as_mut().reset(last_read + limit);
+            }
+        }
+        session.pump(&mut out);
+    };
+
+    if close.notify && version == ProtocolVersion::V5 {
+        protocol::encode(&Packet::Disconnect(Disconnect::new(close.reason)), version, &mut out);
+    }
+    if !out.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_out(&mut stream, &mut out)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    tracing::debug!(%peer, %client_id, reason = close.reason.0, "client disconnected");
+    session.finish(&shared.registry, close);
+    services.metrics.clients_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) -> std::io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await?;
+    out.clear();
+    if out.capacity() > IDLE_BUFFER_LIMIT {
+        *out = BytesMut::new();
+    }
+    Ok(())
+}
+
+/// Keeps room for the next read, and drops a large buffer once it is empty.
+fn reserve_or_shrink(rbuf: &mut BytesMut) {
+    if rbuf.is_empty() && rbuf.capacity() > IDLE_BUFFER_LIMIT {
+        *rbuf = BytesMut::with_capacity(READ_CHUNK);
+    } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
+    }
+}
+
+enum ReadError {
+    Decode(DecodeError),
+    Io,
+}
+
+/// Reads until the first packet is complete (it must be CONNECT).
+async fn read_first<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+    max_packet: usize,
+) -> Result<Packet, ReadError> {
+    loop {
+        if let Some(packet) = protocol::decode(rbuf, None, max_packet).map_err(ReadError::Decode)? {
+            return Ok(packet);
+        }
+        reserve_or_shrink(rbuf);
+        match stream.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(ReadError::Io),
+            Ok(_) => {}
+        }
+    }
+}

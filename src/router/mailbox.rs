@@ -1,0 +1,172 @@
+//! A subscriber's bounded queue. The router pushes, the session's
+//! connection drains; the mailbox outlives connections so a persistent
+//! session keeps receiving while its client is away.
+
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::Notify;
+
+use super::Message;
+use crate::protocol::{MqttStr, QoS};
+
+/// A shared subscription a delivery came through, so it can be handed to
+/// another member when this one leaves before acknowledging it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedKey {
+    pub group: Arc<str>,
+    pub filter: Arc<str>,
+}
+
+/// One message on its way to one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// min(published QoS, granted QoS).
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_id: Option<u32>,
+    pub shared: Option<Arc<SharedKey>>,
+    /// Store sequence number when persisted (0 = not persisted).
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+#[derive(Default)]
+struct Queue {
+    deliveries: VecDeque<Delivery>,
+    bytes: usize,
+    log: Option<Arc<dyn DeliveryLog>>,
+}
+
+/// Hook the store installs to persist deliveries to persistent sessions.
+pub trait DeliveryLog: Send + Sync {
+    /// Records `delivery` for `client_id`; returns its sequence number.
+    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64;
+}
+
+pub struct Mailbox {
+    client_id: MqttStr,
+    limits: MailboxLimits,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    online: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl Mailbox {
+    pub fn new(client_id: MqttStr, limits: MailboxLimits) -> Mailbox {
+        Mailbox {
+            client_id,
+            limits,
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            online: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn client_id(&self) -> &MqttStr {
+        &self.client_id
+    }
+
+    /// Persist QoS 1/2 deliveries through `log` (persistent sessions only).
+    pub fn set_log(&self, log: Option<Arc<dyn DeliveryLog>>) {
+        self.queue.lock().log = log;
+    }
+
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online, Ordering::Release);
+        if online {
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+
+    /// Queues a delivery. A full queue (by count or bytes) drops the new
+    /// message and counts it; QoS 0 to an offline client is not queued.
+    pub fn push(&self, mut delivery: Delivery) -> bool {
+        let online = self.is_online();
+        if !online && delivery.qos == QoS::AtMostOnce {
+            return false;
+        }
+        let weight = delivery.message.weight();
+        let mut queue = self.queue.lock();
+        if queue.deliveries.len() >= self.limits.max_messages
+            || queue.bytes + weight > self.limits.max_bytes
+        {
+            drop(queue);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if delivery.qos != QoS::AtMostOnce {
+            if let Some(log) = &queue.log {
+                delivery.seq = log.enqueued(&self.client_id, &delivery);
+            }
+        }
+        queue.bytes += weight;
+        queue.deliveries.push_back(delivery);
+        drop(queue);
+        if online {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Puts back deliveries restored from the store, in order, ignoring limits.
+    pub fn restore(&self, deliveries: impl IntoIterator<Item = Delivery>) {
+        let mut queue = self.queue.lock();
+        for delivery in deliveries {
+            queue.bytes += delivery.message.weight();
+            queue.deliveries.push_back(delivery);
+        }
+    }
+
+    /// Takes up to `max` deliveries from the front.
+    pub fn pop_into(&self, max: usize, out: &mut Vec<Delivery>) {
+        if max == 0 {
+            return;
+        }
+        let mut queue = self.queue.lock();
+        let queue = &mut *queue;
+        let n = max.min(queue.deliveries.len());
+        for delivery in queue.deliveries.drain(..n) {
+            queue.bytes -= delivery.message.weight();
+            out.push(delivery);
+        }
+    }
+
+    /// Takes everything (session end, shared redelivery).
+    pub fn take_all(&self) -> Vec<Delivery> {
+        let mut queue = self.queue.lock();
+        queue.bytes = 0;
+        queue.deliveries.drain(..).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.lock().deliveries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages refused because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when a delivery may be waiting.
+    pub async fn ready(&self) {
+        self.notify.notified().await
+    }
+}

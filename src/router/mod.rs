@@ -1,0 +1,131 @@
+//! Routing: the subscription trie, retained messages and shared groups.
+//!
+//! The router only ever pushes into subscriber [`Mailbox`]es; it never calls
+//! back into a connection. A publish walks the trie under a read lock
+//! (writers are SUBSCRIBE/UNSUBSCRIBE only) and allocates nothing beyond
+//! the `Arc<Message>` it was given.
+
+mod mailbox;
+mod message;
+mod retained;
+mod trie;
+
+pub use mailbox::{Delivery, DeliveryLog, Mailbox, MailboxLimits, SharedKey};
+pub use message::{Message, now_millis};
+pub use retained::RetainedStore;
+pub use trie::{Subscription, SubscriptionTrie};
+
+use parking_lot::RwLock;
+use std::sync::Arc;
+
+use crate::protocol::topic;
+use crate::protocol::{MqttStr, SubscriptionOptions};
+
+/// Where a subscription goes: a plain filter or a member of a shared group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterKey {
+    /// `Some(group)` for `$share/{group}/{filter}`.
+    pub group: Option<Arc<str>>,
+    pub filter: Arc<str>,
+}
+
+impl FilterKey {
+    /// Parses a SUBSCRIBE filter; `None` when it is not a valid filter.
+    pub fn parse(raw: &str) -> Option<FilterKey> {
+        match topic::parse_shared(raw) {
+            Some(Ok(shared)) => Some(FilterKey {
+                group: Some(shared.group.into()),
+                filter: shared.filter.into(),
+            }),
+            Some(Err(())) => None,
+            None if topic::is_valid_filter(raw) => Some(FilterKey {
+                group: None,
+                filter: raw.into(),
+            }),
+            None => None,
+        }
+    }
+}
+
+/// Hands messages from publishers to subscribers' mailboxes.
+#[derive(Default)]
+pub struct Router {
+    subscriptions: RwLock<SubscriptionTrie>,
+    retained: RetainedStore,
+}
+
+impl Router {
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    pub fn retained(&self) -> &RetainedStore {
+        &self.retained
+    }
+
+    /// Adds or replaces `mailbox`'s subscription; returns whether it existed.
+    pub fn subscribe(
+        &self,
+        key: &FilterKey,
+        mailbox: &Arc<Mailbox>,
+        options: SubscriptionOptions,
+        id: Option<u32>,
+    ) -> bool {
+        self.subscriptions
+            .write()
+            .insert(key, Subscription::new(mailbox.clone(), options, id))
+    }
+
+    /// Removes `client_id`'s subscription; returns whether it existed.
+    pub fn unsubscribe(&self, key: &FilterKey, client_id: &MqttStr) -> bool {
+        self.subscriptions.write().remove(key, client_id)
+    }
+
+    /// Delivers to every matching subscription; returns how many received it.
+    /// The message's own retain flag is kept only for `retain_as_published`
+    /// subscriptions (MQTT 3.3.1.3).
+    pub fn publish(&self, message: &Arc<Message>) -> usize {
+        let trie = self.subscriptions.read();
+        let mut delivered = 0;
+        trie.for_each_match(&message.topic, |sub, shared| {
+            if sub.options.no_local && message.origin.as_ref() == Some(sub.mailbox.client_id()) {
+                return;
+            }
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(sub.options.qos),
+                retain: sub.options.retain_as_published && message.retain,
+                subscription_id: sub.id,
+                shared: shared.cloned(),
+                seq: 0,
+            };
+            if sub.mailbox.push(delivery) {
+                delivered += 1;
+            }
+        });
+        delivered
+    }
+
+    /// Gives an unacknowledged shared-subscription message to another member
+    /// of its group (used when a member leaves). Returns whether one took it.
+    pub fn redeliver_shared(&self, delivery: Delivery, leaving: &MqttStr) -> bool {
+        let Some(shared) = delivery.shared.clone() else {
+            return false;
+        };
+        let trie = self.subscriptions.read();
+        match trie.pick_shared_member(&shared, Some(leaving)) {
+            Some(sub) => sub.mailbox.push(Delivery {
+                qos: delivery.message.qos.min(sub.options.qos),
+                subscription_id: sub.id,
+                seq: 0,
+                ..delivery
+            }),
+            None => false,
+        }
+    }
+
+    /// Number of subscriptions (for `$SYS`).
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.read().len()
+    }
+}

@@ -1,0 +1,495 @@
+//! The MQTT state machine of one connected client: turns received packets
+//! into routing and replies, and the mailbox into outgoing PUBLISHes.
+//! Pure with respect to I/O: everything it sends is appended to a buffer.
+
+use bytes::BytesMut;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+use super::{Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry};
+use crate::auth::Identity;
+use crate::config::Durability;
+use crate::metrics::Metrics;
+use crate::protocol::{
+    self, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+};
+use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message, now_millis};
+
+/// Why and how a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub reason: ReasonCode,
+    /// Publish the will (anything but a normal DISCONNECT).
+    pub publish_will: bool,
+    /// Tell a v5 client why with a DISCONNECT packet.
+    pub notify: bool,
+}
+
+impl Close {
+    /// A protocol violation or server-side reason: will, and DISCONNECT (v5).
+    pub fn error(reason: ReasonCode) -> Close {
+        Close {
+            reason,
+            publish_will: true,
+            notify: true,
+        }
+    }
+}
+
+/// What CONNECT negotiated.
+pub struct ConnectParams {
+    pub version: ProtocolVersion,
+    pub client_id: MqttStr,
+    pub identity: Identity,
+    pub will: Option<Will>,
+    pub expiry_interval: u32,
+    /// The client's receive maximum (our outbound window).
+    pub receive_maximum: u16,
+    /// The client's maximum packet size.
+    pub maximum_packet_size: usize,
+    /// How many topic aliases the client accepts from us.
+    pub topic_alias_maximum: u16,
+}
+
+pub struct ClientSession {
+    services: Arc<Services>,
+    attached: Option<Attached>,
+    mailbox: Arc<Mailbox>,
+    version: ProtocolVersion,
+    client_id: MqttStr,
+    pub identity: Identity,
+    will: Option<Will>,
+    window: usize,
+    max_packet_out: usize,
+    aliases_in: Vec<Option<MqttStr>>,
+    aliases_out: HashMap<MqttStr, u16>,
+    alias_out_max: u16,
+    /// Acknowledgements held until the store commits (sync durability).
+    pending_acks: VecDeque<(oneshot::Receiver<()>, Packet)>,
+    committed_acks: Vec<Packet>,
+    batch: Vec<Delivery>,
+}
+
+impl ClientSession {
+    pub fn new(services: Arc<Services>, mut attached: Attached, params: ConnectParams) -> Self {
+        let mailbox = attached.session.mailbox.clone();
+        attached.state.expiry_interval = params.expiry_interval;
+        let log = (params.expiry_interval > 0).then(|| services.store.clone() as Arc<dyn DeliveryLog>);
+        mailbox.set_log(log);
+        if params.expiry_interval > 0 {
+            services
+                .store
+                .put_session(&params.client_id, &attached.state.record());
+        }
+        let limits = &services.config.limits;
+        ClientSession {
+            window: usize::from(params.receive_maximum.min(limits.max_inflight)),
+            max_packet_out: params.maximum_packet_size,
+            aliases_in: vec![None; usize::from(limits.topic_alias_maximum)],
+            aliases_out: HashMap::new(),
+            alias_out_max: params.topic_alias_maximum,
+            services,
+            attached: Some(attached),
+            mailbox,
+            version: params.version,
+            client_id: params.client_id,
+            identity: params.identity,
+            will: params.will,
+            pending_acks: VecDeque::new(),
+            committed_acks: Vec::new(),
+            batch: Vec::new(),
+        }
+    }
+
+    fn attached(&mut self) -> &mut Attached {
+        self.attached.as_mut().expect("attached until finish")
+    }
+
+    pub fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
+    }
+
+    pub fn session_present(&self) -> bool {
+        self.attached.as_ref().is_some_and(|a| a.session_present)
+    }
+
+    /// The signal that another connection took this session over (or an
+    /// administrator closed it); the connection task selects on it.
+    pub fn take_kicked(&mut self) -> oneshot::Receiver<ReasonCode> {
+        std::mem::replace(&mut self.attached().kicked, oneshot::channel().1)
+    }
+
+    fn write(&self, packet: &Packet, out: &mut BytesMut) {
+        protocol::encode(packet, self.version, out);
+    }
+
+    /// Handles one packet from the client.
+    pub fn handle(&mut self, packet: Packet, out: &mut BytesMut) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish, out),
+            Packet::PubAck(ack) => {
+                self.complete(ack.packet_id, Stage::AwaitPubAck);
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                if rec.reason.is_error() {
+                    self.complete(rec.packet_id, Stage::AwaitPubRec);
+                } else {
+                    let reason = if self.attached().state.inflight.released(rec.packet_id) {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                    };
+                    self.write(&Packet::PubRel(PubResponse::new(rec.packet_id, reason)), out);
+                }
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                self.complete(comp.packet_id, Stage::AwaitPubComp);
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let reason = if self.attached().state.inbound_qos2.remove(&rel.packet_id) {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.write(&Packet::PubComp(PubResponse::new(rel.packet_id, reason)), out);
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe, out),
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe, out);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.write(&Packet::PingResp, out);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
+            Packet::Connect(_) => Err(Close::error(ReasonCode::PROTOCOL_ERROR)),
+            // Enhanced authentication is not offered, so AUTH is unexpected;
+            // the rest are server-to-client packets.
+            _ => Err(Close::error(ReasonCode::PROTOCOL_ERROR)),
+        }
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Close {
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            let max = self.services.config.limits.max_session_expiry_secs;
+            let state = &mut self.attached().state;
+            if state.expiry_interval == 0 && expiry != 0 {
+                return Close::error(ReasonCode::PROTOCOL_ERROR);
+            }
+            state.expiry_interval = expiry.min(max);
+        }
+        Close {
+            reason: ReasonCode::NORMAL_DISCONNECTION,
+            publish_will: disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL,
+            notify: false,
+        }
+    }
+
+    fn on_publish(&mut self, mut publish: Publish, out: &mut BytesMut) -> Result<(), Close> {
+        if let Some(alias) = publish.properties.topic_alias {
+            let slot = usize::from(alias)
+                .checked_sub(1)
+                .filter(|&i| i < self.aliases_in.len())
+                .ok_or(Close::error(ReasonCode::TOPIC_ALIAS_INVALID))?;
+            if publish.topic.is_empty() {
+                publish.topic = self.aliases_in[slot]
+                    .clone()
+                    .ok_or(Close::error(ReasonCode::PROTOCOL_ERROR))?;
+            } else {
+                self.aliases_in[slot] = Some(publish.topic.clone());
+            }
+        }
+        if publish.topic.is_empty() {
+            return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
+        }
+        if publish.retain && !self.services.config.mqtt.retain_available {
+            return Err(Close::error(ReasonCode::RETAIN_NOT_SUPPORTED));
+        }
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        let in_flight = self.pending_acks.len() + self.attached().state.inbound_qos2.len();
+        if qos != QoS::AtMostOnce && in_flight >= usize::from(self.services.config.limits.receive_maximum) {
+            return Err(Close::error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+        }
+        if qos == QoS::ExactlyOnce && self.attached().state.inbound_qos2.contains(&packet_id) {
+            // A resend of a message we already routed: acknowledge again only.
+            self.write(&Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS)), out);
+            return Ok(());
+        }
+        let message = Message::from_publish(publish, Some(self.client_id.clone()));
+        let persisted = self.services.publish(message);
+        let ack = match qos {
+            QoS::AtMostOnce => return Ok(()),
+            QoS::AtLeastOnce => Packet::PubAck(PubResponse::new(packet_id, ReasonCode::SUCCESS)),
+            QoS::ExactlyOnce => {
+                self.attached().state.inbound_qos2.insert(packet_id);
+                Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS))
+            }
+        };
+        let sync = self.services.config.storage.durability == Durability::Sync;
+        if sync && persisted == Persisted::AwaitCommit
+            || !self.pending_acks.is_empty()
+            || !self.committed_acks.is_empty()
+        {
+            // Keep acknowledgements in order behind any that still wait.
+            self.pending_acks.push_back((self.services.store.barrier(), ack));
+        } else {
+            self.write(&ack, out);
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest acknowledgement's commit; `false` means the
+    /// commit failed and the connection must close unacknowledged.
+    pub async fn commit_done(&mut self) -> bool {
+        let Some((commit, _)) = self.pending_acks.front_mut() else {
+            return std::future::pending().await;
+        };
+        if commit.await.is_err() {
+            return false;
+        }
+        let (_, ack) = self.pending_acks.pop_front().expect("front exists");
+        self.committed_acks.push(ack);
+        true
+    }
+
+    /// Sends every acknowledgement whose commit has completed.
+    pub fn flush_acks(&mut self, out: &mut BytesMut) {
+        for ack in std::mem::take(&mut self.committed_acks) {
+            self.write(&ack, out);
+        }
+        while let Some((commit, _)) = self.pending_acks.front_mut() {
+            if commit.try_recv().is_err() {
+                break;
+            }
+            let (_, ack) = self.pending_acks.pop_front().expect("front exists");
+            self.write(&ack, out);
+        }
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe, out: &mut BytesMut) -> Result<(), Close> {
+        let id = subscribe.properties.subscription_identifiers.first().copied();
+        let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        for (raw, options) in subscribe.filters {
+            let Some(key) = FilterKey::parse(&raw) else {
+                reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            };
+            if key.group.is_some() && options.no_local {
+                return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
+            }
+            let existed = self
+                .services
+                .router
+                .subscribe(&key, &self.mailbox, options, id);
+            let send_retained = key.group.is_none()
+                && match options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
+            if send_retained {
+                for message in self.services.router.retained().matching(&key.filter) {
+                    self.mailbox.push(Delivery {
+                        qos: message.qos.min(options.qos),
+                        message,
+                        retain: true,
+                        subscription_id: id,
+                        shared: None,
+                        seq: 0,
+                    });
+                }
+            }
+            self.attached().state.subscriptions.insert(
+                raw.to_string(),
+                SubscriptionEntry { key, options, id },
+            );
+            reasons.push(ReasonCode(options.qos as u8));
+        }
+        self.persist_session();
+        let ack = SubAck {
+            packet_id: subscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        };
+        self.write(&Packet::SubAck(ack), out);
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut BytesMut) {
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
+        for raw in unsubscribe.filters {
+            let removed = self.attached().state.subscriptions.remove(raw.as_str());
+            let reason = match removed {
+                Some(entry) => {
+                    self.services.router.unsubscribe(&entry.key, &self.client_id);
+                    ReasonCode::SUCCESS
+                }
+                None => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+            };
+            reasons.push(reason);
+        }
+        self.persist_session();
+        let ack = UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reasons,
+            properties: Properties::default(),
+        };
+        self.write(&Packet::UnsubAck(ack), out);
+    }
+
+    fn persist_session(&mut self) {
+        let state = &self.attached.as_ref().expect("attached").state;
+        if state.expiry_interval > 0 {
+            self.services.store.put_session(&self.client_id, &state.record());
+        }
+    }
+
+    fn complete(&mut self, packet_id: u16, stage: Stage) {
+        if let Some(done) = self.attached().state.inflight.complete(packet_id, stage) {
+            self.services.store.dequeue(&self.client_id, done.delivery.seq);
+        }
+    }
+
+    /// Re-sends what was in flight when the client last left (DUP set).
+    pub fn resend_inflight(&mut self, out: &mut BytesMut) {
+        let attached = self.attached.as_ref().expect("attached");
+        for entry in attached.state.inflight.iter() {
+            let packet = match entry.stage {
+                Stage::AwaitPubComp => {
+                    Packet::PubRel(PubResponse::new(entry.packet_id, ReasonCode::SUCCESS))
+                }
+                _ => Packet::Publish(self.outgoing_publish(&entry.delivery, entry.packet_id, true, None)),
+            };
+            protocol::encode(&packet, self.version, out);
+        }
+    }
+
+    /// Moves deliveries from the mailbox onto the wire, within the client's
+    /// receive maximum. Returns how many were written.
+    pub fn pump(&mut self, out: &mut BytesMut) -> usize {
+        let mut written = 0;
+        let now = now_millis();
+        loop {
+            let room = self.window.saturating_sub(self.attached().state.inflight.len());
+            let mut batch = std::mem::take(&mut self.batch);
+            self.mailbox.pop_into(room.min(256), &mut batch);
+            if batch.is_empty() {
+                self.batch = batch;
+                break;
+            }
+            for delivery in batch.drain(..) {
+                if delivery.message.is_expired(now) {
+                    self.services.store.dequeue(&self.client_id, delivery.seq);
+                    continue;
+                }
+                let packet_id = match delivery.qos {
+                    QoS::AtMostOnce => 0,
+                    _ => self.attached().state.inflight.next_packet_id(),
+                };
+                let alias = self.topic_alias_for(&delivery.message.topic);
+                let publish = Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
+                if protocol::encoded_len(&publish, self.version) > self.max_packet_out {
+                    // MQTT 5 3.1.2.11.4: too large for the client, discard.
+                    self.services.store.dequeue(&self.client_id, delivery.seq);
+                    continue;
+                }
+                protocol::encode(&publish, self.version, out);
+                written += 1;
+                if delivery.qos != QoS::AtMostOnce {
+                    let stage = match delivery.qos {
+                        QoS::AtLeastOnce => Stage::AwaitPubAck,
+                        _ => Stage::AwaitPubRec,
+                    };
+                    self.attached().state.inflight.push(Outgoing {
+                        packet_id,
+                        delivery,
+                        stage,
+                    });
+                }
+            }
+            self.batch = batch;
+        }
+        Metrics::add(&self.services.metrics.messages_sent, written as u64);
+        written
+    }
+
+    /// (alias, send topic too?) for an outgoing topic, when the client
+    /// accepts aliases.
+    fn topic_alias_for(&mut self, topic: &MqttStr) -> Option<(u16, bool)> {
+        if self.alias_out_max == 0 {
+            return None;
+        }
+        if let Some(&alias) = self.aliases_out.get(topic) {
+            return Some((alias, false));
+        }
+        if self.aliases_out.len() < usize::from(self.alias_out_max) {
+            let alias = self.aliases_out.len() as u16 + 1;
+            self.aliases_out.insert(topic.clone(), alias);
+            return Some((alias, true));
+        }
+        None
+    }
+
+    fn outgoing_publish(
+        &self,
+        delivery: &Delivery,
+        packet_id: u16,
+        dup: bool,
+        alias: Option<(u16, bool)>,
+    ) -> Publish {
+        let message = &delivery.message;
+        let mut properties = Properties::default();
+        if self.version == ProtocolVersion::V5 {
+            properties = message.properties.clone();
+            properties.message_expiry_interval = message.remaining_expiry(now_millis());
+            properties.subscription_identifiers.extend(delivery.subscription_id);
+            properties.topic_alias = alias.map(|(a, _)| a);
+        }
+        let topic = match alias {
+            Some((_, false)) => MqttStr::default(),
+            _ => message.topic.clone(),
+        };
+        Publish {
+            dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic,
+            packet_id,
+            properties,
+            payload: message.payload.clone(),
+        }
+    }
+
+    /// Ends the connection's hold on the session. Unacknowledged messages
+    /// that came through a shared subscription go to another member.
+    pub fn finish(mut self, registry: &Arc<Registry>, close: Close) {
+        let Some(mut attached) = self.attached.take() else {
+            return;
+        };
+        let router = &self.services.router;
+        let inflight = std::mem::take(&mut attached.state.inflight);
+        let mut kept = Inflight::default();
+        for entry in into_entries(inflight) {
+            let shared = entry.delivery.shared.is_some() && entry.stage != Stage::AwaitPubComp;
+            if shared && router.redeliver_shared(entry.delivery.clone(), &self.client_id) {
+                self.services.store.dequeue(&self.client_id, entry.delivery.seq);
+            } else {
+                kept.push(entry);
+            }
+        }
+        attached.state.inflight = kept;
+        let will = if close.publish_will { self.will.take() } else { None };
+        registry.detach(attached, will);
+    }
+}
+
+fn into_entries(mut inflight: Inflight) -> Vec<Outgoing> {
+    inflight.drain().collect()
+}

@@ -1,0 +1,138 @@
+//! Sessions: the state MQTT keeps per client id, across connections.
+//!
+//! A [`Session`] lives in the [`Registry`] and outlives connections; while a
+//! client is connected its [`SessionState`] is moved into that connection's
+//! [`ClientSession`], so the per-message path touches no shared lock.
+
+mod client;
+mod inflight;
+mod registry;
+
+pub use client::{ClientSession, Close, ConnectParams};
+pub use inflight::{Inflight, Outgoing, Stage};
+pub use registry::{Attached, Registry};
+
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::protocol::{MqttStr, ReasonCode, SubscriptionOptions};
+use crate::router::{FilterKey, Mailbox, MailboxLimits, Message, Router};
+use crate::store::{SessionRecord, Store};
+
+/// What every session needs from the rest of the broker.
+pub struct Services {
+    pub config: Config,
+    pub router: Router,
+    pub store: Arc<Store>,
+    pub metrics: Metrics,
+}
+
+/// Whether a publish must wait for a store commit before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    Nothing,
+    AwaitCommit,
+}
+
+impl Services {
+    /// Routes a message (and keeps it when retained). Returns whether the
+    /// store was written, so `sync` durability can wait for the commit.
+    pub fn publish(&self, message: Message) -> Persisted {
+        let before = self.store.submitted();
+        let message = Arc::new(message);
+        if message.retain && self.router.retained().set(&message) {
+            self.store.put_retained(&message);
+        }
+        self.router.publish(&message);
+        Metrics::add(&self.metrics.messages_received, 1);
+        if self.store.submitted() != before {
+            Persisted::AwaitCommit
+        } else {
+            Persisted::Nothing
+        }
+    }
+
+    pub fn mailbox_limits(&self) -> MailboxLimits {
+        MailboxLimits {
+            max_messages: self.config.limits.max_queued_messages,
+            max_bytes: self.config.limits.max_queued_bytes,
+        }
+    }
+}
+
+/// One subscription as the session remembers it.
+#[derive(Debug, Clone)]
+pub struct SubscriptionEntry {
+    pub key: FilterKey,
+    pub options: SubscriptionOptions,
+    pub id: Option<u32>,
+}
+
+/// Session state that moves between the registry (client away) and the
+/// connection (client present).
+#[derive(Default)]
+pub struct SessionState {
+    /// Keyed by the raw filter as subscribed (including `$share/...`).
+    pub subscriptions: HashMap<String, SubscriptionEntry>,
+    pub expiry_interval: u32,
+    pub inflight: Inflight,
+    /// QoS 2 packet ids received and not yet released by PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    /// Set once a connection has used this session.
+    pub established: bool,
+}
+
+impl SessionState {
+    pub fn record(&self) -> SessionRecord {
+        SessionRecord {
+            expiry_interval: self.expiry_interval,
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(raw, e)| (raw.clone(), e.options, e.id))
+                .collect(),
+        }
+    }
+}
+
+pub struct Session {
+    pub client_id: MqttStr,
+    pub mailbox: Arc<Mailbox>,
+    /// Held by the connection that owns the session; a new connection for
+    /// the same client id kicks the holder and waits for it.
+    attach_lock: Arc<tokio::sync::Mutex<()>>,
+    kick: Mutex<Option<oneshot::Sender<ReasonCode>>>,
+    /// Bumped on each attach, so expiry and will timers can tell whether
+    /// the client came back meanwhile.
+    generation: AtomicU64,
+    state: Mutex<SessionState>,
+}
+
+impl Session {
+    fn new(client_id: MqttStr, limits: MailboxLimits) -> Session {
+        Session {
+            mailbox: Arc::new(Mailbox::new(client_id.clone(), limits)),
+            client_id,
+            attach_lock: Arc::new(tokio::sync::Mutex::new(())),
+            kick: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            state: Mutex::new(SessionState::default()),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Asks the connected client (if any) to leave with `reason`.
+    pub fn kick(&self, reason: ReasonCode) {
+        if let Some(kick) = self.kick.lock().take() {
+            let _ = kick.send(reason);
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! All sessions by client id: attach (with takeover), detach, expiry,
+//! delayed wills, and restoring persistent sessions from the store.
+
+use dashmap::DashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{OwnedMutexGuard, oneshot};
+
+use super::{Services, Session, SessionState, SubscriptionEntry};
+use crate::protocol::{MqttStr, ReasonCode, Will};
+use crate::router::{FilterKey, Message};
+
+/// A connection's hold on its session.
+pub struct Attached {
+    pub session: Arc<Session>,
+    pub state: SessionState,
+    pub session_present: bool,
+    /// Fires when another connection takes the session over (or an
+    /// administrator closes it).
+    pub kicked: oneshot::Receiver<ReasonCode>,
+    generation: u64,
+    _guard: OwnedMutexGuard<()>,
+}
+
+pub struct Registry {
+    services: Arc<Services>,
+    sessions: DashMap<MqttStr, Arc<Session>>,
+}
+
+impl Registry {
+    pub fn new(services: Arc<Services>) -> Arc<Registry> {
+        Arc::new(Registry {
+            services,
+            sessions: DashMap::new(),
+        })
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(client_id).map(|s| s.clone())
+    }
+
+    fn get_or_create(&self, client_id: &MqttStr) -> Arc<Session> {
+        self.sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| {
+                Arc::new(Session::new(
+                    client_id.clone(),
+                    self.services.mailbox_limits(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Takes the session for `client_id`, kicking a connection that holds it.
+    pub async fn attach(self: &Arc<Self>, client_id: &MqttStr, clean_start: bool) -> Attached {
+        loop {
+            let session = self.get_or_create(client_id);
+            session.kick(ReasonCode::SESSION_TAKEN_OVER);
+            let guard = session.attach_lock.clone().lock_owned().await;
+            // The session may have expired while we waited.
+            let current = self.get(client_id);
+            if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
+                continue;
+            }
+            let (kick_tx, kicked) = oneshot::channel();
+            *session.kick.lock() = Some(kick_tx);
+            let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            let mut state = std::mem::take(&mut *session.state.lock());
+            if clean_start && state.established {
+                self.discard(&session, &mut state);
+            }
+            let session_present = state.established;
+            state.established = true;
+            session.mailbox.set_online(true);
+            return Attached {
+                session,
+                state,
+                session_present,
+                kicked,
+                generation,
+                _guard: guard,
+            };
+        }
+    }
+
+    /// Drops a session's subscriptions, queue and stored record.
+    fn discard(&self, session: &Session, state: &mut SessionState) {
+        let router = &self.services.router;
+        for entry in state.subscriptions.values() {
+            router.unsubscribe(&entry.key, &session.client_id);
+        }
+        let mut leftovers: Vec<_> = state.inflight.drain().map(|o| o.delivery).collect();
+        leftovers.extend(session.mailbox.take_all());
+        for delivery in leftovers {
+            router.redeliver_shared(delivery, &session.client_id);
+        }
+        session.mailbox.set_log(None);
+        self.services.store.delete_session(&session.client_id);
+        *state = SessionState::default();
+    }
+
+    /// Gives the session back when its connection ends. `will` is published
+    /// after its delay unless the client returns first.
+    pub fn detach(self: &Arc<Self>, attached: Attached, will: Option<Will>) {
+        let Attached {
+            session,
+            mut state,
+            generation,
+            _guard,
+            ..
+        } = attached;
+        session.mailbox.set_online(false);
+        session.kick.lock().take();
+        let expiry = state.expiry_interval;
+        if expiry == 0 {
+            self.discard(&session, &mut state);
+            self.sessions
+                .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, &session));
+        } else {
+            self.services.store.put_session(&session.client_id, &state.record());
+            *session.state.lock() = state;
+        }
+        drop(_guard);
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
+            self.schedule_will(&session, generation, will, delay);
+        }
+        if expiry != 0 && expiry != u32::MAX {
+            self.schedule_expiry(&session, generation, expiry);
+        }
+    }
+
+    fn schedule_will(self: &Arc<Self>, session: &Arc<Session>, generation: u64, will: Will, delay: u32) {
+        let message = will_message(will, &session.client_id);
+        if delay == 0 {
+            self.services.publish(message);
+            return;
+        }
+        let services = self.services.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(delay.into())).await;
+            if session.generation() == generation {
+                services.publish(message);
+            }
+        });
+    }
+
+    fn schedule_expiry(self: &Arc<Self>, session: &Arc<Session>, generation: u64, secs: u32) {
+        let registry = self.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(secs.into())).await;
+            registry.expire(&session, generation).await;
+        });
+    }
+
+    async fn expire(&self, session: &Arc<Session>, generation: u64) {
+        let Ok(_guard) = session.attach_lock.clone().try_lock_owned() else {
+            return; // connected again
+        };
+        if session.generation() != generation {
+            return;
+        }
+        let mut state = std::mem::take(&mut *session.state.lock());
+        tracing::debug!(client_id = %session.client_id, "session expired");
+        self.discard(session, &mut state);
+        self.sessions
+            .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, session));
+    }
+
+    /// Kicks every connected client (shutdown or administrative action).
+    pub fn kick_all(&self, reason: ReasonCode) {
+        for session in self.sessions.iter() {
+            session.kick(reason);
+        }
+    }
+
+    /// Number of sessions with a connected client.
+    pub fn online(&self) -> usize {
+        self.sessions.iter().filter(|s| s.mailbox.is_online()).count()
+    }
+
+    /// Recreates persistent sessions found in the store at start-up. Their
+    /// expiry restarts now, as the broker cannot know how long it was down.
+    pub fn restore(self: &Arc<Self>, sessions: Vec<(String, crate::store::SessionRecord, Vec<crate::router::Delivery>)>) {
+        for (client_id, record, deliveries) in sessions {
+            let client_id = MqttStr::from(client_id);
+            let session = self.get_or_create(&client_id);
+            session
+                .mailbox
+                .set_log(Some(self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>));
+            session.mailbox.restore(deliveries);
+            let mut state = session.state.lock();
+            state.established = true;
+            state.expiry_interval = record.expiry_interval;
+            for (raw, options, id) in record.subscriptions {
+                let Some(key) = FilterKey::parse(&raw) else { continue };
+                self.services.router.subscribe(&key, &session.mailbox, options, id);
+                state.subscriptions.insert(raw, SubscriptionEntry { key, options, id });
+            }
+            drop(state);
+            if record.expiry_interval != u32::MAX {
+                self.schedule_expiry(&session, session.generation(), record.expiry_interval);
+            }
+        }
+    }
+}
+
+/// The message a will becomes (the will's properties ride along).
+pub fn will_message(will: Will, client_id: &MqttStr) -> Message {
+    crate::router::Message::from_publish(
+        crate::protocol::Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            properties: crate::protocol::Properties {
+                will_delay_interval: None,
+                ..will.properties
+            },
+            payload: will.payload,
+        },
+        Some(client_id.clone()),
+    )
+}

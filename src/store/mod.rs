@@ -1,0 +1,291 @@
+//! Persistence on `redb`: retained messages, persistent sessions and their
+//! queued QoS 1/2 deliveries.
+//!
+//! All writes go through one writer thread that applies every operation
+//! waiting in its channel in one transaction (group commit). In `sync`
+//! durability a publisher asks for a [`Store::barrier`] and acknowledges
+//! only when it resolves, i.e. after the commit that holds its message.
+
+mod record;
+
+pub use record::{RecordError, SessionRecord};
+
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+use crate::config::Durability;
+use crate::protocol::MqttStr;
+use crate::router::{Delivery, DeliveryLog, Message};
+
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create storage directory {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+enum Op {
+    PutRetained(String, Vec<u8>),
+    DelRetained(String),
+    PutSession(String, Vec<u8>),
+    /// Deletes the session record and all its queued deliveries.
+    DelSession(String),
+    Enqueue(String, u64, Vec<u8>),
+    Dequeue(String, u64),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What the store held at start-up.
+pub struct Loaded {
+    pub retained: Vec<Message>,
+    pub sessions: Vec<(String, SessionRecord, Vec<Delivery>)>,
+}
+
+pub struct Store {
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    next_seq: AtomicU64,
+    submitted: AtomicU64,
+    loaded: Mutex<Option<Loaded>>,
+}
+
+impl Store {
+    /// Opens (or creates) `dir/gatehouse.redb`, compacts it, loads its
+    /// contents and starts the writer thread.
+    pub fn open(dir: &Path, durability: Durability, interval: Duration) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        let mut db = Database::create(dir.join("gatehouse.redb")).map_err(db_err)?;
+        // redb files never shrink by themselves.
+        db.compact().map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        for table in [RETAINED, SESSIONS] {
+            txn.open_table(table).map_err(db_err)?;
+        }
+        txn.open_table(QUEUE).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        let (loaded, max_seq) = load(&db)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("gatehouse-store".into())
+            .spawn(move || writer_loop(db, rx, durability, interval))
+            .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        Ok(Store {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            next_seq: AtomicU64::new(max_seq + 1),
+            submitted: AtomicU64::new(0),
+            loaded: Mutex::new(Some(loaded)),
+        })
+    }
+
+    /// The contents found at start-up (once).
+    pub fn take_loaded(&self) -> Option<Loaded> {
+        self.loaded.lock().take()
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(tx) = self.tx.lock().as_ref() {
+            self.submitted.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send(op);
+        }
+    }
+
+    /// Count of operations submitted so far; a publisher compares it
+    /// before and after routing to know whether it must wait for a commit.
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once everything submitted before it is committed.
+    pub fn barrier(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(sender) = self.tx.lock().as_ref() {
+            let _ = sender.send(Op::Barrier(tx));
+        }
+        rx
+    }
+
+    pub fn put_retained(&self, message: &Message) {
+        if message.payload.is_empty() {
+            self.send(Op::DelRetained(message.topic.to_string()));
+        } else {
+            self.send(Op::PutRetained(message.topic.to_string(), record::encode_message(message)));
+        }
+    }
+
+    pub fn delete_retained(&self, topic: &str) {
+        self.send(Op::DelRetained(topic.to_owned()));
+    }
+
+    pub fn put_session(&self, client_id: &str, record: &SessionRecord) {
+        self.send(Op::PutSession(client_id.to_owned(), record.encode()));
+    }
+
+    pub fn delete_session(&self, client_id: &str) {
+        self.send(Op::DelSession(client_id.to_owned()));
+    }
+
+    /// A persisted delivery was acknowledged by its subscriber.
+    pub fn dequeue(&self, client_id: &str, seq: u64) {
+        if seq != 0 {
+            self.send(Op::Dequeue(client_id.to_owned(), seq));
+        }
+    }
+
+    /// Commits what is pending and stops the writer thread.
+    pub fn close(&self) {
+        drop(self.tx.lock().take());
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl DeliveryLog for Store {
+    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.send(Op::Enqueue(client_id.to_string(), seq, record::encode_delivery(delivery)));
+        seq
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
+    let txn = db.begin_read().map_err(db_err)?;
+    let mut retained = Vec::new();
+    for entry in txn.open_table(RETAINED).map_err(db_err)?.iter().map_err(db_err)? {
+        let (_, value) = entry.map_err(db_err)?;
+        match record::decode_message(value.value()) {
+            Ok(message) => retained.push(message),
+            Err(e) => tracing::warn!("skipping retained message: {e}"),
+        }
+    }
+    let queue = txn.open_table(QUEUE).map_err(db_err)?;
+    let mut max_seq = 0;
+    let mut sessions = Vec::new();
+    for entry in txn.open_table(SESSIONS).map_err(db_err)?.iter().map_err(db_err)? {
+        let (key, value) = entry.map_err(db_err)?;
+        let client_id = key.value().to_owned();
+        let record = match SessionRecord::decode(value.value()) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(client_id, "skipping session: {e}");
+                continue;
+            }
+        };
+        let mut deliveries = Vec::new();
+        let range = (client_id.as_str(), 0u64)..=(client_id.as_str(), u64::MAX);
+        for entry in queue.range(range).map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            let seq = key.value().1;
+            max_seq = max_seq.max(seq);
+            match record::decode_delivery(value.value(), seq) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(e) => tracing::warn!(client_id, seq, "skipping queued message: {e}"),
+            }
+        }
+        sessions.push((client_id, record, deliveries));
+    }
+    Ok((Loaded { retained, sessions }, max_seq))
+}
+
+fn writer_loop(db: Database, rx: mpsc::Receiver<Op>, durability: Durability, interval: Duration) {
+    let mut batch = Vec::new();
+    loop {
+        match durability {
+            Durability::Sync => match rx.recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            },
+            Durability::Periodic => match rx.recv_timeout(interval) {
+                Ok(op) => {
+                    batch.push(op);
+                    std::thread::sleep(interval);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        }
+        batch.extend(rx.try_iter().take(100_000));
+        commit(&db, &mut batch);
+    }
+    batch.extend(rx.try_iter());
+    commit(&db, &mut batch);
+}
+
+/// Applies `batch` in one transaction, then releases its barriers. On a
+/// failed commit the barriers are dropped, so no publisher is acknowledged.
+fn commit(db: &Database, batch: &mut Vec<Op>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut barriers = Vec::new();
+    let result = (|| -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        {
+            let mut retained = txn.open_table(RETAINED)?;
+            let mut sessions = txn.open_table(SESSIONS)?;
+            let mut queue = txn.open_table(QUEUE)?;
+            for op in batch.drain(..) {
+                match op {
+                    Op::PutRetained(topic, value) => {
+                        retained.insert(topic.as_str(), value.as_slice())?;
+                    }
+                    Op::DelRetained(topic) => {
+                        retained.remove(topic.as_str())?;
+                    }
+                    Op::PutSession(id, value) => {
+                        sessions.insert(id.as_str(), value.as_slice())?;
+                    }
+                    Op::DelSession(id) => {
+                        sessions.remove(id.as_str())?;
+                        let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
+                        queue.retain_in(range, |_, _| false)?;
+                    }
+                    Op::Enqueue(id, seq, value) => {
+                        queue.insert((id.as_str(), seq), value.as_slice())?;
+                    }
+                    Op::Dequeue(id, seq) => {
+                        queue.remove((id.as_str(), seq))?;
+                    }
+                    Op::Barrier(tx) => barriers.push(tx),
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            for barrier in barriers {
+                let _ = barrier.send(());
+            }
+        }
+        Err(e) => {
+            batch.clear();
+            tracing::error!("store commit failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Binary records for the store. A message is kept as a v5 PUBLISH frame
+//! (the codec already knows how to write and check one) behind a small
+//! header with the delivery's own fields.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::sync::Arc;
+
+use crate::protocol::{self, MqttStr, Packet, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+use crate::router::{Delivery, Message, SharedKey};
+
+const FORMAT: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt store record: {0}")]
+pub struct RecordError(&'static str);
+
+/// A persistent session's durable part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub expiry_interval: u32,
+    /// Raw SUBSCRIBE filters with their options and identifier.
+    pub subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
+}
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    buf.put_u16(s.len() as u16);
+    buf.put_slice(s.as_bytes());
+}
+
+fn get_str(buf: &mut Bytes) -> Result<String, RecordError> {
+    if buf.remaining() < 2 {
+        return Err(RecordError("truncated string"));
+    }
+    let len = buf.get_u16() as usize;
+    if buf.remaining() < len {
+        return Err(RecordError("truncated string"));
+    }
+    String::from_utf8(buf.split_to(len).to_vec()).map_err(|_| RecordError("invalid UTF-8"))
+}
+
+fn need(buf: &Bytes, n: usize) -> Result<(), RecordError> {
+    if buf.remaining() < n {
+        Err(RecordError("truncated"))
+    } else {
+        Ok(())
+    }
+}
+
+fn options_byte(o: &SubscriptionOptions) -> u8 {
+    o.qos as u8 | (o.no_local as u8) << 2 | (o.retain_as_published as u8) << 3 | o.retain_handling << 4
+}
+
+fn options_from(b: u8) -> Result<SubscriptionOptions, RecordError> {
+    Ok(SubscriptionOptions {
+        qos: QoS::from_u8(b & 3).ok_or(RecordError("bad QoS"))?,
+        no_local: b & 4 != 0,
+        retain_as_published: b & 8 != 0,
+        retain_handling: (b >> 4) & 3,
+    })
+}
+
+impl SessionRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        buf.put_u8(FORMAT);
+        buf.put_u32(self.expiry_interval);
+        buf.put_u32(self.subscriptions.len() as u32);
+        for (filter, options, id) in &self.subscriptions {
+            put_str(&mut buf, filter);
+            buf.put_u8(options_byte(options));
+            buf.put_u32(id.unwrap_or(0));
+        }
+        buf.to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
+        let mut buf = Bytes::copy_from_slice(bytes);
+        need(&buf, 9)?;
+        if buf.get_u8() != FORMAT {
+            return Err(RecordError("unknown format"));
+        }
+        let expiry_interval = buf.get_u32();
+        let count = buf.get_u32();
+        let mut subscriptions = Vec::new();
+        for _ in 0..count {
+            let filter = get_str(&mut buf)?;
+            need(&buf, 5)?;
+            let options = options_from(buf.get_u8())?;
+            let id = Some(buf.get_u32()).filter(|&id| id != 0);
+            subscriptions.push((filter, options, id));
+        }
+        Ok(SessionRecord {
+            expiry_interval,
+            subscriptions,
+        })
+    }
+}
+
+/// Encodes a message (for the retained table).
+pub fn encode_message(message: &Message) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    put_message(&mut buf, message);
+    buf.to_vec()
+}
+
+pub fn decode_message(bytes: &[u8]) -> Result<Message, RecordError> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    get_message(&mut buf)
+}
+
+fn put_message(buf: &mut BytesMut, message: &Message) {
+    buf.put_u8(FORMAT);
+    buf.put_u64(message.expires_at.unwrap_or(0));
+    put_str(buf, message.origin.as_deref().unwrap_or(""));
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: message.qos,
+        retain: message.retain,
+        topic: message.topic.clone(),
+        packet_id: if message.qos == QoS::AtMostOnce { 0 } else { 1 },
+        properties: message.properties.clone(),
+        payload: message.payload.clone(),
+    });
+    protocol::encode(&publish, ProtocolVersion::V5, buf);
+}
+
+fn get_message(buf: &mut Bytes) -> Result<Message, RecordError> {
+    need(buf, 9)?;
+    if buf.get_u8() != FORMAT {
+        return Err(RecordError("unknown format"));
+    }
+    let expires_at = Some(buf.get_u64()).filter(|&at| at != 0);
+    let origin = get_str(buf)?;
+    let mut frame = BytesMut::from(&buf[..]);
+    let packet = protocol::decode(&mut frame, Some(ProtocolVersion::V5), usize::MAX)
+        .map_err(|_| RecordError("bad publish frame"))?;
+    let Some(Packet::Publish(publish)) = packet else {
+        return Err(RecordError("not a publish frame"));
+    };
+    Ok(Message {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties: publish.properties,
+        expires_at,
+        origin: (!origin.is_empty()).then(|| MqttStr::from(origin)),
+    })
+}
+
+/// Encodes a queued delivery of a persistent session.
+pub fn encode_delivery(delivery: &Delivery) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    buf.put_u8(delivery.qos as u8 | (delivery.retain as u8) << 2);
+    buf.put_u32(delivery.subscription_id.unwrap_or(0));
+    match &delivery.shared {
+        Some(shared) => {
+            put_str(&mut buf, &shared.group);
+            put_str(&mut buf, &shared.filter);
+        }
+        None => {
+            put_str(&mut buf, "");
+            put_str(&mut buf, "");
+        }
+    }
+    put_message(&mut buf, &delivery.message);
+    buf.to_vec()
+}
+
+pub fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    need(&buf, 5)?;
+    let flags = buf.get_u8();
+    let subscription_id = Some(buf.get_u32()).filter(|&id| id != 0);
+    let group = get_str(&mut buf)?;
+    let filter = get_str(&mut buf)?;
+    let message = get_message(&mut buf)?;
+    Ok(Delivery {
+        message: Arc::new(message),
+        qos: QoS::from_u8(flags & 3).ok_or(RecordError("bad QoS"))?,
+        retain: flags & 4 != 0,
+        subscription_id,
+        shared: (!group.is_empty()).then(|| {
+            Arc::new(SharedKey {
+                group: group.into(),
+                filter: filter.into(),
+            })
+        }),
+        seq,
+    })
+}

@@ -1,0 +1,267 @@
+//! Test helpers: an in-process broker on 127.0.0.1:0 with a temporary data
+//! directory, and a raw MQTT client built on the crate's own codec for
+//! exact control over what goes on the wire.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use gatehouse::protocol::*;
+use gatehouse::{Config, RunningBroker};
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct TestBroker {
+    pub broker: Option<RunningBroker>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listeners.mqtt = Some("127.0.0.1:0".parse().unwrap());
+    config.listeners.ws = Some("127.0.0.1:0".parse().unwrap());
+    config.storage.dir = dir.join("data");
+    config.auth.allow_anonymous = true;
+    config.mqtt.sys_interval_secs = 1;
+    config
+}
+
+impl TestBroker {
+    pub async fn start() -> TestBroker {
+        TestBroker::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        let broker = gatehouse::start(config.clone()).await.unwrap();
+        TestBroker {
+            broker: Some(broker),
+            dir,
+            config,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().mqtt_addr.unwrap()
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().ws_addr.unwrap()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.storage.dir.clone()
+    }
+
+    /// Stops and starts again on the same data directory and port.
+    pub async fn restart(&mut self) {
+        let addr = self.addr();
+        self.broker.take().unwrap().shutdown().await;
+        let mut config = self.config.clone();
+        config.listeners.mqtt = Some(addr);
+        config.listeners.ws = Some("127.0.0.1:0".parse().unwrap());
+        self.broker = Some(gatehouse::start(config).await.unwrap());
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.shutdown().await;
+        }
+    }
+}
+
+/// A client speaking raw MQTT through the crate's codec.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub version: ProtocolVersion,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    pub async fn tcp(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Connects and expects a successful CONNACK.
+    pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
+        let mut client = RawClient::tcp(addr, version).await;
+        let ack = client.connect_with(connect_packet(version, client_id, true)).await;
+        assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
+        client
+    }
+
+    pub async fn connect_with(&mut self, connect: Connect) -> ConnAck {
+        self.send(&Packet::Connect(Box::new(connect))).await;
+        match self.recv().await {
+            Some(Packet::ConnAck(ack)) => ack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        encode(packet, self.version, &mut out);
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Next packet, or `None` when the broker closed the connection.
+    pub async fn recv(&mut self) -> Option<Packet> {
+        tokio::time::timeout(TIMEOUT, self.recv_inner())
+            .await
+            .expect("timed out waiting for a packet")
+    }
+
+    /// Next packet within `wait`, `Err(())` on timeout.
+    pub async fn try_recv(&mut self, wait: Duration) -> Result<Option<Packet>, ()> {
+        tokio::time::timeout(wait, self.recv_inner()).await.map_err(|_| ())
+    }
+
+    async fn recv_inner(&mut self) -> Option<Packet> {
+        loop {
+            if let Some(packet) = decode(&mut self.buf, Some(self.version), usize::MAX).unwrap() {
+                return Some(packet);
+            }
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Next PUBLISH, skipping other packets.
+    pub async fn recv_publish(&mut self) -> Publish {
+        loop {
+            match self.recv().await {
+                Some(Packet::Publish(p)) => return p,
+                Some(_) => continue,
+                None => panic!("connection closed while waiting for PUBLISH"),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> ReasonCode {
+        let options = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
+        self.subscribe_with(filter, options, Properties::default()).await
+    }
+
+    pub async fn subscribe_with(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+        properties: Properties,
+    ) -> ReasonCode {
+        let packet_id = 77;
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            filters: vec![(filter.into(), options)],
+            properties,
+        }))
+        .await;
+        loop {
+            match self.recv().await {
+                Some(Packet::SubAck(ack)) => {
+                    assert_eq!(ack.packet_id, packet_id);
+                    return ack.reasons[0];
+                }
+                Some(_) => continue,
+                None => panic!("closed while waiting for SUBACK"),
+            }
+        }
+    }
+
+    pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
+        self.send(&Packet::Publish(publish(topic, payload, qos, retain, 1)))
+            .await;
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => assert!(matches!(self.recv().await, Some(Packet::PubAck(_)))),
+            QoS::ExactlyOnce => {
+                assert!(matches!(self.recv().await, Some(Packet::PubRec(_))));
+                self.send(&Packet::PubRel(PubResponse::new(1, ReasonCode::SUCCESS))).await;
+                assert!(matches!(self.recv().await, Some(Packet::PubComp(_))));
+            }
+        }
+    }
+
+    pub async fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS))).await;
+        // Wait for the broker to close its side.
+        let _ = self.try_recv(Duration::from_secs(2)).await;
+    }
+
+    /// Asserts that nothing arrives within `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        match self.try_recv(wait).await {
+            Err(()) => {}
+            Ok(packet) => panic!("expected nothing, got {packet:?}"),
+        }
+    }
+}
+
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol_version: version,
+        clean_start: clean,
+        keep_alive: 60,
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    }
+}
+
+pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u16) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain,
+        topic: topic.into(),
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { packet_id },
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+/// Runs a command with a timeout, returning (status, stdout).
+pub async fn run_cmd(program: &str, args: &[&str], wait: Duration) -> (Option<i32>, String) {
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (install mosquitto-clients)"));
+    match tokio::time::timeout(wait, child.wait_with_output()).await {
+        Ok(Ok(output)) => (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        ),
+        _ => (None, String::new()),
+    }
+}
