@@ -37,6 +37,10 @@ impl TestBroker {
     }
 
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestBroker {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         edit(&mut config);
