@@ -69,7 +69,11 @@ fn props_full() -> Properties {
 /// Valid packets of every type; the encoder drops properties a packet (or
 /// version) cannot carry, so one full property set serves them all.
 fn seed_packets(v: ProtocolVersion) -> Vec<Packet> {
-    let props = if v == V5 { props_full() } else { Properties::default() };
+    let props = if v == V5 {
+        props_full()
+    } else {
+        Properties::default()
+    };
     let mut sub_props = props.clone();
     sub_props.subscription_identifiers.truncate(1);
     let mut connect_props = props.clone();
@@ -104,12 +108,26 @@ fn seed_packets(v: ProtocolVersion) -> Vec<Packet> {
             payload: Bytes::from_static(payload),
         })
     };
-    let ack = |reason| PubResponse { packet_id: 9, reason: ReasonCode(reason), properties: props.clone() };
-    let v5_reason = |code| if v == V5 { ReasonCode(code) } else { ReasonCode::SUCCESS };
+    let ack = |reason| PubResponse {
+        packet_id: 9,
+        reason: ReasonCode(reason),
+        properties: props.clone(),
+    };
+    let v5_reason = |code| {
+        if v == V5 {
+            ReasonCode(code)
+        } else {
+            ReasonCode::SUCCESS
+        }
+    };
     let mut packets = vec![
         connect(Some(will), true),
         connect(None, false),
-        Packet::ConnAck(ConnAck { session_present: true, reason: ReasonCode(0x87), properties: props.clone() }),
+        Packet::ConnAck(ConnAck {
+            session_present: true,
+            reason: ReasonCode(0x87),
+            properties: props.clone(),
+        }),
         publish(QoS::AtMostOnce, "a/b", b"hello"),
         publish(QoS::AtLeastOnce, "sensors/temp", b"{\"t\":21.5}"),
         publish(QoS::ExactlyOnce, "x", b""),
@@ -120,25 +138,55 @@ fn seed_packets(v: ProtocolVersion) -> Vec<Packet> {
         Packet::Subscribe(Subscribe {
             packet_id: 4,
             filters: vec![
-                ("a/+/c".into(), SubscriptionOptions { qos: QoS::AtLeastOnce, ..Default::default() }),
-                ("#".into(), SubscriptionOptions { qos: QoS::ExactlyOnce, ..Default::default() }),
+                (
+                    "a/+/c".into(),
+                    SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "#".into(),
+                    SubscriptionOptions {
+                        qos: QoS::ExactlyOnce,
+                        ..Default::default()
+                    },
+                ),
             ],
             properties: sub_props,
         }),
-        Packet::SubAck(SubAck { packet_id: 4, reasons: vec![ReasonCode(1), ReasonCode(0x80)], properties: props.clone() }),
-        Packet::Unsubscribe(Unsubscribe { packet_id: 5, filters: vec!["a/+/c".into(), "b".into()], properties: props.clone() }),
+        Packet::SubAck(SubAck {
+            packet_id: 4,
+            reasons: vec![ReasonCode(1), ReasonCode(0x80)],
+            properties: props.clone(),
+        }),
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: 5,
+            filters: vec!["a/+/c".into(), "b".into()],
+            properties: props.clone(),
+        }),
         Packet::UnsubAck(UnsubAck {
             packet_id: 5,
-            reasons: if v == V5 { vec![ReasonCode(0), ReasonCode(0x11)] } else { Vec::new() },
+            reasons: if v == V5 {
+                vec![ReasonCode(0), ReasonCode(0x11)]
+            } else {
+                Vec::new()
+            },
             properties: props.clone(),
         }),
         Packet::PingReq,
         Packet::PingResp,
-        Packet::Disconnect(Disconnect { reason: v5_reason(0x04), properties: props.clone() }),
+        Packet::Disconnect(Disconnect {
+            reason: v5_reason(0x04),
+            properties: props.clone(),
+        }),
         Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)),
     ];
     if v == V5 {
-        packets.push(Packet::Auth(Auth { reason: ReasonCode(0x18), properties: props.clone() }));
+        packets.push(Packet::Auth(Auth {
+            reason: ReasonCode(0x18),
+            properties: props.clone(),
+        }));
         packets.push(Packet::PubAck(PubResponse::new(1, ReasonCode(0x97))));
     }
     packets
@@ -214,7 +262,11 @@ fn check(input: &[u8], version: Option<ProtocolVersion>, max: usize, split: usiz
         Ok(Some(packet)) => {
             let consumed = input.len() - buf.len();
             assert!(consumed > 0 && consumed <= max);
-            assert_eq!(&buf[..], &input[consumed..], "decode consumed more than one frame");
+            assert_eq!(
+                &buf[..],
+                &input[consumed..],
+                "decode consumed more than one frame"
+            );
             // A CONNECT is encoded in the version it announced.
             let v = match packet {
                 Packet::Connect(c) => c.protocol_version,
@@ -224,7 +276,11 @@ fn check(input: &[u8], version: Option<ProtocolVersion>, max: usize, split: usiz
             encode(packet, v, &mut out);
             assert_eq!(out.len(), encoded_len(packet, v));
             let again = decode(&mut out, version, usize::MAX);
-            assert_eq!(again.as_ref(), Ok(&Some(packet.clone())), "re-encoding changed {packet:?}");
+            assert_eq!(
+                again.as_ref(),
+                Ok(&Some(packet.clone())),
+                "re-encoding changed {packet:?}"
+            );
             assert!(out.is_empty());
         }
         Err(_) => {}
@@ -233,7 +289,12 @@ fn check(input: &[u8], version: Option<ProtocolVersion>, max: usize, split: usiz
     let mut part = BytesMut::from(&input[..split.min(input.len())]);
     match decode(&mut part, version, max) {
         Ok(None) => {}
-        early => assert_eq!(early, result, "prefix of {} bytes decided differently", part.len()),
+        early => assert_eq!(
+            early,
+            result,
+            "prefix of {} bytes decided differently",
+            part.len()
+        ),
     }
     result.is_ok_and(|p| p.is_some())
 }
@@ -246,7 +307,11 @@ fn mutated_packets_never_break_the_decoder() {
     for _ in 0..ITERATIONS {
         let mut input = seeds[rng.below(seeds.len())].clone();
         mutate(&mut rng, &seeds, &mut input);
-        let max = if rng.below(8) == 0 { rng.below(64) } else { 1 << 20 };
+        let max = if rng.below(8) == 0 {
+            rng.below(64)
+        } else {
+            1 << 20
+        };
         let split = rng.below(input.len() + 1);
         for version in [Some(V311), Some(V5), None] {
             accepted += usize::from(check(&input, version, max, split));
@@ -254,7 +319,10 @@ fn mutated_packets_never_break_the_decoder() {
     }
     eprintln!("{accepted} of {} decodes accepted", 3 * ITERATIONS);
     // The loop must exercise the accepting paths too, not just rejections.
-    assert!(accepted > ITERATIONS / 10, "only {accepted} inputs accepted");
+    assert!(
+        accepted > ITERATIONS / 10,
+        "only {accepted} inputs accepted"
+    );
 }
 
 #[test]

@@ -28,16 +28,25 @@ fn roundtrip(packet: &Packet, v: ProtocolVersion) -> Result<(), TestCaseError> {
     prop_assert!(buf.is_empty());
     let mut small = BytesMut::from(&wire[..]);
     let too_large = decode(&mut small, Some(v), wire.len() - 1);
-    prop_assert_eq!(too_large, Err(DecodeError::TooLarge { size: wire.len(), max: wire.len() - 1 }));
+    prop_assert_eq!(
+        too_large,
+        Err(DecodeError::TooLarge {
+            size: wire.len(),
+            max: wire.len() - 1
+        })
+    );
     if let Packet::Connect(_) = packet {
         let mut again = BytesMut::from(&wire[..]);
-        prop_assert_eq!(decode(&mut again, None, usize::MAX), Ok(Some(packet.clone())));
+        prop_assert_eq!(
+            decode(&mut again, None, usize::MAX),
+            Ok(Some(packet.clone()))
+        );
     }
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn roundtrip_v311(packet in packet(V311)) {

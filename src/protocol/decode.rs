@@ -3,9 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::ReasonCode;
 use super::properties::{self, Ctx};
 use super::types::*;
-use super::ReasonCode;
 
 /// Why a packet could not be decoded; each maps to the reason code the broker
 /// reports before closing the connection.
@@ -43,8 +43,8 @@ pub(super) const MAX_VARINT: usize = 268_435_455;
 
 // Reason codes each v5 packet may carry (MQTT 5.0 section 2.4 and per packet).
 const CONNACK_REASONS: &[u8] = &[
-    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
-    0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+    0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
+    0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
 ];
 const PUBACK_REASONS: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
 const PUBREL_REASONS: &[u8] = &[0x00, 0x92];
@@ -53,8 +53,8 @@ const SUBACK_REASONS: &[u8] = &[
 ];
 const UNSUBACK_REASONS: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
 const DISCONNECT_REASONS: &[u8] = &[
-    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
-    0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+    0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
+    0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
 ];
 const AUTH_REASONS: &[u8] = &[0x00, 0x18, 0x19];
 const V3_SUBACK_CODES: &[u8] = &[0x00, 0x01, 0x02, 0x80];
@@ -138,7 +138,9 @@ fn parse_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
         }
     }
     if bytes.len() >= 4 {
-        return Err(DecodeError::Malformed("variable byte integer longer than 4 bytes"));
+        return Err(DecodeError::Malformed(
+            "variable byte integer longer than 4 bytes",
+        ));
     }
     Ok(None)
 }
@@ -243,7 +245,9 @@ fn reason(r: &mut Reader, allowed: &[u8]) -> Result<ReasonCode, DecodeError> {
     if allowed.contains(&code) {
         Ok(ReasonCode(code))
     } else {
-        Err(DecodeError::Malformed("reason code not allowed for this packet"))
+        Err(DecodeError::Malformed(
+            "reason code not allowed for this packet",
+        ))
     }
 }
 
@@ -312,7 +316,9 @@ fn connect(mut r: Reader) -> Result<Connect, DecodeError> {
     let has_username = flags & 0x80 != 0;
     let will_qos = QoS::from_u8(will_qos).ok_or(DecodeError::Malformed("will QoS 3"))?;
     if !will_flag && (will_qos != QoS::AtMostOnce || will_retain) {
-        return Err(DecodeError::Malformed("will QoS or retain without will flag"));
+        return Err(DecodeError::Malformed(
+            "will QoS or retain without will flag",
+        ));
     }
     if version == ProtocolVersion::V311 && has_password && !has_username {
         return Err(DecodeError::Protocol("password without username"));
@@ -378,7 +384,8 @@ fn connack(r: &mut Reader, v: ProtocolVersion) -> Result<ConnAck, DecodeError> {
 }
 
 fn publish(first: u8, r: &mut Reader, v: ProtocolVersion) -> Result<Publish, DecodeError> {
-    let qos = QoS::from_u8((first >> 1) & 0b11).ok_or(DecodeError::Malformed("PUBLISH with QoS 3"))?;
+    let qos =
+        QoS::from_u8((first >> 1) & 0b11).ok_or(DecodeError::Malformed("PUBLISH with QoS 3"))?;
     let topic = r.string()?;
     let packet_id = match qos {
         QoS::AtMostOnce => 0,
@@ -391,7 +398,9 @@ fn publish(first: u8, r: &mut Reader, v: ProtocolVersion) -> Result<Publish, Dec
             return Err(DecodeError::TopicNameInvalid);
         }
         if properties.topic_alias.is_none() {
-            return Err(DecodeError::Protocol("empty topic name without topic alias"));
+            return Err(DecodeError::Protocol(
+                "empty topic name without topic alias",
+            ));
         }
     } else if !is_topic_name(&topic) {
         return Err(DecodeError::TopicNameInvalid);
@@ -535,7 +544,9 @@ fn unsubscribe(r: &mut Reader, v: ProtocolVersion) -> Result<Unsubscribe, Decode
 /// One reason code per remaining byte; at least one is required.
 fn reason_list(r: &mut Reader, allowed: &[u8]) -> Result<Vec<ReasonCode>, DecodeError> {
     if r.is_empty() {
-        return Err(DecodeError::Protocol("acknowledgement without reason codes"));
+        return Err(DecodeError::Protocol(
+            "acknowledgement without reason codes",
+        ));
     }
     let mut reasons = Vec::new();
     while !r.is_empty() {

@@ -4,10 +4,10 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::ReasonCode;
 use super::decode::MAX_VARINT;
 use super::properties::{self, Ctx};
 use super::types::*;
-use super::ReasonCode;
 
 /// Where encoded bytes go: the output buffer or a length counter.
 pub(super) trait Sink {
@@ -72,7 +72,10 @@ fn varint_len(value: usize) -> usize {
 /// Variable byte integer; values above the 4-byte maximum cannot be
 /// represented and are clamped (the caller must enforce size limits).
 pub(super) fn put_varint<S: Sink>(s: &mut S, value: usize) {
-    debug_assert!(value <= MAX_VARINT, "variable byte integer {value} too large");
+    debug_assert!(
+        value <= MAX_VARINT,
+        "variable byte integer {value} too large"
+    );
     let mut value = value.min(MAX_VARINT);
     loop {
         let mut byte = (value & 0x7F) as u8;
@@ -125,7 +128,10 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
 /// properties and reason codes in 3.1.1) are dropped; a CONNECT is written
 /// in its own `protocol_version`.
 pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
-    debug_assert!(encodable(packet, version), "AUTH cannot be sent in MQTT 3.1.1");
+    debug_assert!(
+        encodable(packet, version),
+        "AUTH cannot be sent in MQTT 3.1.1"
+    );
     if !encodable(packet, version) {
         return;
     }
@@ -138,9 +144,7 @@ pub fn encode(packet: &Packet, version: ProtocolVersion, buf: &mut BytesMut) {
 
 fn first_byte(packet: &Packet) -> u8 {
     let flags = match packet {
-        Packet::Publish(p) => {
-            (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain)
-        }
+        Packet::Publish(p) => (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain),
         Packet::PubRel(_) | Packet::Subscribe(_) | Packet::Unsubscribe(_) => 0b0010,
         _ => 0,
     };
@@ -192,7 +196,11 @@ fn put_body<S: Sink>(s: &mut S, packet: &Packet, version: ProtocolVersion) {
                 properties::put(s, &ack.properties, Ctx::SUBACK);
             }
             for reason in &ack.reasons {
-                s.u8(if v5 { reason.0 } else { v3_suback_code(*reason) });
+                s.u8(if v5 {
+                    reason.0
+                } else {
+                    v3_suback_code(*reason)
+                });
             }
         }
         Packet::Unsubscribe(unsub) => {

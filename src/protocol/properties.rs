@@ -169,9 +169,12 @@ pub(super) fn decode(r: &mut Reader, ctx: Ctx) -> Result<Properties, DecodeError
     let mut p = Properties::default();
     while !r.is_empty() {
         let id = r.u8()?;
-        let allowed = allowed_in(id).ok_or(DecodeError::Malformed("unknown property identifier"))?;
+        let allowed =
+            allowed_in(id).ok_or(DecodeError::Malformed("unknown property identifier"))?;
         if !ctx.allows(allowed) {
-            return Err(DecodeError::Malformed("property not allowed in this packet"));
+            return Err(DecodeError::Malformed(
+                "property not allowed in this packet",
+            ));
         }
         match id {
             SUBSCRIPTION_IDENTIFIER => p.subscription_identifiers.push(r.varint()?),
@@ -215,7 +218,9 @@ fn validate(p: &Properties, ctx: Ctx) -> Result<(), DecodeError> {
         return Err(DecodeError::Protocol("subscription identifier of 0"));
     }
     if ctx == Ctx::SUBSCRIBE && p.subscription_identifiers.len() > 1 {
-        return Err(DecodeError::Protocol("more than one subscription identifier"));
+        return Err(DecodeError::Protocol(
+            "more than one subscription identifier",
+        ));
     }
     if p.authentication_data.is_some() && p.authentication_method.is_none() {
         return Err(DecodeError::Protocol("authentication data without method"));
