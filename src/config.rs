@@ -34,10 +34,23 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Listeners {
-    /// Plain MQTT over TCP. Absent disables it.
+    /// Plain MQTT over TCP. An empty string disables it.
+    #[serde(deserialize_with = "optional_addr")]
     pub mqtt: Option<SocketAddr>,
     /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
+    #[serde(deserialize_with = "optional_addr")]
     pub ws: Option<SocketAddr>,
+}
+
+/// `"host:port"`, or `""` for a listener that is switched off.
+fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a socket address: {e}")))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

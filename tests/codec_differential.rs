@@ -72,7 +72,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 #[derive(Debug)]
 enum Theirs {
     V3(v3::Packet),
-    V5(v5::Packet),
+    V5(Box<v5::Packet>),
 }
 
 /// mqtt-proto's verdict on one complete frame: the packet and the bytes it
@@ -87,7 +87,7 @@ fn theirs(frame: &[u8], v: ProtocolVersion) -> Result<(Theirs, usize), String> {
     let mut reader = frame;
     let result = if use_v5 {
         block_on(v5::Packet::decode_async(&mut reader))
-            .map(Theirs::V5)
+            .map(|p| Theirs::V5(Box::new(p)))
             .map_err(|e| format!("{e:?}"))
     } else {
         block_on(v3::Packet::decode_async(&mut reader))
@@ -104,6 +104,9 @@ fn connect_level(frame: &[u8]) -> Option<u8> {
     frame.get(header + 2 + usize::from(name_len)).copied()
 }
 
+/// Clean start, keep alive, client id, username, password.
+type ConnectFields = (bool, u16, String, Option<String>, Option<Vec<u8>>);
+
 /// The fields both models have, in one comparable shape.
 #[derive(Debug, PartialEq, Default)]
 struct Summary {
@@ -114,7 +117,7 @@ struct Summary {
     payload: Vec<u8>,
     reasons: Vec<u8>,
     filters: Vec<(String, u8)>,
-    connect: Option<(bool, u16, String, Option<String>, Option<Vec<u8>>)>,
+    connect: Option<ConnectFields>,
     will: Option<(String, Vec<u8>, u8, bool)>,
     users: Vec<(String, String)>,
     sub_id: Option<u32>,

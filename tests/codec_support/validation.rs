@@ -556,8 +556,10 @@ fn enc(packet: &Packet, v: ProtocolVersion) -> Vec<u8> {
 
 #[test]
 fn encoder_v3_drops_v5_fields() {
-    let mut props = Properties::default();
-    props.reason_string = Some("why".into());
+    let props = Properties {
+        reason_string: Some("why".into()),
+        ..Properties::default()
+    };
     let ack = PubResponse {
         packet_id: 7,
         reason: ReasonCode(0x80),
@@ -618,8 +620,10 @@ fn encoder_v5_short_forms() {
         enc(&Packet::PubRec(ack(0x10, Properties::default())), V5),
         [0x50, 3, 0, 7, 0x10]
     );
-    let mut why = Properties::default();
-    why.reason_string = Some("w".into());
+    let why = Properties {
+        reason_string: Some("w".into()),
+        ..Properties::default()
+    };
     assert_eq!(
         enc(&Packet::PubComp(ack(0, why.clone())), V5),
         [0x70, 8, 0, 7, 0, 4, 0x1F, 0, 1, b'w']
@@ -644,7 +648,9 @@ fn encoder_v5_short_forms() {
         [0xF0, 2, 0x18, 0]
     );
     // Properties a packet may not carry are dropped, not sent.
-    let mut alias = Properties::default();
-    alias.topic_alias = Some(3);
+    let alias = Properties {
+        topic_alias: Some(3),
+        ..Properties::default()
+    };
     assert_eq!(enc(&Packet::PubAck(ack(0, alias)), V5), [0x40, 2, 0, 7]);
 }

@@ -1,0 +1,162 @@
+//! The `gatehouse` binary: configuration errors, SIGTERM shutdown, and no
+//! acknowledged message lost to SIGKILL under `durability = "sync"`.
+
+mod common;
+
+use common::*;
+use gatehouse::protocol::*;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Binary {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Binary {
+    fn spawn(config: &std::path::Path, addr: SocketAddr) -> Binary {
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Binary { child, addr }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
+            assert!(Instant::now() < deadline, "broker did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path::PathBuf {
+    let path = dir.join("broker.toml");
+    let text = format!(
+        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\nws = \"\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn bad_configuration_refuses_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, needle) in [
+        ("[limits]\nmax_conections = 10\n", "max_conections"),
+        ("[limits]\nmax_packet_size = 1\n", "limits.max_packet_size"),
+        ("[storage]\ndurability = \"sometimes\"\n", "durability"),
+        ("[listeners]\nmqtt = \"not an address\"\n", "mqtt"),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{needle} not named in: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_disconnects_clients_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "sync");
+    let mut broker = Binary::spawn(&config, ([127, 0, 0, 1], port).into());
+    broker.wait_ready().await;
+    let mut client = RawClient::connect(broker.addr, ProtocolVersion::V5, "c").await;
+    broker.signal("-TERM");
+    match client.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::SERVER_SHUTTING_DOWN),
+        other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker did not exit within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_loses_no_acknowledged_message_in_sync_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = write_config(dir.path(), port, "sync");
+    let broker = Binary::spawn(&config, addr);
+    broker.wait_ready().await;
+
+    let persistent = || {
+        let mut c = connect_packet(ProtocolVersion::V5, "durable-sub", false);
+        c.properties.session_expiry_interval = Some(3600);
+        c
+    };
+    let mut sub = RawClient::tcp(addr, ProtocolVersion::V5).await;
+    sub.connect_with(persistent()).await;
+    sub.subscribe("load/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+
+    // Publish QoS 1 with a window of 20 in flight; record what was acknowledged.
+    let mut publ = RawClient::connect(addr, ProtocolVersion::V5, "loader").await;
+    let mut acked = HashSet::new();
+    let mut next: u16 = 1;
+    let mut in_flight = 0;
+    let started = Instant::now();
+    while acked.len() < 400 && started.elapsed() < Duration::from_secs(20) {
+        while in_flight < 20 {
+            publ.send(&Packet::Publish(publish("load/x", &next.to_be_bytes(), QoS::AtLeastOnce, false, next))).await;
+            next += 1;
+            in_flight += 1;
+        }
+        if let Some(Packet::PubAck(ack)) = publ.recv().await {
+            acked.insert(ack.packet_id);
+            in_flight -= 1;
+        }
+    }
+    drop(broker); // SIGKILL while messages are still in flight
+    assert!(acked.len() >= 400, "only {} acknowledged", acked.len());
+
+    let _broker = Binary::spawn(&config, addr);
+    _broker.wait_ready().await;
+    let mut sub = RawClient::tcp(addr, ProtocolVersion::V5).await;
+    let ack = sub.connect_with(persistent()).await;
+    assert!(ack.session_present);
+    let mut received = HashSet::new();
+    while let Ok(Some(Packet::Publish(p))) = sub.try_recv(Duration::from_secs(1)).await {
+        received.insert(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+        sub.send(&Packet::PubAck(PubResponse::new(p.packet_id, ReasonCode::SUCCESS))).await;
+    }
+    let lost: Vec<_> = acked.difference(&received).collect();
+    assert!(lost.is_empty(), "{} acknowledged messages lost: {lost:?}", lost.len());
+}
