@@ -6,8 +6,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::auth::{AnonymousOnly, Authenticator};
+use crate::auth::{AnonymousOnly, Authenticator, DirectoryAuthenticator};
 use crate::config::Config;
+use crate::identity::{Directory, IdentityError, SettingsError, StartupSettings};
 use crate::metrics::Metrics;
 use crate::net::{self, Shared, Transport};
 use crate::protocol::ReasonCode;
@@ -19,6 +20,10 @@ use crate::store::{Store, StoreError};
 pub enum StartError {
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    #[error("identity settings: {0}")]
+    Settings(#[from] SettingsError),
+    #[error("identity: {0}")]
+    Identity(#[from] IdentityError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -33,28 +38,55 @@ pub struct RunningBroker {
     pub mqtt_addr: Option<SocketAddr>,
     pub ws_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
+    directory: Option<Arc<Directory>>,
     shutdown: watch::Sender<bool>,
     limits: Vec<(Arc<Semaphore>, u32)>,
 }
 
-/// Starts the broker with the core's own authenticator
-/// (anonymous clients only, when `auth.allow_anonymous` is set).
-pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
-    let auth = Arc::new(AnonymousOnly {
-        allow_anonymous: config.auth.allow_anonymous,
-    });
-    start_with(config, auth).await
-}
-
-pub async fn start_with(
-    config: Config,
-    auth: Arc<dyn Authenticator>,
-) -> Result<RunningBroker, StartError> {
-    let store = Arc::new(Store::open(
+/// Opens the store of `config` (also used by the CLI on a stopped broker).
+pub fn open_store(config: &Config) -> Result<Arc<Store>, StoreError> {
+    Ok(Arc::new(Store::open(
         &config.storage.dir,
         config.storage.durability,
         Duration::from_millis(config.storage.commit_interval_ms),
-    )?);
+    )?))
+}
+
+/// Opens the identity directory in `store`, seeding it on first start.
+pub fn open_directory(config: &Config, store: Arc<Store>) -> Result<Arc<Directory>, StartError> {
+    let settings = StartupSettings::from_env(&config.auth)?;
+    Ok(Arc::new(Directory::open(
+        store,
+        settings.policy,
+        &settings.initial_admin_password,
+        settings.admin_enabled,
+    )?))
+}
+
+/// Starts the broker with users, roles and ACLs from the identity directory.
+pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
+    let store = open_store(&config)?;
+    let directory = open_directory(&config, store.clone())?;
+    let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
+    launch(config, store, auth, Some(directory)).await
+}
+
+/// Starts the broker core with the anonymous-only authenticator and no
+/// ACLs (everything allowed once connected).
+pub async fn start_core(config: Config) -> Result<RunningBroker, StartError> {
+    let store = open_store(&config)?;
+    let auth = Arc::new(AnonymousOnly {
+        allow_anonymous: config.auth.allow_anonymous,
+    });
+    launch(config, store, auth, None).await
+}
+
+async fn launch(
+    config: Config,
+    store: Arc<Store>,
+    auth: Arc<dyn Authenticator>,
+    directory: Option<Arc<Directory>>,
+) -> Result<RunningBroker, StartError> {
     let loaded = store.take_loaded();
     let services = Arc::new(Services {
         config: config.clone(),
@@ -85,6 +117,7 @@ pub async fn start_with(
         mqtt_addr: None,
         ws_addr: None,
         registry: registry.clone(),
+        directory,
         shutdown: shutdown_tx,
         limits: Vec::new(),
     };
@@ -97,7 +130,9 @@ pub async fn start_with(
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         match transport {
             Transport::Tcp => broker.mqtt_addr = Some(local),
             Transport::WebSocket => broker.ws_addr = Some(local),
@@ -117,6 +152,11 @@ impl RunningBroker {
         &self.registry
     }
 
+    /// The identity directory (absent for [`start_core`]).
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.directory.as_ref()
+    }
+
     pub fn services(&self) -> &Arc<Services> {
         self.registry.services()
     }
@@ -131,11 +171,16 @@ impl RunningBroker {
                 let _ = permits.acquire_many(*max).await;
             }
         };
-        if tokio::time::timeout(Duration::from_secs(5), wait_all).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), wait_all)
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close within 5 s");
         }
         let store = self.registry.services().store.clone();
-        tokio::task::spawn_blocking(move || store.close()).await.ok();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .ok();
         tracing::info!("broker stopped");
     }
 }

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::identity::PasswordPolicy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -21,7 +23,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listeners: Listeners,
@@ -73,8 +75,28 @@ pub struct Storage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
-    /// Let clients without credentials in (development only).
+    /// Let clients without credentials in as user `anonymous` (development only).
     pub allow_anonymous: bool,
+    /// `false` disables the built-in `admin` user (env `CYBUS_ADMIN_USER_ENABLED`).
+    pub admin_user_enabled: bool,
+    /// What a PUBLISH without write permission gets.
+    pub on_publish_denied: OnPublishDenied,
+    /// Applied to every password set anywhere (env `CYBUS_AUTH_PASSWORD_POLICY_RULES`).
+    pub password_policy: PasswordPolicy,
+    /// First delay after a failed login; doubles per failure.
+    pub failure_delay_ms: u64,
+    pub failure_delay_max_ms: u64,
+    pub credential_cache_size: usize,
+    pub credential_cache_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPublishDenied {
+    /// Drop the message (v5: PUBACK/PUBREC 0x87).
+    Drop,
+    /// Drop it and close the connection (v5: DISCONNECT 0x87).
+    Disconnect,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,18 +119,6 @@ pub struct Limits {
 pub struct Mqtt {
     pub retain_available: bool,
     pub sys_interval_secs: u64,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            listeners: Listeners::default(),
-            storage: Storage::default(),
-            auth: Auth::default(),
-            limits: Limits::default(),
-            mqtt: Mqtt::default(),
-        }
-    }
 }
 
 impl Default for Listeners {
@@ -134,6 +144,13 @@ impl Default for Auth {
     fn default() -> Auth {
         Auth {
             allow_anonymous: false,
+            admin_user_enabled: true,
+            on_publish_denied: OnPublishDenied::Drop,
+            password_policy: PasswordPolicy::default(),
+            failure_delay_ms: 200,
+            failure_delay_max_ms: 5000,
+            credential_cache_size: 10_000,
+            credential_cache_ttl_secs: 300,
         }
     }
 }
@@ -219,7 +236,11 @@ impl Config {
             "limits.receive_maximum",
             "must be at least 1",
         )?;
-        check(l.max_inflight > 0, "limits.max_inflight", "must be at least 1")?;
+        check(
+            l.max_inflight > 0,
+            "limits.max_inflight",
+            "must be at least 1",
+        )?;
         check(
             l.connect_timeout_secs > 0,
             "limits.connect_timeout_secs",
@@ -234,6 +255,16 @@ impl Config {
             !self.storage.dir.as_os_str().is_empty(),
             "storage.dir",
             "must not be empty",
+        )?;
+        check(
+            self.auth.failure_delay_max_ms >= self.auth.failure_delay_ms,
+            "auth.failure_delay_max_ms",
+            "must be at least auth.failure_delay_ms",
+        )?;
+        check(
+            self.auth.credential_cache_size > 0,
+            "auth.credential_cache_size",
+            "must be at least 1",
         )?;
         check(
             self.mqtt.sys_interval_secs > 0,

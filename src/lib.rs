@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod identity;
 pub mod metrics;
 pub mod net;
 pub mod protocol;
@@ -16,5 +17,5 @@ pub mod session;
 pub mod store;
 mod sys;
 
-pub use broker::{RunningBroker, StartError, start, start_with};
+pub use broker::{RunningBroker, StartError, start, start_core};
 pub use config::Config;

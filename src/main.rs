@@ -1,5 +1,7 @@
 //! The `gatehouse` command line. Everything else lives in the library.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -7,7 +9,11 @@ use std::path::{Path, PathBuf};
 use gatehouse::Config;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "MQTT broker with identity built in")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "MQTT broker with identity built in"
+)]
 struct Cli {
     /// Configuration file (default: ./broker.toml if present, else built-in defaults).
     #[arg(long, global = true)]
@@ -22,6 +28,12 @@ enum Command {
     Serve,
     /// Check the configuration and print it with defaults filled in.
     CheckConfig,
+    /// Manage users (on the store of a stopped broker).
+    #[command(subcommand)]
+    User(cli::UserCommand),
+    /// Manage roles (on the store of a stopped broker).
+    #[command(subcommand)]
+    Role(cli::RoleCommand),
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -36,8 +48,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let config = load_config(cli.config.as_deref())?;
@@ -47,6 +58,8 @@ fn main() -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
+        Command::User(command) => cli::user(&config, command),
+        Command::Role(command) => cli::role(&config, command),
     }
 }
 

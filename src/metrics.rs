@@ -12,6 +12,8 @@ pub struct Metrics {
     pub bytes_sent: AtomicU64,
     pub messages_dropped: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub publish_denied: AtomicU64,
+    pub subscribe_denied: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -25,6 +27,8 @@ impl Default for Metrics {
             bytes_sent: AtomicU64::new(0),
             messages_dropped: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            publish_denied: AtomicU64::new(0),
+            subscribe_denied: AtomicU64::new(0),
         }
     }
 }

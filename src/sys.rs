@@ -27,16 +27,37 @@ fn publish_all(registry: &Registry) {
     let services = registry.services();
     let m = &services.metrics;
     let values = [
-        ("version", format!("gatehouse {}", env!("CARGO_PKG_VERSION"))),
-        ("uptime", format!("{} seconds", m.started.elapsed().as_secs())),
-        ("clients/connected", Metrics::get(&m.clients_connected).to_string()),
+        (
+            "version",
+            format!("gatehouse {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "uptime",
+            format!("{} seconds", m.started.elapsed().as_secs()),
+        ),
+        (
+            "clients/connected",
+            Metrics::get(&m.clients_connected).to_string(),
+        ),
         ("clients/total", registry.len().to_string()),
-        ("messages/received", Metrics::get(&m.messages_received).to_string()),
+        (
+            "messages/received",
+            Metrics::get(&m.messages_received).to_string(),
+        ),
         ("messages/sent", Metrics::get(&m.messages_sent).to_string()),
-        ("bytes/received", Metrics::get(&m.bytes_received).to_string()),
+        (
+            "bytes/received",
+            Metrics::get(&m.bytes_received).to_string(),
+        ),
         ("bytes/sent", Metrics::get(&m.bytes_sent).to_string()),
-        ("subscriptions/count", services.router.subscription_count().to_string()),
-        ("retained messages/count", services.router.retained().len().to_string()),
+        (
+            "subscriptions/count",
+            services.router.subscription_count().to_string(),
+        ),
+        (
+            "retained messages/count",
+            services.router.retained().len().to_string(),
+        ),
     ];
     for (name, value) in values {
         let message = Arc::new(Message {

@@ -11,7 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Binary {
@@ -40,7 +44,10 @@ impl Binary {
     }
 
     fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -59,7 +66,219 @@ fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path
         dir.join("data").display()
     );
     std::fs::write(&path, text).unwrap();
+    // Anonymous test clients may publish and subscribe anywhere.
+    let (ok, out) = gatehouse_cli(
+        &path,
+        &[
+            "user",
+            "grant",
+            "anonymous",
+            "--context",
+            "mqtt",
+            "--resource",
+            "#",
+            "--operation",
+            "readWrite",
+        ],
+        None,
+        &[],
+    );
+    assert!(ok, "{out}");
     path
+}
+
+/// Runs `gatehouse ARGS --config CONFIG` with optional stdin and extra env;
+/// returns (success, stdout + stderr).
+fn gatehouse_cli(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (bool, String) {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    command.args(args).arg("--config").arg(config);
+    for var in [
+        "CYBUS_AUTH_PASSWORD_POLICY_RULES",
+        "GATEHOUSE_INITIAL_ADMIN_PASSWORD",
+        "CYBUS_INITIAL_ADMIN_USER_PASSWORD",
+        "CYBUS_ADMIN_USER_ENABLED",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn password_policy_and_initial_admin_settings_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("[storage]\ndir = \"{}\"\n", data.display()),
+    )
+    .unwrap();
+    // The default initial password `admin` fails a stricter policy.
+    let (ok, out) = gatehouse_cli(
+        &config,
+        &["user", "list"],
+        None,
+        &[(
+            "CYBUS_AUTH_PASSWORD_POLICY_RULES",
+            r#"{"min": 8, "upper": 1}"#,
+        )],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("initial admin password") && out.contains("8"),
+        "{out}"
+    );
+    for (rules, needle) in [
+        ("{\"min\": 8", "CYBUS_AUTH_PASSWORD_POLICY_RULES"),
+        (r#"{"minimum": 3}"#, "minimum"),
+        (r#"{"min": -1}"#, "min"),
+    ] {
+        let (ok, out) = gatehouse_cli(
+            &config,
+            &["user", "list"],
+            None,
+            &[("CYBUS_AUTH_PASSWORD_POLICY_RULES", rules)],
+        );
+        assert!(!ok, "{rules}");
+        assert!(out.contains(needle), "{rules}: {out}");
+    }
+    // The TOML form is checked as strictly.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[auth]\npassword_policy = { min = 5, digits = 1 }\n").unwrap();
+    let (ok, out) = gatehouse_cli(&bad, &["user", "list"], None, &[]);
+    assert!(!ok && out.contains("digits"), "{out}");
+
+    // A base64 initial password that satisfies the policy starts fine.
+    let (ok, out) = gatehouse_cli(
+        &config,
+        &["user", "list"],
+        None,
+        &[
+            (
+                "CYBUS_AUTH_PASSWORD_POLICY_RULES",
+                r#"{"min": 8, "upper": 1}"#,
+            ),
+            ("GATEHOUSE_INITIAL_ADMIN_PASSWORD", "U3Ryb25nZXJQYXNz"),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("admin\tenabled"), "{out}");
+    // CYBUS_ADMIN_USER_ENABLED=false disables the admin.
+    let (ok, out) = gatehouse_cli(
+        &config,
+        &["user", "list"],
+        None,
+        &[("CYBUS_ADMIN_USER_ENABLED", "false")],
+    );
+    assert!(ok && out.contains("admin\tdisabled"), "{out}");
+}
+
+#[tokio::test]
+async fn user_and_role_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, "periodic");
+    let cli = |args: &[&str], stdin: Option<&str>| gatehouse_cli(&config, args, stdin, &[]);
+    let (ok, out) = cli(
+        &[
+            "user",
+            "add",
+            "newuser",
+            "--password-stdin",
+            "--prefix",
+            "route-to-downstream/",
+        ],
+        Some("newpassword\n"),
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["user", "add", "weak", "--password-stdin"], Some("abc\n"));
+    assert!(!ok && out.contains("at least 5"), "{out}");
+    let (ok, out) = cli(&["role", "add", "writers"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        &[
+            "role",
+            "grant",
+            "writers",
+            "--context",
+            "mqtt",
+            "--resource",
+            "route-to-downstream/#",
+            "--operation",
+            "write",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(
+        &[
+            "role",
+            "grant",
+            "writers",
+            "--context",
+            "mqtt",
+            "--resource",
+            "a/#/b",
+            "--operation",
+            "write",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("a/#/b"), "{out}");
+    let (ok, out) = cli(&["user", "assign", "newuser", "writers"], None);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&["user", "list"], None);
+    assert!(
+        ok && out.contains(
+            "newuser\tenabled\troles=writers\tgrants=password\tprefix=route-to-downstream/"
+        ),
+        "{out}"
+    );
+    let (ok, out) = cli(&["role", "list"], None);
+    assert!(
+        ok && out.contains("gatehouse-admin") && out.contains("route-to-downstream/#"),
+        "{out}"
+    );
+
+    // Against a running broker the CLI refuses and points to the admin API.
+    let broker = Binary::spawn(&config, ([127, 0, 0, 1], port).into());
+    broker.wait_ready().await;
+    let (ok, out) = cli(&["user", "list"], None);
+    assert!(!ok && out.contains("admin API"), "{out}");
+    // The user created offline logs in.
+    let mut c = RawClient::tcp(broker.addr, ProtocolVersion::V5).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "nu", true);
+    connect.username = Some("newuser".into());
+    connect.password = Some(bytes::Bytes::from_static(b"newpassword"));
+    assert_eq!(c.connect_with(connect).await.reason, ReasonCode::SUCCESS);
+    drop(broker);
+    let (ok, out) = cli(&["user", "del", "newuser"], None);
+    assert!(ok, "{out}");
 }
 
 #[test]
@@ -135,7 +354,14 @@ async fn sigkill_loses_no_acknowledged_message_in_sync_mode() {
     let started = Instant::now();
     while acked.len() < 400 && started.elapsed() < Duration::from_secs(20) {
         while in_flight < 20 {
-            publ.send(&Packet::Publish(publish("load/x", &next.to_be_bytes(), QoS::AtLeastOnce, false, next))).await;
+            publ.send(&Packet::Publish(publish(
+                "load/x",
+                &next.to_be_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                next,
+            )))
+            .await;
             next += 1;
             in_flight += 1;
         }
@@ -155,8 +381,16 @@ async fn sigkill_loses_no_acknowledged_message_in_sync_mode() {
     let mut received = HashSet::new();
     while let Ok(Some(Packet::Publish(p))) = sub.try_recv(Duration::from_secs(1)).await {
         received.insert(u16::from_be_bytes([p.payload[0], p.payload[1]]));
-        sub.send(&Packet::PubAck(PubResponse::new(p.packet_id, ReasonCode::SUCCESS))).await;
+        sub.send(&Packet::PubAck(PubResponse::new(
+            p.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
     }
     let lost: Vec<_> = acked.difference(&received).collect();
-    assert!(lost.is_empty(), "{} acknowledged messages lost: {lost:?}", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost: {lost:?}",
+        lost.len()
+    );
 }

@@ -28,23 +28,50 @@ async fn malformed_packets_get_reason_codes_and_others_keep_working() {
     // (bytes, v5 reason) — each sent after a valid CONNECT.
     let cases: Vec<(Vec<u8>, ReasonCode)> = vec![
         // PUBLISH QoS 3
-        (vec![0x36, 0x05, 0x00, 0x01, b't', 0x00, 0x01], ReasonCode::MALFORMED_PACKET),
+        (
+            vec![0x36, 0x05, 0x00, 0x01, b't', 0x00, 0x01],
+            ReasonCode::MALFORMED_PACKET,
+        ),
         // PUBLISH topic with wildcard
-        (vec![0x30, 0x04, 0x00, 0x01, b'#', 0x00], ReasonCode::TOPIC_NAME_INVALID),
+        (
+            vec![0x30, 0x04, 0x00, 0x01, b'#', 0x00],
+            ReasonCode::TOPIC_NAME_INVALID,
+        ),
         // PUBLISH topic with invalid UTF-8
-        (vec![0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00], ReasonCode::MALFORMED_PACKET),
+        (
+            vec![0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00],
+            ReasonCode::MALFORMED_PACKET,
+        ),
         // PUBLISH topic with U+0000
-        (vec![0x30, 0x05, 0x00, 0x02, b'a', 0x00, 0x00], ReasonCode::MALFORMED_PACKET),
+        (
+            vec![0x30, 0x05, 0x00, 0x02, b'a', 0x00, 0x00],
+            ReasonCode::MALFORMED_PACKET,
+        ),
         // SUBSCRIBE with wrong reserved flags (0x80 instead of 0x82)
-        (vec![0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'a'], ReasonCode::MALFORMED_PACKET),
+        (
+            vec![0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, b'a'],
+            ReasonCode::MALFORMED_PACKET,
+        ),
         // PINGREQ with a body
         (vec![0xC0, 0x01, 0x00], ReasonCode::MALFORMED_PACKET),
         // remaining length with five bytes
-        (vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], ReasonCode::MALFORMED_PACKET),
+        (
+            vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            ReasonCode::MALFORMED_PACKET,
+        ),
         // duplicate property (payload format indicator twice)
-        (vec![0x30, 0x08, 0x00, 0x01, b't', 0x04, 0x01, 0x00, 0x01, 0x00], ReasonCode::PROTOCOL_ERROR),
+        (
+            vec![0x30, 0x08, 0x00, 0x01, b't', 0x04, 0x01, 0x00, 0x01, 0x00],
+            ReasonCode::PROTOCOL_ERROR,
+        ),
         // a second CONNECT
-        (vec![0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x00], ReasonCode::PROTOCOL_ERROR),
+        (
+            vec![
+                0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00,
+                0x00,
+            ],
+            ReasonCode::PROTOCOL_ERROR,
+        ),
     ];
     for (i, (bytes, reason)) in cases.into_iter().enumerate() {
         let mut c = RawClient::connect(broker.addr(), V5, &format!("bad{i}")).await;
@@ -66,8 +93,12 @@ async fn malformed_packets_get_reason_codes_and_others_keep_working() {
         assert_eq!(c3.recv().await, None, "case {i} (3.1.1)");
     }
     let mut publ = RawClient::connect(broker.addr(), V5, "good").await;
-    publ.publish("ok", b"still here", QoS::AtMostOnce, false).await;
-    assert_eq!(bystander.recv_publish().await.payload.as_ref(), b"still here");
+    publ.publish("ok", b"still here", QoS::AtMostOnce, false)
+        .await;
+    assert_eq!(
+        bystander.recv_publish().await.payload.as_ref(),
+        b"still here"
+    );
     broker.stop().await;
 }
 
@@ -82,7 +113,14 @@ async fn oversized_packet_is_refused_from_its_header() {
 
     // A complete packet just over the limit is refused too.
     let mut c = RawClient::connect(broker.addr(), V5, "big2").await;
-    c.send(&Packet::Publish(publish("t", &[0u8; 1100], QoS::AtMostOnce, false, 0))).await;
+    c.send(&Packet::Publish(publish(
+        "t",
+        &[0u8; 1100],
+        QoS::AtMostOnce,
+        false,
+        0,
+    )))
+    .await;
     expect_disconnect(&mut c, ReasonCode::PACKET_TOO_LARGE).await;
 
     // An oversized CONNECT is closed.
@@ -106,9 +144,15 @@ async fn first_packet_must_be_connect_and_arrive_in_time() {
 
     // Unsupported protocol level: CONNACK 0x01 (3.1.1 format), then close.
     let mut old = RawClient::tcp(broker.addr(), V3).await;
-    old.send_raw(&[0x10, 0x0E, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02, 0x00, 0x3C, 0x00, 0x00]).await;
+    old.send_raw(&[
+        0x10, 0x0E, 0x00, 0x06, b'M', b'Q', b'I', b's', b'd', b'p', 0x03, 0x02, 0x00, 0x3C, 0x00,
+        0x00,
+    ])
+    .await;
     match old.recv().await {
-        Some(Packet::ConnAck(ack)) => assert_eq!(ack.reason, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION),
+        Some(Packet::ConnAck(ack)) => {
+            assert_eq!(ack.reason, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION)
+        }
         other => panic!("expected CONNACK, got {other:?}"),
     }
     broker.stop().await;
@@ -143,7 +187,8 @@ async fn connection_limit_refuses_extra_sockets() {
     let _a = RawClient::connect(broker.addr(), V5, "a").await;
     let _b = RawClient::connect(broker.addr(), V5, "b").await;
     let mut c = RawClient::tcp(broker.addr(), V5).await;
-    c.send(&Packet::Connect(Box::new(connect_packet(V5, "c", true)))).await;
+    c.send(&Packet::Connect(Box::new(connect_packet(V5, "c", true))))
+        .await;
     assert_eq!(c.recv().await, None, "third connection is closed");
     broker.stop().await;
 }

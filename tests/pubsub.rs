@@ -15,10 +15,14 @@ async fn qos_levels_both_versions() {
     let broker = TestBroker::start().await;
     for version in [V3, V5] {
         let mut sub = RawClient::connect(broker.addr(), version, "sub").await;
-        assert_eq!(sub.subscribe("a/+/c", QoS::ExactlyOnce).await, ReasonCode::GRANTED_QOS_2);
+        assert_eq!(
+            sub.subscribe("a/+/c", QoS::ExactlyOnce).await,
+            ReasonCode::GRANTED_QOS_2
+        );
         let mut publ = RawClient::connect(broker.addr(), version, "pub").await;
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
-            publ.publish("a/b/c", format!("{qos:?}").as_bytes(), qos, false).await;
+            publ.publish("a/b/c", format!("{qos:?}").as_bytes(), qos, false)
+                .await;
             let got = sub.recv_publish().await;
             assert_eq!(got.topic.as_str(), "a/b/c");
             assert_eq!(got.qos, qos);
@@ -26,15 +30,27 @@ async fn qos_levels_both_versions() {
             match qos {
                 QoS::AtMostOnce => {}
                 QoS::AtLeastOnce => {
-                    sub.send(&Packet::PubAck(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await
+                    sub.send(&Packet::PubAck(PubResponse::new(
+                        got.packet_id,
+                        ReasonCode::SUCCESS,
+                    )))
+                    .await
                 }
                 QoS::ExactlyOnce => {
-                    sub.send(&Packet::PubRec(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await;
+                    sub.send(&Packet::PubRec(PubResponse::new(
+                        got.packet_id,
+                        ReasonCode::SUCCESS,
+                    )))
+                    .await;
                     match sub.recv().await {
                         Some(Packet::PubRel(rel)) => assert_eq!(rel.packet_id, got.packet_id),
                         other => panic!("expected PUBREL, got {other:?}"),
                     }
-                    sub.send(&Packet::PubComp(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await;
+                    sub.send(&Packet::PubComp(PubResponse::new(
+                        got.packet_id,
+                        ReasonCode::SUCCESS,
+                    )))
+                    .await;
                 }
             }
         }
@@ -51,14 +67,24 @@ async fn granted_qos_caps_delivery_and_order_is_kept() {
     sub.subscribe("t", QoS::AtLeastOnce).await;
     let mut publ = RawClient::connect(broker.addr(), V5, "pub").await;
     for i in 0..50u32 {
-        publ.send(&Packet::Publish(publish("t", &i.to_be_bytes(), QoS::ExactlyOnce, false, (i + 1) as u16)))
-            .await;
+        publ.send(&Packet::Publish(publish(
+            "t",
+            &i.to_be_bytes(),
+            QoS::ExactlyOnce,
+            false,
+            (i + 1) as u16,
+        )))
+        .await;
     }
     for i in 0..50u32 {
         let got = sub.recv_publish().await;
         assert_eq!(got.qos, QoS::AtLeastOnce);
         assert_eq!(got.payload.as_ref(), &i.to_be_bytes());
-        sub.send(&Packet::PubAck(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await;
+        sub.send(&Packet::PubAck(PubResponse::new(
+            got.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
     }
     broker.stop().await;
 }
@@ -75,7 +101,8 @@ async fn qos2_duplicate_is_routed_once() {
     p.dup = true;
     publ.send(&Packet::Publish(p)).await;
     assert!(matches!(publ.recv().await, Some(Packet::PubRec(_))));
-    publ.send(&Packet::PubRel(PubResponse::new(9, ReasonCode::SUCCESS))).await;
+    publ.send(&Packet::PubRel(PubResponse::new(9, ReasonCode::SUCCESS)))
+        .await;
     assert!(matches!(publ.recv().await, Some(Packet::PubComp(_))));
     assert_eq!(sub.recv_publish().await.payload.as_ref(), b"once");
     sub.expect_silence(Duration::from_millis(300)).await;
@@ -95,20 +122,36 @@ async fn retained_store_replace_delete_and_handling() {
     let got = sub.recv_publish().await;
     assert_eq!(got.payload.as_ref(), b"second");
     assert!(got.retain, "retained message carries RETAIN on subscribe");
-    sub.send(&Packet::PubAck(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await;
+    sub.send(&Packet::PubAck(PubResponse::new(
+        got.packet_id,
+        ReasonCode::SUCCESS,
+    )))
+    .await;
 
     // retain handling 2: never send retained messages.
-    let options = SubscriptionOptions { qos: QoS::AtMostOnce, retain_handling: 2, ..Default::default() };
+    let options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        retain_handling: 2,
+        ..Default::default()
+    };
     let mut quiet = RawClient::connect(broker.addr(), V5, "quiet").await;
-    quiet.subscribe_with("r/#", options, Properties::default()).await;
+    quiet
+        .subscribe_with("r/#", options, Properties::default())
+        .await;
     quiet.expect_silence(Duration::from_millis(300)).await;
 
     // retain handling 1: only for a new subscription.
-    let options = SubscriptionOptions { qos: QoS::AtMostOnce, retain_handling: 1, ..Default::default() };
+    let options = SubscriptionOptions {
+        qos: QoS::AtMostOnce,
+        retain_handling: 1,
+        ..Default::default()
+    };
     let mut once = RawClient::connect(broker.addr(), V5, "once").await;
-    once.subscribe_with("r/2", options, Properties::default()).await;
+    once.subscribe_with("r/2", options, Properties::default())
+        .await;
     assert_eq!(once.recv_publish().await.payload.as_ref(), b"other");
-    once.subscribe_with("r/2", options, Properties::default()).await;
+    once.subscribe_with("r/2", options, Properties::default())
+        .await;
     once.expect_silence(Duration::from_millis(300)).await;
 
     // Empty payload deletes.
@@ -127,8 +170,12 @@ async fn retain_as_published_and_live_retain_flag() {
     let mut plain = RawClient::connect(broker.addr(), V5, "plain").await;
     plain.subscribe("x", QoS::AtMostOnce).await;
     let mut rap = RawClient::connect(broker.addr(), V5, "rap").await;
-    let options = SubscriptionOptions { retain_as_published: true, ..Default::default() };
-    rap.subscribe_with("x", options, Properties::default()).await;
+    let options = SubscriptionOptions {
+        retain_as_published: true,
+        ..Default::default()
+    };
+    rap.subscribe_with("x", options, Properties::default())
+        .await;
     let mut publ = RawClient::connect(broker.addr(), V5, "pub").await;
     publ.publish("x", b"r", QoS::AtMostOnce, true).await;
     assert!(!plain.recv_publish().await.retain);
@@ -158,9 +205,12 @@ async fn retained_message_expiry_is_honoured() {
 async fn v5_properties_are_forwarded_unchanged() {
     let broker = TestBroker::start().await;
     let mut sub = RawClient::connect(broker.addr(), V5, "sub").await;
-    let mut props = Properties::default();
-    props.subscription_identifiers = vec![42];
-    sub.subscribe_with("p/#", SubscriptionOptions::default(), props).await;
+    let props = Properties {
+        subscription_identifiers: vec![42],
+        ..Default::default()
+    };
+    sub.subscribe_with("p/#", SubscriptionOptions::default(), props)
+        .await;
     let mut publ = RawClient::connect(broker.addr(), V5, "pub").await;
     let mut p = publish("p/1", b"{}", QoS::AtMostOnce, false, 0);
     p.properties.user_properties = vec![("k".into(), "v".into()), ("k".into(), "w".into())];
@@ -172,7 +222,10 @@ async fn v5_properties_are_forwarded_unchanged() {
     let got = sub.recv_publish().await;
     assert_eq!(got.properties.user_properties, p.properties.user_properties);
     assert_eq!(got.properties.response_topic, p.properties.response_topic);
-    assert_eq!(got.properties.correlation_data, p.properties.correlation_data);
+    assert_eq!(
+        got.properties.correlation_data,
+        p.properties.correlation_data
+    );
     assert_eq!(got.properties.content_type, p.properties.content_type);
     assert_eq!(got.properties.payload_format_indicator, Some(1));
     assert_eq!(got.properties.subscription_identifiers, vec![42]);
@@ -183,18 +236,28 @@ async fn v5_properties_are_forwarded_unchanged() {
 async fn no_local_and_overlapping_subscriptions() {
     let broker = TestBroker::start().await;
     let mut c = RawClient::connect(broker.addr(), V5, "self").await;
-    let options = SubscriptionOptions { no_local: true, ..Default::default() };
-    c.subscribe_with("loop", options, Properties::default()).await;
+    let options = SubscriptionOptions {
+        no_local: true,
+        ..Default::default()
+    };
+    c.subscribe_with("loop", options, Properties::default())
+        .await;
     c.publish("loop", b"mine", QoS::AtMostOnce, false).await;
     c.expect_silence(Duration::from_millis(300)).await;
 
     let mut o = RawClient::connect(broker.addr(), V5, "overlap").await;
-    let mut p1 = Properties::default();
-    p1.subscription_identifiers = vec![1];
-    o.subscribe_with("a/#", SubscriptionOptions::default(), p1).await;
-    let mut p2 = Properties::default();
-    p2.subscription_identifiers = vec![2];
-    o.subscribe_with("a/+", SubscriptionOptions::default(), p2).await;
+    let p1 = Properties {
+        subscription_identifiers: vec![1],
+        ..Default::default()
+    };
+    o.subscribe_with("a/#", SubscriptionOptions::default(), p1)
+        .await;
+    let p2 = Properties {
+        subscription_identifiers: vec![2],
+        ..Default::default()
+    };
+    o.subscribe_with("a/+", SubscriptionOptions::default(), p2)
+        .await;
     c.publish("a/b", b"x", QoS::AtMostOnce, false).await;
     let mut ids = vec![
         o.recv_publish().await.properties.subscription_identifiers,
@@ -204,13 +267,24 @@ async fn no_local_and_overlapping_subscriptions() {
     assert_eq!(ids, vec![vec![1], vec![2]]);
 
     // UNSUBSCRIBE removes one; the other remains.
-    o.send(&Packet::Unsubscribe(Unsubscribe { packet_id: 5, filters: vec!["a/#".into(), "nope".into()], properties: Properties::default() })).await;
+    o.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: 5,
+        filters: vec!["a/#".into(), "nope".into()],
+        properties: Properties::default(),
+    }))
+    .await;
     match o.recv().await {
-        Some(Packet::UnsubAck(ack)) => assert_eq!(ack.reasons, vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]),
+        Some(Packet::UnsubAck(ack)) => assert_eq!(
+            ack.reasons,
+            vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]
+        ),
         other => panic!("expected UNSUBACK, got {other:?}"),
     }
     c.publish("a/b", b"y", QoS::AtMostOnce, false).await;
-    assert_eq!(o.recv_publish().await.properties.subscription_identifiers, vec![2]);
+    assert_eq!(
+        o.recv_publish().await.properties.subscription_identifiers,
+        vec![2]
+    );
     o.expect_silence(Duration::from_millis(300)).await;
     broker.stop().await;
 }
@@ -218,16 +292,26 @@ async fn no_local_and_overlapping_subscriptions() {
 #[tokio::test]
 async fn invalid_filters_are_refused_per_filter() {
     let broker = TestBroker::start().await;
-    for (version, refused) in [(V5, ReasonCode::TOPIC_FILTER_INVALID), (V3, ReasonCode(0x80))] {
+    for (version, refused) in [
+        (V5, ReasonCode::TOPIC_FILTER_INVALID),
+        (V3, ReasonCode(0x80)),
+    ] {
         let mut c = RawClient::connect(broker.addr(), version, "f").await;
         c.send(&Packet::Subscribe(Subscribe {
             packet_id: 3,
-            filters: vec![("a/#/b".into(), SubscriptionOptions::default()), ("ok/+".into(), SubscriptionOptions::default()), ("$share/g".into(), SubscriptionOptions::default())],
+            filters: vec![
+                ("a/#/b".into(), SubscriptionOptions::default()),
+                ("ok/+".into(), SubscriptionOptions::default()),
+                ("$share/g".into(), SubscriptionOptions::default()),
+            ],
             properties: Properties::default(),
         }))
         .await;
         match c.recv().await {
-            Some(Packet::SubAck(ack)) => assert_eq!(ack.reasons, vec![refused, ReasonCode::GRANTED_QOS_0, refused]),
+            Some(Packet::SubAck(ack)) => assert_eq!(
+                ack.reasons,
+                vec![refused, ReasonCode::GRANTED_QOS_0, refused]
+            ),
             other => panic!("expected SUBACK, got {other:?}"),
         }
     }
@@ -277,9 +361,15 @@ async fn topic_alias_inbound_and_outbound() {
     publ.send(&Packet::Publish(p)).await;
     let first = sub.recv_publish().await;
     assert_eq!(first.topic.as_str(), "al/long/topic");
-    let alias = first.properties.topic_alias.expect("broker assigns an alias");
+    let alias = first
+        .properties
+        .topic_alias
+        .expect("broker assigns an alias");
     let second = sub.recv_publish().await;
-    assert!(second.topic.is_empty(), "second delivery uses the alias only");
+    assert!(
+        second.topic.is_empty(),
+        "second delivery uses the alias only"
+    );
     assert_eq!(second.properties.topic_alias, Some(alias));
     assert_eq!(second.payload.as_ref(), b"2");
 

@@ -19,7 +19,10 @@ async fn rumqttc_v4_roundtrip(port: u16) {
             match eventloop.poll().await.unwrap() {
                 Event::Incoming(Packet::SubAck(_)) => {
                     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
-                        client.publish("rq/v4", qos, false, format!("{qos:?}")).await.unwrap();
+                        client
+                            .publish("rq/v4", qos, false, format!("{qos:?}"))
+                            .await
+                            .unwrap();
                     }
                 }
                 Event::Incoming(Packet::Publish(p)) => {
@@ -57,7 +60,13 @@ async fn rumqttc_v5_roundtrip(port: u16) {
                         ..Default::default()
                     };
                     client
-                        .publish_with_properties("rq5/a", QoS::AtLeastOnce, false, "hello v5", props)
+                        .publish_with_properties(
+                            "rq5/a",
+                            QoS::AtLeastOnce,
+                            false,
+                            "hello v5",
+                            props,
+                        )
                         .await
                         .unwrap();
                 }
@@ -70,7 +79,10 @@ async fn rumqttc_v5_roundtrip(port: u16) {
     let p = result.expect("rumqttc v5 round trip timed out");
     assert_eq!(p.payload.as_ref(), b"hello v5");
     let props = p.properties.expect("properties forwarded");
-    assert_eq!(props.user_properties, vec![("site".to_string(), "plant-7".to_string())]);
+    assert_eq!(
+        props.user_properties,
+        vec![("site".to_string(), "plant-7".to_string())]
+    );
     assert_eq!(props.content_type.as_deref(), Some("text/plain"));
 }
 
@@ -94,7 +106,23 @@ async fn mosquitto_clients_both_versions() {
                 async move {
                     run_cmd(
                         "mosquitto_sub",
-                        &["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-t", &topic, "-C", "1", "-W", "5", "-v"],
+                        &[
+                            "-h",
+                            "127.0.0.1",
+                            "-p",
+                            &port,
+                            "-V",
+                            version,
+                            "-q",
+                            qos,
+                            "-t",
+                            &topic,
+                            "-C",
+                            "1",
+                            "-W",
+                            "5",
+                            "-v",
+                        ],
                         Duration::from_secs(8),
                     )
                     .await
@@ -103,27 +131,73 @@ async fn mosquitto_clients_both_versions() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (status, out) = run_cmd(
                 "mosquitto_pub",
-                &["-h", "127.0.0.1", "-p", &port, "-V", version, "-q", qos, "-t", &topic, "-m", "Hello World"],
+                &[
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-V",
+                    version,
+                    "-q",
+                    qos,
+                    "-t",
+                    &topic,
+                    "-m",
+                    "Hello World",
+                ],
                 Duration::from_secs(5),
             )
             .await;
-            assert_eq!(status, Some(0), "mosquitto_pub -V {version} -q {qos}: {out}");
+            assert_eq!(
+                status,
+                Some(0),
+                "mosquitto_pub -V {version} -q {qos}: {out}"
+            );
             let (status, out) = sub.await.unwrap();
-            assert_eq!(status, Some(0), "mosquitto_sub -V {version} -q {qos}: {out}");
+            assert_eq!(
+                status,
+                Some(0),
+                "mosquitto_sub -V {version} -q {qos}: {out}"
+            );
             assert_eq!(out.trim(), format!("{topic} Hello World"));
         }
     }
     // Retained message picked up by a later subscriber.
     let (status, _) = run_cmd(
         "mosquitto_pub",
-        &["-h", "127.0.0.1", "-p", &port, "-t", "mosq/retained", "-m", "kept", "-r", "-q", "1"],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "mosq/retained",
+            "-m",
+            "kept",
+            "-r",
+            "-q",
+            "1",
+        ],
         Duration::from_secs(5),
     )
     .await;
     assert_eq!(status, Some(0));
     let (status, out) = run_cmd(
         "mosquitto_sub",
-        &["-h", "127.0.0.1", "-p", &port, "-V", "5", "-t", "mosq/#", "-C", "1", "-W", "5"],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "5",
+            "-t",
+            "mosq/#",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ],
         Duration::from_secs(8),
     )
     .await;
@@ -138,26 +212,46 @@ async fn websocket_transport() {
     let broker = TestBroker::start().await;
     let url = format!("ws://{}/mqtt", broker.ws_addr());
     let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
     let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "mqtt");
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").unwrap(),
+        "mqtt"
+    );
 
     let frame = |packet: Packet| {
         let mut out = bytes::BytesMut::new();
         encode(&packet, ProtocolVersion::V5, &mut out);
         Message::Binary(out.freeze())
     };
-    let mut next_packet = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
-        match tokio::time::timeout(TIMEOUT, ws.next()).await.unwrap().unwrap().unwrap() {
+    let next_packet = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             Message::Binary(data) => {
                 let mut buf = bytes::BytesMut::from(&data[..]);
-                return decode(&mut buf, Some(ProtocolVersion::V5), usize::MAX).unwrap().unwrap();
+                return decode(&mut buf, Some(ProtocolVersion::V5), usize::MAX)
+                    .unwrap()
+                    .unwrap();
             }
             _ => continue,
         }
     };
-    ws.send(frame(Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "ws-client", true))))).await.unwrap();
-    assert!(matches!(next_packet(&mut ws).await, Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS));
+    ws.send(frame(Packet::Connect(Box::new(connect_packet(
+        ProtocolVersion::V5,
+        "ws-client",
+        true,
+    )))))
+    .await
+    .unwrap();
+    assert!(
+        matches!(next_packet(&mut ws).await, Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS)
+    );
     ws.send(frame(Packet::Subscribe(Subscribe {
         packet_id: 1,
         filters: vec![("ws/t".into(), SubscriptionOptions::default())],
@@ -169,7 +263,8 @@ async fn websocket_transport() {
 
     // A TCP client publishes; the WebSocket client receives.
     let mut tcp = RawClient::connect(broker.addr(), ProtocolVersion::V311, "tcp").await;
-    tcp.publish("ws/t", b"over ws", QoS::AtLeastOnce, false).await;
+    tcp.publish("ws/t", b"over ws", QoS::AtLeastOnce, false)
+        .await;
     match next_packet(&mut ws).await {
         Packet::Publish(p) => assert_eq!(p.payload.as_ref(), b"over ws"),
         other => panic!("expected PUBLISH, got {other:?}"),

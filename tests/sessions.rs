@@ -11,7 +11,11 @@ use std::time::Duration;
 const V3: ProtocolVersion = ProtocolVersion::V311;
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
-async fn persistent(addr: std::net::SocketAddr, version: ProtocolVersion, id: &str) -> (RawClient, ConnAck) {
+async fn persistent(
+    addr: std::net::SocketAddr,
+    version: ProtocolVersion,
+    id: &str,
+) -> (RawClient, ConnAck) {
     let mut c = RawClient::tcp(addr, version).await;
     let mut connect = connect_packet(version, id, false);
     if version == V5 {
@@ -43,17 +47,36 @@ async fn offline_messages_survive_a_restart() {
         let (mut sub, ack) = persistent(broker.addr(), version, &id).await;
         assert!(ack.session_present, "session restored after restart");
         let first = sub.recv_publish().await;
-        assert_eq!((first.payload.as_ref(), first.qos), (&b"q1"[..], QoS::AtLeastOnce));
-        sub.send(&Packet::PubAck(PubResponse::new(first.packet_id, ReasonCode::SUCCESS))).await;
+        assert_eq!(
+            (first.payload.as_ref(), first.qos),
+            (&b"q1"[..], QoS::AtLeastOnce)
+        );
+        sub.send(&Packet::PubAck(PubResponse::new(
+            first.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
         let second = sub.recv_publish().await;
-        assert_eq!((second.payload.as_ref(), second.qos), (&b"q2"[..], QoS::ExactlyOnce));
-        sub.send(&Packet::PubRec(PubResponse::new(second.packet_id, ReasonCode::SUCCESS))).await;
+        assert_eq!(
+            (second.payload.as_ref(), second.qos),
+            (&b"q2"[..], QoS::ExactlyOnce)
+        );
+        sub.send(&Packet::PubRec(PubResponse::new(
+            second.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
         assert!(matches!(sub.recv().await, Some(Packet::PubRel(_))));
-        sub.send(&Packet::PubComp(PubResponse::new(second.packet_id, ReasonCode::SUCCESS))).await;
+        sub.send(&Packet::PubComp(PubResponse::new(
+            second.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
         // QoS 0 is not queued for offline clients; the subscription is live.
         sub.expect_silence(Duration::from_millis(300)).await;
         let mut publ = RawClient::connect(broker.addr(), version, "pub").await;
-        publ.publish("keep/3", b"live", QoS::AtMostOnce, false).await;
+        publ.publish("keep/3", b"live", QoS::AtMostOnce, false)
+            .await;
         assert_eq!(sub.recv_publish().await.payload.as_ref(), b"live");
         sub.disconnect().await;
 
@@ -143,7 +166,12 @@ async fn will_on_socket_loss_not_on_disconnect() {
         drop(rude);
         let got = watcher.recv_publish().await;
         assert_eq!(got.payload.as_ref(), b"lost");
-        watcher.send(&Packet::PubAck(PubResponse::new(got.packet_id, ReasonCode::SUCCESS))).await;
+        watcher
+            .send(&Packet::PubAck(PubResponse::new(
+                got.packet_id,
+                ReasonCode::SUCCESS,
+            )))
+            .await;
     }
     broker.stop().await;
 }
@@ -155,15 +183,29 @@ async fn will_on_protocol_error_and_with_delay() {
     watcher.subscribe("w", QoS::AtMostOnce).await;
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "bad", true);
-    connect.will = Some(Will { topic: "w".into(), payload: Bytes::from_static(b"err"), qos: QoS::AtMostOnce, retain: false, properties: Properties::default() });
+    connect.will = Some(Will {
+        topic: "w".into(),
+        payload: Bytes::from_static(b"err"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
     c.connect_with(connect).await;
     c.send_raw(&[0xF0, 0x00]).await; // reserved packet type 15 flags / AUTH misuse
     assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"err");
 
     // Will delay: reconnecting within the delay cancels the will.
-    let mut props = Properties::default();
-    props.will_delay_interval = Some(1);
-    let will = Will { topic: "w".into(), payload: Bytes::from_static(b"delayed"), qos: QoS::AtMostOnce, retain: false, properties: props };
+    let props = Properties {
+        will_delay_interval: Some(1),
+        ..Default::default()
+    };
+    let will = Will {
+        topic: "w".into(),
+        payload: Bytes::from_static(b"delayed"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: props,
+    };
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "delay", false);
     connect.properties.session_expiry_interval = Some(60);
@@ -177,7 +219,10 @@ async fn will_on_protocol_error_and_with_delay() {
     drop(back);
     let started = std::time::Instant::now();
     assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"delayed");
-    assert!(started.elapsed() >= Duration::from_millis(700), "will waited for its delay");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "will waited for its delay"
+    );
     broker.stop().await;
 }
 
@@ -189,7 +234,13 @@ async fn keep_alive_is_enforced_at_one_and_a_half() {
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "sleepy", true);
     connect.keep_alive = 1;
-    connect.will = Some(Will { topic: "ka".into(), payload: Bytes::from_static(b"timeout"), qos: QoS::AtMostOnce, retain: false, properties: Properties::default() });
+    connect.will = Some(Will {
+        topic: "ka".into(),
+        payload: Bytes::from_static(b"timeout"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
     c.connect_with(connect).await;
     let started = std::time::Instant::now();
     match c.recv().await {
@@ -197,7 +248,10 @@ async fn keep_alive_is_enforced_at_one_and_a_half() {
         other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
     }
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1400) && waited < Duration::from_millis(2500), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
     assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"timeout");
 
     // PINGREQ keeps a client alive.
@@ -235,10 +289,23 @@ async fn assigned_client_identifier_and_connack_properties() {
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let ack = c.connect_with(connect_packet(V5, "", true)).await;
     let p = &ack.properties;
-    assert!(p.assigned_client_identifier.as_ref().is_some_and(|id| !id.is_empty()));
-    assert_eq!(p.receive_maximum, Some(broker.config.limits.receive_maximum));
-    assert_eq!(p.maximum_packet_size, Some(broker.config.limits.max_packet_size));
-    assert_eq!(p.topic_alias_maximum, Some(broker.config.limits.topic_alias_maximum));
+    assert!(
+        p.assigned_client_identifier
+            .as_ref()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(
+        p.receive_maximum,
+        Some(broker.config.limits.receive_maximum)
+    );
+    assert_eq!(
+        p.maximum_packet_size,
+        Some(broker.config.limits.max_packet_size)
+    );
+    assert_eq!(
+        p.topic_alias_maximum,
+        Some(broker.config.limits.topic_alias_maximum)
+    );
     assert_eq!(p.retain_available, Some(1));
     assert_eq!(p.wildcard_subscription_available, Some(1));
     assert_eq!(p.shared_subscription_available, Some(1));
@@ -249,14 +316,20 @@ async fn assigned_client_identifier_and_connack_properties() {
     let ack = c.connect_with(connect_packet(V3, "", false)).await;
     assert_eq!(ack.reason, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
     let mut c = RawClient::tcp(broker.addr(), V3).await;
-    assert_eq!(c.connect_with(connect_packet(V3, "", true)).await.reason, ReasonCode::SUCCESS);
+    assert_eq!(
+        c.connect_with(connect_packet(V3, "", true)).await.reason,
+        ReasonCode::SUCCESS
+    );
 
     // Keep alive above the maximum is lowered via server keep alive.
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "ka", true);
     connect.keep_alive = 65000;
     let ack = c.connect_with(connect).await;
-    assert_eq!(ack.properties.server_keep_alive, Some(broker.config.limits.max_keep_alive_secs));
+    assert_eq!(
+        ack.properties.server_keep_alive,
+        Some(broker.config.limits.max_keep_alive_secs)
+    );
     broker.stop().await;
 }
 
@@ -283,7 +356,11 @@ async fn shared_subscriptions_spread_and_redeliver() {
     let mut got_b = 0;
     while let Ok(Some(Packet::Publish(p))) = b.try_recv(Duration::from_millis(300)).await {
         got_b += 1;
-        b.send(&Packet::PubAck(PubResponse::new(p.packet_id, ReasonCode::SUCCESS))).await;
+        b.send(&Packet::PubAck(PubResponse::new(
+            p.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
     }
     assert_eq!(got_a.len() + got_b, 10, "each message goes to one member");
     assert!(!got_a.is_empty() && got_b > 0, "both members get work");
@@ -292,7 +369,11 @@ async fn shared_subscriptions_spread_and_redeliver() {
     drop(a);
     for _ in 0..got_a.len() {
         let p = b.recv_publish().await;
-        b.send(&Packet::PubAck(PubResponse::new(p.packet_id, ReasonCode::SUCCESS))).await;
+        b.send(&Packet::PubAck(PubResponse::new(
+            p.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
     }
     broker.stop().await;
 }
@@ -311,7 +392,11 @@ async fn full_queue_drops_new_messages() {
     for i in 0..5u8 {
         let p = sub.recv_publish().await;
         assert_eq!(p.payload.as_ref(), &[i], "the oldest five are kept");
-        sub.send(&Packet::PubAck(PubResponse::new(p.packet_id, ReasonCode::SUCCESS))).await;
+        sub.send(&Packet::PubAck(PubResponse::new(
+            p.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
     }
     sub.expect_silence(Duration::from_millis(300)).await;
     broker.stop().await;
@@ -333,13 +418,25 @@ async fn receive_maximum_both_ways() {
     let p1 = sub.recv_publish().await;
     let _p2 = sub.recv_publish().await;
     sub.expect_silence(Duration::from_millis(300)).await;
-    sub.send(&Packet::PubAck(PubResponse::new(p1.packet_id, ReasonCode::SUCCESS))).await;
+    sub.send(&Packet::PubAck(PubResponse::new(
+        p1.packet_id,
+        ReasonCode::SUCCESS,
+    )))
+    .await;
     assert_eq!(sub.recv_publish().await.payload.as_ref(), &[2]);
 
     // Inbound: three unacknowledged QoS 2 publishes exceed our maximum of 2.
     let mut greedy = RawClient::connect(broker.addr(), V5, "greedy").await;
     for id in 1..=3 {
-        greedy.send(&Packet::Publish(publish("rm2", b"x", QoS::ExactlyOnce, false, id))).await;
+        greedy
+            .send(&Packet::Publish(publish(
+                "rm2",
+                b"x",
+                QoS::ExactlyOnce,
+                false,
+                id,
+            )))
+            .await;
     }
     loop {
         match greedy.recv().await {

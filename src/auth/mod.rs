@@ -1,10 +1,17 @@
-//! Authentication at CONNECT. The broker core only knows this trait; the
-//! identity module supplies the real implementation.
+//! Authentication at CONNECT: the [`Authenticator`] trait, the core's
+//! anonymous-only policy, and the directory-backed implementation.
+
+mod backoff;
+mod directory_auth;
+
+pub use directory_auth::DirectoryAuthenticator;
 
 use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use crate::protocol::ReasonCode;
+use crate::identity::LiveAcl;
+use crate::protocol::{MqttStr, ReasonCode};
 
 /// What a client presented in CONNECT.
 pub struct Credentials<'a> {
@@ -15,14 +22,37 @@ pub struct Credentials<'a> {
 }
 
 /// Who a connection is, once authenticated.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Identity {
-    /// `None` for anonymous clients.
+    /// `None` when the core admits a client without identities.
     pub username: Option<String>,
+    /// Prepended verbatim to every topic this client publishes.
+    pub publish_prefix: Option<MqttStr>,
+    /// What this connection may do, kept current as the directory changes.
+    pub acl: Arc<LiveAcl>,
+}
+
+impl Identity {
+    /// Everything allowed: the core's anonymous client.
+    pub fn unrestricted() -> Identity {
+        Identity {
+            username: None,
+            publish_prefix: None,
+            acl: LiveAcl::allow_all(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("username", &self.username)
+            .finish()
+    }
 }
 
 /// The outcome of an authentication attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum AuthOutcome {
     Allowed(Identity),
     /// Refused: CONNACK carries this reason (0x86 bad credentials, 0x87 not
@@ -46,7 +76,7 @@ impl Authenticator for AnonymousOnly {
         let outcome = if credentials.username.is_some() || credentials.password.is_some() {
             AuthOutcome::Denied(ReasonCode::BAD_USERNAME_OR_PASSWORD)
         } else if self.allow_anonymous {
-            AuthOutcome::Allowed(Identity::default())
+            AuthOutcome::Allowed(Identity::unrestricted())
         } else {
             AuthOutcome::Denied(ReasonCode::NOT_AUTHORIZED)
         };

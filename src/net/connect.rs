@@ -55,7 +55,10 @@ pub async fn accept(
             return Err(refuse(ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"));
         }
         if will.retain && !services.config.mqtt.retain_available {
-            return Err(refuse(ReasonCode::RETAIN_NOT_SUPPORTED, "retain is disabled"));
+            return Err(refuse(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "retain is disabled",
+            ));
         }
     }
     let mut assigned = None;
@@ -83,6 +86,22 @@ pub async fn accept(
         AuthOutcome::Allowed(identity) => identity,
         AuthOutcome::Denied(reason) => return Err(refuse(reason, "authentication refused")),
     };
+    let mut will = connect.will;
+    if let Some(will) = &mut will {
+        if let Some(prefix) = &identity.publish_prefix {
+            let joined = format!("{prefix}{}", will.topic);
+            will.topic = MqttStr::from_bytes(joined.into()).ok_or(refuse(
+                ReasonCode::TOPIC_NAME_INVALID,
+                "prefixed will topic too long",
+            ))?;
+        }
+        if !identity.acl.load().can_publish(&will.topic) {
+            return Err(refuse(
+                ReasonCode::NOT_AUTHORIZED,
+                "will topic not writable",
+            ));
+        }
+    }
 
     let max_expiry = limits.max_session_expiry_secs;
     let requested_expiry = match (v5, connect.clean_start) {
@@ -91,19 +110,23 @@ pub async fn accept(
         (false, false) => max_expiry,
     };
     let expiry_interval = requested_expiry.min(max_expiry);
-    let keep_alive = if connect.keep_alive > limits.max_keep_alive_secs || (v5 && connect.keep_alive == 0) {
-        limits.max_keep_alive_secs
-    } else {
-        connect.keep_alive
-    };
+    let keep_alive =
+        if connect.keep_alive > limits.max_keep_alive_secs || (v5 && connect.keep_alive == 0) {
+            limits.max_keep_alive_secs
+        } else {
+            connect.keep_alive
+        };
 
-    let attached = shared.registry.attach(&client_id, connect.clean_start).await;
+    let attached = shared
+        .registry
+        .attach(&client_id, connect.clean_start)
+        .await;
     let session_present = attached.session_present;
     let params = ConnectParams {
         version: connect.protocol_version,
         client_id: client_id.clone(),
         identity,
-        will: connect.will,
+        will,
         expiry_interval,
         receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
         maximum_packet_size: props.maximum_packet_size.map_or(usize::MAX, |m| m as usize),

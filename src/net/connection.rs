@@ -29,13 +29,21 @@ where
     let mut out = BytesMut::new();
 
     let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
-    let first = tokio::time::timeout(connect_timeout, read_first(&mut stream, &mut rbuf, max_packet)).await;
+    let first = tokio::time::timeout(
+        connect_timeout,
+        read_first(&mut stream, &mut rbuf, max_packet),
+    )
+    .await;
     let connect = match first {
         Ok(Ok(Packet::Connect(connect))) => *connect,
         Ok(Ok(_)) => return, // unreachable: the decoder only accepts CONNECT first
         Ok(Err(ReadError::Decode(DecodeError::UnsupportedVersion(level)))) => {
             tracing::info!(%peer, level, "unsupported protocol version");
-            write_refusal(ProtocolVersion::V311, ReasonCode::UNSUPPORTED_PROTOCOL_VERSION, &mut out);
+            write_refusal(
+                ProtocolVersion::V311,
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                &mut out,
+            );
             let _ = stream.write_all(&out).await;
             return;
         }
@@ -66,6 +74,7 @@ where
     Metrics::add(&services.metrics.clients_connected, 1);
 
     let mailbox = session.mailbox().clone();
+    let acl = session.identity.acl.clone();
     let mut kicked = session.take_kicked();
     let mut shutdown = shared.shutdown.clone();
     let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
@@ -120,6 +129,12 @@ where
                 session.flush_acks(&mut out);
             }
             _ = mailbox.ready() => {}
+            _ = acl.changed() => {
+                if acl.is_revoked() {
+                    tracing::info!(%peer, %client_id, "user disabled or deleted: closing");
+                    break Close::error(ReasonCode::ADMINISTRATIVE_ACTION);
+                }
+            }
             _ = &mut sleep => {
                 let limit = keep_alive.unwrap_or(far);
                 if last_read.elapsed() >= limit {
@@ -133,18 +148,29 @@ where
     };
 
     if close.notify && version == ProtocolVersion::V5 {
-        protocol::encode(&Packet::Disconnect(Disconnect::new(close.reason)), version, &mut out);
+        protocol::encode(
+            &Packet::Disconnect(Disconnect::new(close.reason)),
+            version,
+            &mut out,
+        );
     }
     if !out.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_out(&mut stream, &mut out)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), write_out(&mut stream, &mut out)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     tracing::debug!(%peer, %client_id, reason = close.reason.0, "client disconnected");
     session.finish(&shared.registry, close);
-    services.metrics.clients_connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    services
+        .metrics
+        .clients_connected
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) -> std::io::Result<()> {
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
     stream.write_all(out).await?;
     stream.flush().await?;
     out.clear();

@@ -61,13 +61,23 @@ pub async fn serve(
     }
 }
 
-async fn handle(socket: tokio::net::TcpStream, peer: SocketAddr, transport: Transport, shared: &Shared) {
+async fn handle(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    shared: &Shared,
+) {
     match transport {
         Transport::Tcp => connection::run(socket, peer, shared).await,
         Transport::WebSocket => {
             let max = shared.registry.services().config.limits.max_packet_size as usize;
             let timeout = std::time::Duration::from_secs(
-                shared.registry.services().config.limits.connect_timeout_secs,
+                shared
+                    .registry
+                    .services()
+                    .config
+                    .limits
+                    .connect_timeout_secs,
             );
             match tokio::time::timeout(timeout, ws::accept(socket, max)).await {
                 Ok(Ok(stream)) => connection::run(stream, peer, shared).await,

@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
 /// Accepts the WebSocket upgrade if the request asks for `/mqtt`.
+// The callback's error type is fixed by tungstenite.
+#[allow(clippy::result_large_err)]
 pub async fn accept<S>(stream: S, max_packet_size: usize) -> Result<WsStream<S>, io::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,

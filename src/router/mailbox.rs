@@ -108,10 +108,8 @@ impl Mailbox {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        if delivery.qos != QoS::AtMostOnce {
-            if let Some(log) = &queue.log {
-                delivery.seq = log.enqueued(&self.client_id, &delivery);
-            }
+        if let (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(log)) = (delivery.qos, &queue.log) {
+            delivery.seq = log.enqueued(&self.client_id, &delivery);
         }
         queue.bytes += weight;
         queue.deliveries.push_back(delivery);

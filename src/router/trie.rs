@@ -164,10 +164,8 @@ where
     };
     // Wildcards at the first level never match `$` topics (MQTT 4.7.2).
     let wildcards = !(at_root && system);
-    if wildcards {
-        if let Some(hash) = node.children.get("#") {
-            emit(hash, f);
-        }
+    if let Some(hash) = node.children.get("#").filter(|_| wildcards) {
+        emit(hash, f);
     }
     let mut visit = |child: &Node| match tail {
         Some(tail) => walk(child, tail, false, system, f),
@@ -182,10 +180,8 @@ where
     if let Some(child) = node.children.get(level) {
         visit(child);
     }
-    if wildcards {
-        if let Some(plus) = node.children.get("+") {
-            visit(plus);
-        }
+    if let Some(plus) = node.children.get("+").filter(|_| wildcards) {
+        visit(plus);
     }
 }
 
@@ -254,7 +250,10 @@ mod tests {
     fn wildcards_and_system_topics() {
         let mut trie = SubscriptionTrie::default();
         for (id, filter) in [("a", "a/+/c"), ("b", "a/#"), ("c", "#"), ("d", "$SYS/#")] {
-            trie.insert(&FilterKey::parse(filter).unwrap(), Subscription::new(mailbox(id), Default::default(), None));
+            trie.insert(
+                &FilterKey::parse(filter).unwrap(),
+                Subscription::new(mailbox(id), Default::default(), None),
+            );
         }
         assert_eq!(matches(&trie, "a/b/c"), ["a", "b", "c"]);
         assert_eq!(matches(&trie, "a"), ["b", "c"]);
@@ -269,7 +268,10 @@ mod tests {
         let mut trie = SubscriptionTrie::default();
         let key = FilterKey::parse("$share/g/t").unwrap();
         for id in ["x", "y"] {
-            trie.insert(&key, Subscription::new(mailbox(id), Default::default(), None));
+            trie.insert(
+                &key,
+                Subscription::new(mailbox(id), Default::default(), None),
+            );
         }
         let first = matches(&trie, "t");
         let second = matches(&trie, "t");

@@ -7,9 +7,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
-use super::{Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry};
+use super::{
+    Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry,
+};
 use crate::auth::Identity;
-use crate::config::Durability;
+use crate::config::{Durability, OnPublishDenied};
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
@@ -68,6 +70,7 @@ pub struct ClientSession {
     alias_out_max: u16,
     /// Acknowledgements held until the store commits (sync durability).
     pending_acks: VecDeque<(oneshot::Receiver<()>, Packet)>,
+    acl_version: u64,
     committed_acks: Vec<Packet>,
     batch: Vec<Delivery>,
 }
@@ -76,7 +79,8 @@ impl ClientSession {
     pub fn new(services: Arc<Services>, mut attached: Attached, params: ConnectParams) -> Self {
         let mailbox = attached.session.mailbox.clone();
         attached.state.expiry_interval = params.expiry_interval;
-        let log = (params.expiry_interval > 0).then(|| services.store.clone() as Arc<dyn DeliveryLog>);
+        let log =
+            (params.expiry_interval > 0).then(|| services.store.clone() as Arc<dyn DeliveryLog>);
         mailbox.set_log(log);
         if params.expiry_interval > 0 {
             services
@@ -84,6 +88,7 @@ impl ClientSession {
                 .put_session(&params.client_id, &attached.state.record());
         }
         let limits = &services.config.limits;
+        let acl_version = params.identity.acl.version();
         ClientSession {
             window: usize::from(params.receive_maximum.min(limits.max_inflight)),
             max_packet_out: params.maximum_packet_size,
@@ -98,6 +103,7 @@ impl ClientSession {
             identity: params.identity,
             will: params.will,
             pending_acks: VecDeque::new(),
+            acl_version,
             committed_acks: Vec::new(),
             batch: Vec::new(),
         }
@@ -142,7 +148,10 @@ impl ClientSession {
                     } else {
                         ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                     };
-                    self.write(&Packet::PubRel(PubResponse::new(rec.packet_id, reason)), out);
+                    self.write(
+                        &Packet::PubRel(PubResponse::new(rec.packet_id, reason)),
+                        out,
+                    );
                 }
                 Ok(())
             }
@@ -156,7 +165,10 @@ impl ClientSession {
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
-                self.write(&Packet::PubComp(PubResponse::new(rel.packet_id, reason)), out);
+                self.write(
+                    &Packet::PubComp(PubResponse::new(rel.packet_id, reason)),
+                    out,
+                );
                 Ok(())
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe, out),
@@ -209,17 +221,29 @@ impl ClientSession {
         if publish.topic.is_empty() {
             return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
         }
+        if let Some(prefix) = &self.identity.publish_prefix {
+            publish.topic = prefixed(prefix, &publish.topic)
+                .ok_or(Close::error(ReasonCode::TOPIC_NAME_INVALID))?;
+        }
+        if !self.identity.acl.load().can_publish(&publish.topic) {
+            return self.publish_denied(&publish, out);
+        }
         if publish.retain && !self.services.config.mqtt.retain_available {
             return Err(Close::error(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let in_flight = self.pending_acks.len() + self.attached().state.inbound_qos2.len();
-        if qos != QoS::AtMostOnce && in_flight >= usize::from(self.services.config.limits.receive_maximum) {
+        if qos != QoS::AtMostOnce
+            && in_flight >= usize::from(self.services.config.limits.receive_maximum)
+        {
             return Err(Close::error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
         }
         if qos == QoS::ExactlyOnce && self.attached().state.inbound_qos2.contains(&packet_id) {
             // A resend of a message we already routed: acknowledge again only.
-            self.write(&Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS)), out);
+            self.write(
+                &Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS)),
+                out,
+            );
             return Ok(());
         }
         let message = Message::from_publish(publish, Some(self.client_id.clone()));
@@ -238,9 +262,42 @@ impl ClientSession {
             || !self.committed_acks.is_empty()
         {
             // Keep acknowledgements in order behind any that still wait.
-            self.pending_acks.push_back((self.services.store.barrier(), ack));
+            self.pending_acks
+                .push_back((self.services.store.barrier(), ack));
         } else {
             self.write(&ack, out);
+        }
+        Ok(())
+    }
+
+    /// A PUBLISH without write permission: dropped, logged and counted;
+    /// v5 hears 0x87 in its PUBACK/PUBREC, 3.1.1 a plain acknowledgement
+    /// (it has no way to be told, and would otherwise resend forever).
+    fn publish_denied(&mut self, publish: &Publish, out: &mut BytesMut) -> Result<(), Close> {
+        Metrics::add(&self.services.metrics.publish_denied, 1);
+        tracing::warn!(
+            client_id = %self.client_id,
+            username = self.identity.username.as_deref().unwrap_or(""),
+            topic = %publish.topic,
+            "publish denied"
+        );
+        if self.services.config.auth.on_publish_denied == OnPublishDenied::Disconnect {
+            return Err(Close::error(ReasonCode::NOT_AUTHORIZED));
+        }
+        let reason = match self.version {
+            ProtocolVersion::V5 => ReasonCode::NOT_AUTHORIZED,
+            ProtocolVersion::V311 => ReasonCode::SUCCESS,
+        };
+        let id = publish.packet_id;
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.write(&Packet::PubAck(PubResponse::new(id, reason)), out),
+            QoS::ExactlyOnce => {
+                if !reason.is_error() {
+                    self.attached().state.inbound_qos2.insert(id);
+                }
+                self.write(&Packet::PubRec(PubResponse::new(id, reason)), out);
+            }
         }
         Ok(())
     }
@@ -274,13 +331,24 @@ impl ClientSession {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe, out: &mut BytesMut) -> Result<(), Close> {
-        let id = subscribe.properties.subscription_identifiers.first().copied();
+        let id = subscribe
+            .properties
+            .subscription_identifiers
+            .first()
+            .copied();
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
+        let acl = self.identity.acl.load_full();
         for (raw, options) in subscribe.filters {
             let Some(key) = FilterKey::parse(&raw) else {
                 reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
                 continue;
             };
+            if !acl.can_subscribe(&key.filter) {
+                Metrics::add(&self.services.metrics.subscribe_denied, 1);
+                tracing::warn!(client_id = %self.client_id, filter = %raw, "subscribe denied");
+                reasons.push(ReasonCode::NOT_AUTHORIZED);
+                continue;
+            }
             if key.group.is_some() && options.no_local {
                 return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
             }
@@ -306,10 +374,10 @@ impl ClientSession {
                     });
                 }
             }
-            self.attached().state.subscriptions.insert(
-                raw.to_string(),
-                SubscriptionEntry { key, options, id },
-            );
+            self.attached()
+                .state
+                .subscriptions
+                .insert(raw.to_string(), SubscriptionEntry { key, options, id });
             reasons.push(ReasonCode(options.qos as u8));
         }
         self.persist_session();
@@ -328,7 +396,9 @@ impl ClientSession {
             let removed = self.attached().state.subscriptions.remove(raw.as_str());
             let reason = match removed {
                 Some(entry) => {
-                    self.services.router.unsubscribe(&entry.key, &self.client_id);
+                    self.services
+                        .router
+                        .unsubscribe(&entry.key, &self.client_id);
                     ReasonCode::SUCCESS
                 }
                 None => ReasonCode::NO_SUBSCRIPTION_EXISTED,
@@ -347,13 +417,17 @@ impl ClientSession {
     fn persist_session(&mut self) {
         let state = &self.attached.as_ref().expect("attached").state;
         if state.expiry_interval > 0 {
-            self.services.store.put_session(&self.client_id, &state.record());
+            self.services
+                .store
+                .put_session(&self.client_id, &state.record());
         }
     }
 
     fn complete(&mut self, packet_id: u16, stage: Stage) {
         if let Some(done) = self.attached().state.inflight.complete(packet_id, stage) {
-            self.services.store.dequeue(&self.client_id, done.delivery.seq);
+            self.services
+                .store
+                .dequeue(&self.client_id, done.delivery.seq);
         }
     }
 
@@ -365,7 +439,12 @@ impl ClientSession {
                 Stage::AwaitPubComp => {
                     Packet::PubRel(PubResponse::new(entry.packet_id, ReasonCode::SUCCESS))
                 }
-                _ => Packet::Publish(self.outgoing_publish(&entry.delivery, entry.packet_id, true, None)),
+                _ => Packet::Publish(self.outgoing_publish(
+                    &entry.delivery,
+                    entry.packet_id,
+                    true,
+                    None,
+                )),
             };
             protocol::encode(&packet, self.version, out);
         }
@@ -376,8 +455,14 @@ impl ClientSession {
     pub fn pump(&mut self, out: &mut BytesMut) -> usize {
         let mut written = 0;
         let now = now_millis();
+        if self.identity.acl.version() != self.acl_version {
+            self.prune_subscriptions();
+        }
+        let acl = self.identity.acl.load_full();
         loop {
-            let room = self.window.saturating_sub(self.attached().state.inflight.len());
+            let room = self
+                .window
+                .saturating_sub(self.attached().state.inflight.len());
             let mut batch = std::mem::take(&mut self.batch);
             self.mailbox.pop_into(room.min(256), &mut batch);
             if batch.is_empty() {
@@ -385,7 +470,7 @@ impl ClientSession {
                 break;
             }
             for delivery in batch.drain(..) {
-                if delivery.message.is_expired(now) {
+                if delivery.message.is_expired(now) || !acl.can_receive(&delivery.message.topic) {
                     self.services.store.dequeue(&self.client_id, delivery.seq);
                     continue;
                 }
@@ -394,7 +479,8 @@ impl ClientSession {
                     _ => self.attached().state.inflight.next_packet_id(),
                 };
                 let alias = self.topic_alias_for(&delivery.message.topic);
-                let publish = Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
+                let publish =
+                    Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
                 if protocol::encoded_len(&publish, self.version) > self.max_packet_out {
                     // MQTT 5 3.1.2.11.4: too large for the client, discard.
                     self.services.store.dequeue(&self.client_id, delivery.seq);
@@ -418,6 +504,25 @@ impl ClientSession {
         }
         Metrics::add(&self.services.metrics.messages_sent, written as u64);
         written
+    }
+
+    /// After a permission change: drops subscriptions the client may no
+    /// longer hold (deliveries are checked one by one in any case).
+    fn prune_subscriptions(&mut self) {
+        self.acl_version = self.identity.acl.version();
+        let acl = self.identity.acl.load_full();
+        let router = &self.services.router;
+        let client_id = &self.client_id;
+        let state = &mut self.attached.as_mut().expect("attached").state;
+        state.subscriptions.retain(|raw, entry| {
+            let keep = acl.can_subscribe(&entry.key.filter);
+            if !keep {
+                tracing::info!(%client_id, filter = %raw, "subscription removed: permission revoked");
+                router.unsubscribe(&entry.key, client_id);
+            }
+            keep
+        });
+        self.persist_session();
     }
 
     /// (alias, send topic too?) for an outgoing topic, when the client
@@ -449,7 +554,9 @@ impl ClientSession {
         if self.version == ProtocolVersion::V5 {
             properties = message.properties.clone();
             properties.message_expiry_interval = message.remaining_expiry(now_millis());
-            properties.subscription_identifiers.extend(delivery.subscription_id);
+            properties
+                .subscription_identifiers
+                .extend(delivery.subscription_id);
             properties.topic_alias = alias.map(|(a, _)| a);
         }
         let topic = match alias {
@@ -479,17 +586,31 @@ impl ClientSession {
         for entry in into_entries(inflight) {
             let shared = entry.delivery.shared.is_some() && entry.stage != Stage::AwaitPubComp;
             if shared && router.redeliver_shared(entry.delivery.clone(), &self.client_id) {
-                self.services.store.dequeue(&self.client_id, entry.delivery.seq);
+                self.services
+                    .store
+                    .dequeue(&self.client_id, entry.delivery.seq);
             } else {
                 kept.push(entry);
             }
         }
         attached.state.inflight = kept;
-        let will = if close.publish_will { self.will.take() } else { None };
+        let will = if close.publish_will {
+            self.will.take()
+        } else {
+            None
+        };
         registry.detach(attached, will);
     }
 }
 
 fn into_entries(mut inflight: Inflight) -> Vec<Outgoing> {
     inflight.drain().collect()
+}
+
+/// `prefix` + `topic`, if the result is still a valid MQTT string.
+fn prefixed(prefix: &MqttStr, topic: &MqttStr) -> Option<MqttStr> {
+    let mut joined = BytesMut::with_capacity(prefix.len() + topic.len());
+    joined.extend_from_slice(prefix.as_bytes());
+    joined.extend_from_slice(topic.as_bytes());
+    MqttStr::from_bytes(joined.freeze())
 }

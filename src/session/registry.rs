@@ -130,7 +130,9 @@ impl Registry {
             self.sessions
                 .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, &session));
         } else {
-            self.services.store.put_session(&session.client_id, &state.record());
+            self.services
+                .store
+                .put_session(&session.client_id, &state.record());
             *session.state.lock() = state;
         }
         drop(_guard);
@@ -143,7 +145,13 @@ impl Registry {
         }
     }
 
-    fn schedule_will(self: &Arc<Self>, session: &Arc<Session>, generation: u64, will: Will, delay: u32) {
+    fn schedule_will(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        generation: u64,
+        will: Will,
+        delay: u32,
+    ) {
         let message = will_message(will, &session.client_id);
         if delay == 0 {
             self.services.publish(message);
@@ -191,26 +199,42 @@ impl Registry {
 
     /// Number of sessions with a connected client.
     pub fn online(&self) -> usize {
-        self.sessions.iter().filter(|s| s.mailbox.is_online()).count()
+        self.sessions
+            .iter()
+            .filter(|s| s.mailbox.is_online())
+            .count()
     }
 
     /// Recreates persistent sessions found in the store at start-up. Their
     /// expiry restarts now, as the broker cannot know how long it was down.
-    pub fn restore(self: &Arc<Self>, sessions: Vec<(String, crate::store::SessionRecord, Vec<crate::router::Delivery>)>) {
+    pub fn restore(
+        self: &Arc<Self>,
+        sessions: Vec<(
+            String,
+            crate::store::SessionRecord,
+            Vec<crate::router::Delivery>,
+        )>,
+    ) {
         for (client_id, record, deliveries) in sessions {
             let client_id = MqttStr::from(client_id);
             let session = self.get_or_create(&client_id);
-            session
-                .mailbox
-                .set_log(Some(self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>));
+            session.mailbox.set_log(Some(
+                self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>
+            ));
             session.mailbox.restore(deliveries);
             let mut state = session.state.lock();
             state.established = true;
             state.expiry_interval = record.expiry_interval;
             for (raw, options, id) in record.subscriptions {
-                let Some(key) = FilterKey::parse(&raw) else { continue };
-                self.services.router.subscribe(&key, &session.mailbox, options, id);
-                state.subscriptions.insert(raw, SubscriptionEntry { key, options, id });
+                let Some(key) = FilterKey::parse(&raw) else {
+                    continue;
+                };
+                self.services
+                    .router
+                    .subscribe(&key, &session.mailbox, options, id);
+                state
+                    .subscriptions
+                    .insert(raw, SubscriptionEntry { key, options, id });
             }
             drop(state);
             if record.expiry_interval != u32::MAX {

@@ -13,6 +13,7 @@ pub use record::{RecordError, SessionRecord};
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -26,11 +27,35 @@ use crate::router::{Delivery, DeliveryLog, Message};
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+
+/// The identity tables (users and roles, stored as JSON by `identity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityTable {
+    Users,
+    Roles,
+}
+
+impl IdentityTable {
+    fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            IdentityTable::Users => USERS,
+            IdentityTable::Roles => ROLES,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create storage directory {0}: {1}")]
     Dir(String, std::io::Error),
+    #[error(
+        "the store in {0} is in use by another process (is the broker running? use the admin API)"
+    )]
+    InUse(String),
+    #[error("the store is closed")]
+    Closed,
     #[error("database error: {0}")]
     Db(#[from] redb::Error),
     #[error(transparent)]
@@ -59,6 +84,9 @@ pub struct Loaded {
 }
 
 pub struct Store {
+    /// Dropped by [`Store::close`], which releases the file even while
+    /// other parts of a stopped broker still hold the `Store`.
+    db: parking_lot::RwLock<Option<Arc<Database>>>,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_seq: AtomicU64,
@@ -69,24 +97,37 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) `dir/gatehouse.redb`, compacts it, loads its
     /// contents and starts the writer thread.
-    pub fn open(dir: &Path, durability: Durability, interval: Duration) -> Result<Store, StoreError> {
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        interval: Duration,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
-        let mut db = Database::create(dir.join("gatehouse.redb")).map_err(db_err)?;
+        let mut db = match Database::create(dir.join("gatehouse.redb")) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse(dir.display().to_string()));
+            }
+            Err(e) => return Err(db_err(e)),
+        };
         // redb files never shrink by themselves.
         db.compact().map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
-        for table in [RETAINED, SESSIONS] {
+        for table in [RETAINED, SESSIONS, USERS, ROLES] {
             txn.open_table(table).map_err(db_err)?;
         }
         txn.open_table(QUEUE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         let (loaded, max_seq) = load(&db)?;
+        let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("gatehouse-store".into())
-            .spawn(move || writer_loop(db, rx, durability, interval))
+            .spawn(move || writer_loop(&writer_db, rx, durability, interval))
             .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
         Ok(Store {
+            db: parking_lot::RwLock::new(Some(db)),
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             next_seq: AtomicU64::new(max_seq + 1),
@@ -126,7 +167,10 @@ impl Store {
         if message.payload.is_empty() {
             self.send(Op::DelRetained(message.topic.to_string()));
         } else {
-            self.send(Op::PutRetained(message.topic.to_string(), record::encode_message(message)));
+            self.send(Op::PutRetained(
+                message.topic.to_string(),
+                record::encode_message(message),
+            ));
         }
     }
 
@@ -149,19 +193,61 @@ impl Store {
         }
     }
 
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.read().clone().ok_or(StoreError::Closed)
+    }
+
+    /// All records of an identity table.
+    pub fn load_identity(&self, table: IdentityTable) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(db_err)?;
+        let table = txn.open_table(table.definition()).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (_, value) = entry.map_err(db_err)?;
+            out.push(value.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Writes (or with `None` deletes) an identity record, durably, now.
+    /// Identity changes are rare and must not be lost, so they bypass the
+    /// group-commit queue.
+    pub fn put_identity(
+        &self,
+        table: IdentityTable,
+        id: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db()?.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(table.definition()).map_err(db_err)?;
+            match value {
+                Some(value) => t.insert(id, value).map(drop),
+                None => t.remove(id).map(drop),
+            }
+            .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
     /// Commits what is pending and stops the writer thread.
     pub fn close(&self) {
         drop(self.tx.lock().take());
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
         }
+        self.db.write().take();
     }
 }
 
 impl DeliveryLog for Store {
     fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.send(Op::Enqueue(client_id.to_string(), seq, record::encode_delivery(delivery)));
+        self.send(Op::Enqueue(
+            client_id.to_string(),
+            seq,
+            record::encode_delivery(delivery),
+        ));
         seq
     }
 }
@@ -175,7 +261,12 @@ impl Drop for Store {
 fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
     let txn = db.begin_read().map_err(db_err)?;
     let mut retained = Vec::new();
-    for entry in txn.open_table(RETAINED).map_err(db_err)?.iter().map_err(db_err)? {
+    for entry in txn
+        .open_table(RETAINED)
+        .map_err(db_err)?
+        .iter()
+        .map_err(db_err)?
+    {
         let (_, value) = entry.map_err(db_err)?;
         match record::decode_message(value.value()) {
             Ok(message) => retained.push(message),
@@ -185,7 +276,12 @@ fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
     let queue = txn.open_table(QUEUE).map_err(db_err)?;
     let mut max_seq = 0;
     let mut sessions = Vec::new();
-    for entry in txn.open_table(SESSIONS).map_err(db_err)?.iter().map_err(db_err)? {
+    for entry in txn
+        .open_table(SESSIONS)
+        .map_err(db_err)?
+        .iter()
+        .map_err(db_err)?
+    {
         let (key, value) = entry.map_err(db_err)?;
         let client_id = key.value().to_owned();
         let record = match SessionRecord::decode(value.value()) {
@@ -211,7 +307,7 @@ fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
     Ok((Loaded { retained, sessions }, max_seq))
 }
 
-fn writer_loop(db: Database, rx: mpsc::Receiver<Op>, durability: Durability, interval: Duration) {
+fn writer_loop(db: &Database, rx: mpsc::Receiver<Op>, durability: Durability, interval: Duration) {
     let mut batch = Vec::new();
     loop {
         match durability {
@@ -229,10 +325,10 @@ fn writer_loop(db: Database, rx: mpsc::Receiver<Op>, durability: Durability, int
             },
         }
         batch.extend(rx.try_iter().take(100_000));
-        commit(&db, &mut batch);
+        commit(db, &mut batch);
     }
     batch.extend(rx.try_iter());
-    commit(&db, &mut batch);
+    commit(db, &mut batch);
 }
 
 /// Applies `batch` in one transaction, then releases its barriers. On a

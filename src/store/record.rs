@@ -47,7 +47,10 @@ fn need(buf: &Bytes, n: usize) -> Result<(), RecordError> {
 }
 
 fn options_byte(o: &SubscriptionOptions) -> u8 {
-    o.qos as u8 | (o.no_local as u8) << 2 | (o.retain_as_published as u8) << 3 | o.retain_handling << 4
+    o.qos as u8
+        | (o.no_local as u8) << 2
+        | (o.retain_as_published as u8) << 3
+        | o.retain_handling << 4
 }
 
 fn options_from(b: u8) -> Result<SubscriptionOptions, RecordError> {

@@ -45,6 +45,7 @@ impl TestBroker {
         let mut config = test_config(dir.path());
         edit(&mut config);
         let broker = gatehouse::start(config.clone()).await.unwrap();
+        open_up_anonymous(&broker);
         TestBroker {
             broker: Some(broker),
             dir,
@@ -85,6 +86,22 @@ impl TestBroker {
     }
 }
 
+/// Lets the built-in `anonymous` user read and write everything, including
+/// `$SYS`, so that broker-core tests are not about permissions.
+pub fn open_up_anonymous(broker: &RunningBroker) {
+    use gatehouse::identity::{Context, Effect, Operation, Permission};
+    let directory = broker.directory().expect("identity directory");
+    for (resource, operation) in [("#", Operation::ReadWrite), ("$SYS/#", Operation::Read)] {
+        let permission = Permission {
+            resource: resource.into(),
+            operation,
+            context: Context::Mqtt,
+            effect: Effect::Allow,
+        };
+        directory.grant_user("anonymous", permission).unwrap();
+    }
+}
+
 /// A client speaking raw MQTT through the crate's codec.
 pub struct RawClient {
     pub stream: TcpStream,
@@ -106,7 +123,9 @@ impl RawClient {
     /// Connects and expects a successful CONNACK.
     pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
         let mut client = RawClient::tcp(addr, version).await;
-        let ack = client.connect_with(connect_packet(version, client_id, true)).await;
+        let ack = client
+            .connect_with(connect_packet(version, client_id, true))
+            .await;
         assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
         client
     }
@@ -138,7 +157,9 @@ impl RawClient {
 
     /// Next packet within `wait`, `Err(())` on timeout.
     pub async fn try_recv(&mut self, wait: Duration) -> Result<Option<Packet>, ()> {
-        tokio::time::timeout(wait, self.recv_inner()).await.map_err(|_| ())
+        tokio::time::timeout(wait, self.recv_inner())
+            .await
+            .map_err(|_| ())
     }
 
     async fn recv_inner(&mut self) -> Option<Packet> {
@@ -169,7 +190,8 @@ impl RawClient {
             qos,
             ..Default::default()
         };
-        self.subscribe_with(filter, options, Properties::default()).await
+        self.subscribe_with(filter, options, Properties::default())
+            .await
     }
 
     pub async fn subscribe_with(
@@ -205,14 +227,16 @@ impl RawClient {
             QoS::AtLeastOnce => assert!(matches!(self.recv().await, Some(Packet::PubAck(_)))),
             QoS::ExactlyOnce => {
                 assert!(matches!(self.recv().await, Some(Packet::PubRec(_))));
-                self.send(&Packet::PubRel(PubResponse::new(1, ReasonCode::SUCCESS))).await;
+                self.send(&Packet::PubRel(PubResponse::new(1, ReasonCode::SUCCESS)))
+                    .await;
                 assert!(matches!(self.recv().await, Some(Packet::PubComp(_))));
             }
         }
     }
 
     pub async fn disconnect(mut self) {
-        self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS))).await;
+        self.send(&Packet::Disconnect(Disconnect::new(ReasonCode::SUCCESS)))
+            .await;
         // Wait for the broker to close its side.
         let _ = self.try_recv(Duration::from_secs(2)).await;
     }

@@ -1,0 +1,127 @@
+//! Compiled permissions of live connections, swapped atomically when the
+//! directory changes so that a revoke reaches connected clients at once.
+
+use arc_swap::{ArcSwap, Guard};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::sync::Notify;
+
+use super::acl::Acl;
+use super::directory::Directory;
+
+/// One connection's ACL snapshot.
+pub struct LiveAcl {
+    /// `None` for connections the core admits without identities.
+    pub username: Option<String>,
+    pub client_id: String,
+    acl: ArcSwap<Acl>,
+    version: AtomicU64,
+    revoked: AtomicBool,
+    notify: Notify,
+}
+
+impl LiveAcl {
+    pub fn new(username: Option<String>, client_id: String, acl: Acl) -> Arc<LiveAcl> {
+        Arc::new(LiveAcl {
+            username,
+            client_id,
+            acl: ArcSwap::from_pointee(acl),
+            version: AtomicU64::new(0),
+            revoked: AtomicBool::new(false),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Everything allowed (the broker core without identities).
+    pub fn allow_all() -> Arc<LiveAcl> {
+        LiveAcl::new(None, String::new(), Acl::allow_all())
+    }
+
+    /// The current snapshot; cheap, lock-free.
+    pub fn load(&self) -> Guard<Arc<Acl>> {
+        self.acl.load()
+    }
+
+    /// The current snapshot as an owned `Arc` (one reference count).
+    pub fn load_full(&self) -> Arc<Acl> {
+        self.acl.load_full()
+    }
+
+    /// Moves on every update, so holders know to re-check subscriptions.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    pub fn update(&self, acl: Acl) {
+        self.acl.store(Arc::new(acl));
+        self.version.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    /// The user was disabled or deleted: the connection must close.
+    pub fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Resolves after an update or a revoke.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// Every live connection's ACL, refreshed on directory changes.
+#[derive(Default)]
+pub struct LiveSet {
+    entries: Mutex<Vec<Weak<LiveAcl>>>,
+}
+
+impl LiveSet {
+    pub fn register(&self, live: &Arc<LiveAcl>) {
+        let mut entries = self.entries.lock();
+        if entries.len() > 64 && entries.len().is_power_of_two() {
+            entries.retain(|w| w.strong_count() > 0);
+        }
+        entries.push(Arc::downgrade(live));
+    }
+
+    /// Recompiles every live connection's ACL against the directory;
+    /// revokes connections whose user is gone, disabled, or lost the
+    /// grant they logged in with.
+    pub fn refresh(&self, directory: &Directory) {
+        let live: Vec<Arc<LiveAcl>> = {
+            let mut entries = self.entries.lock();
+            entries.retain(|w| w.strong_count() > 0);
+            entries.iter().filter_map(Weak::upgrade).collect()
+        };
+        for conn in live {
+            let Some(username) = &conn.username else {
+                continue;
+            };
+            match directory.user(username) {
+                Some(user) if user.enabled => {
+                    conn.update(directory.compile_acl(&user, &conn.client_id))
+                }
+                _ => conn.revoke(),
+            }
+        }
+    }
+
+    /// Runs until the directory is dropped: refresh on every change.
+    pub async fn follow(self: Arc<Self>, directory: Weak<Directory>) {
+        let Some(mut changes) = directory.upgrade().map(|d| d.changes()) else {
+            return;
+        };
+        while changes.changed().await.is_ok() {
+            match directory.upgrade() {
+                Some(directory) => self.refresh(&directory),
+                None => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Identity: users, roles and permissions (after Connectware's model),
+//! password hashing and policy, and ACLs compiled into topic tries.
+//! No socket code lives here.
+
+pub mod acl;
+pub mod cache;
+pub mod directory;
+pub mod live;
+pub mod model;
+pub mod password;
+pub mod policy;
+pub mod settings;
+
+pub use acl::{Acl, Rule};
+pub use directory::{Directory, IdentityError, NewUser};
+pub use live::{LiveAcl, LiveSet};
+pub use model::*;
+pub use policy::PasswordPolicy;
+pub use settings::{SettingsError, StartupSettings};
