@@ -12,6 +12,7 @@ pub use client::{ClientSession, Close, ConnectParams};
 pub use inflight::{Inflight, Outgoing, Stage};
 pub use registry::{Attached, Registry};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -45,8 +46,17 @@ impl Services {
     pub fn publish(&self, message: Message) -> Persisted {
         let before = self.store.submitted();
         let message = Arc::new(message);
-        if message.retain && self.router.retained().set(&message) {
-            self.store.put_retained(&message);
+        if message.retain {
+            // Own copy: the payload is a slice of a connection's read buffer.
+            let kept = Arc::new(Message {
+                topic: MqttStr::from_bytes(Bytes::copy_from_slice(message.topic.as_bytes()))
+                    .expect("already a valid MQTT string"),
+                payload: Bytes::copy_from_slice(&message.payload),
+                ..(*message).clone()
+            });
+            if self.router.retained().set(&kept) {
+                self.store.put_retained(&kept);
+            }
         }
         self.router.publish(&message);
         Metrics::add(&self.metrics.messages_received, 1);
