@@ -31,6 +31,7 @@ fn bench_auth(c: &mut Criterion) {
         username: Some("device"),
         password: Some(password),
         peer,
+        certificate: None,
     };
     let check = |outcome: AuthOutcome| assert!(matches!(outcome, AuthOutcome::Allowed(_)));
     // Warm the cache.

@@ -15,6 +15,7 @@ use crate::protocol::ReasonCode;
 use crate::router::Router;
 use crate::session::{Registry, Services};
 use crate::store::{Store, StoreError};
+use crate::tls::{TlsContext, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,6 +25,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -37,6 +40,9 @@ pub enum StartError {
 pub struct RunningBroker {
     pub mqtt_addr: Option<SocketAddr>,
     pub ws_addr: Option<SocketAddr>,
+    pub mqtts_addr: Option<SocketAddr>,
+    pub wss_addr: Option<SocketAddr>,
+    tls: Option<Arc<TlsContext>>,
     registry: Arc<Registry>,
     directory: Option<Arc<Directory>>,
     shutdown: watch::Sender<bool>,
@@ -107,15 +113,35 @@ async fn launch(
         registry.restore(loaded.sessions);
     }
 
+    let tls = if config.listeners.mqtts.is_some() || config.listeners.wss.is_some() {
+        let revoked = directory
+            .as_ref()
+            .map(|d| d.revoked_serials())
+            .unwrap_or_default();
+        let context = TlsContext::prepare(&config.tls, config.tls.mutual_from_env(), &revoked)?;
+        if let Some(directory) = &directory {
+            tokio::spawn(follow_revocations(
+                context.clone(),
+                Arc::downgrade(directory),
+            ));
+        }
+        Some(context)
+    } else {
+        None
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         auth,
         shutdown: shutdown_rx.clone(),
+        tls: tls.clone(),
     });
     let mut broker = RunningBroker {
         mqtt_addr: None,
         ws_addr: None,
+        mqtts_addr: None,
+        wss_addr: None,
+        tls,
         registry: registry.clone(),
         directory,
         shutdown: shutdown_tx,
@@ -124,6 +150,8 @@ async fn launch(
     let listeners = [
         (config.listeners.mqtt, Transport::Tcp),
         (config.listeners.ws, Transport::WebSocket),
+        (config.listeners.mqtts, Transport::Tls),
+        (config.listeners.wss, Transport::WebSocketTls),
     ];
     for (addr, transport) in listeners {
         let Some(addr) = addr else { continue };
@@ -136,6 +164,8 @@ async fn launch(
         match transport {
             Transport::Tcp => broker.mqtt_addr = Some(local),
             Transport::WebSocket => broker.ws_addr = Some(local),
+            Transport::Tls => broker.mqtts_addr = Some(local),
+            Transport::WebSocketTls => broker.wss_addr = Some(local),
         }
         tracing::info!(?transport, %local, "listening");
         let max = config.limits.max_connections.min(Semaphore::MAX_PERMITS) as u32;
@@ -150,6 +180,20 @@ async fn launch(
 impl RunningBroker {
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Re-reads the server certificate and key (SIGHUP): new handshakes use
+    /// them, established connections are untouched.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let Some(tls) = &self.tls else { return Ok(()) };
+        let revoked = self
+            .directory
+            .as_ref()
+            .map(|d| d.revoked_serials())
+            .unwrap_or_default();
+        tls.reload(&revoked)?;
+        tracing::info!("TLS certificate reloaded");
+        Ok(())
     }
 
     /// The identity directory (absent for [`start_core`]).
@@ -182,5 +226,29 @@ impl RunningBroker {
             .await
             .ok();
         tracing::info!("broker stopped");
+    }
+}
+
+/// Rebuilds the TLS configuration (with a new CRL) whenever the directory
+/// changes, so a revoked certificate is refused at the next handshake.
+async fn follow_revocations(tls: Arc<TlsContext>, directory: std::sync::Weak<Directory>) {
+    let Some(mut changes) = directory.upgrade().map(|d| d.changes()) else {
+        return;
+    };
+    let mut revoked = directory
+        .upgrade()
+        .map(|d| d.revoked_serials())
+        .unwrap_or_default();
+    while changes.changed().await.is_ok() {
+        let Some(directory) = directory.upgrade() else {
+            return;
+        };
+        let now = directory.revoked_serials();
+        if now != revoked {
+            revoked = now;
+            if let Err(e) = tls.reload(&revoked) {
+                tracing::error!("cannot apply certificate revocation: {e}");
+            }
+        }
     }
 }

@@ -31,6 +31,53 @@ pub struct Config {
     pub auth: Auth,
     pub limits: Limits,
     pub mqtt: Mqtt,
+    pub tls: Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// Holds `ca.crt`/`ca.key` and, unless `cert`/`key` are given,
+    /// `server.crt`/`server.key` (all generated when absent).
+    pub dir: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra SANs for the generated server certificate.
+    pub server_names: Vec<String>,
+    /// Require client certificates on `mqtts`/`wss` (env
+    /// `CYBUS_BROKER_USE_MUTUAL_TLS=yes|no`).
+    pub mutual_tls: bool,
+    /// Further CAs whose client certificates are accepted.
+    pub client_ca_bundle: Option<PathBuf>,
+    pub handshake_timeout_secs: u64,
+    /// Validity of certificates issued by `gatehouse cert`.
+    pub device_cert_days: u32,
+}
+
+impl Default for Tls {
+    fn default() -> Tls {
+        Tls {
+            dir: PathBuf::from("certs"),
+            cert: None,
+            key: None,
+            server_names: Vec::new(),
+            mutual_tls: false,
+            client_ca_bundle: None,
+            handshake_timeout_secs: 10,
+            device_cert_days: 365,
+        }
+    }
+}
+
+impl Tls {
+    /// `mutual_tls`, unless `CYBUS_BROKER_USE_MUTUAL_TLS` says otherwise.
+    pub fn mutual_from_env(&self) -> bool {
+        match std::env::var("CYBUS_BROKER_USE_MUTUAL_TLS").as_deref() {
+            Ok("yes") => true,
+            Ok("no") => false,
+            _ => self.mutual_tls,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +89,12 @@ pub struct Listeners {
     /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
     #[serde(deserialize_with = "optional_addr")]
     pub ws: Option<SocketAddr>,
+    /// MQTT over TLS.
+    #[serde(deserialize_with = "optional_addr")]
+    pub mqtts: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS.
+    #[serde(deserialize_with = "optional_addr")]
+    pub wss: Option<SocketAddr>,
 }
 
 /// `"host:port"`, or `""` for a listener that is switched off.
@@ -126,6 +179,8 @@ impl Default for Listeners {
         Listeners {
             mqtt: Some(SocketAddr::from(([0, 0, 0, 0], 1883))),
             ws: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
+            mqtts: Some(SocketAddr::from(([0, 0, 0, 0], 8883))),
+            wss: Some(SocketAddr::from(([0, 0, 0, 0], 8084))),
         }
     }
 }
@@ -271,10 +326,26 @@ impl Config {
             "mqtt.sys_interval_secs",
             "must be at least 1",
         )?;
+        let l = &self.listeners;
         check(
-            self.listeners.mqtt.is_some() || self.listeners.ws.is_some(),
+            l.mqtt.is_some() || l.ws.is_some() || l.mqtts.is_some() || l.wss.is_some(),
             "listeners",
             "at least one listener must be configured",
+        )?;
+        check(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "tls.cert",
+            "tls.cert and tls.key must be given together",
+        )?;
+        check(
+            self.tls.handshake_timeout_secs > 0,
+            "tls.handshake_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.tls.device_cert_days > 0,
+            "tls.device_cert_days",
+            "must be at least 1",
         )?;
         Ok(())
     }

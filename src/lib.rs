@@ -16,6 +16,7 @@ pub mod router;
 pub mod session;
 pub mod store;
 mod sys;
+pub mod tls;
 
 pub use broker::{RunningBroker, StartError, start, start_core};
 pub use config::Config;

@@ -1,6 +1,7 @@
 //! The `gatehouse` command line. Everything else lives in the library.
 
 mod cli;
+mod cli_cert;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     /// Manage roles (on the store of a stopped broker).
     #[command(subcommand)]
     Role(cli::RoleCommand),
+    /// The built-in certificate authority (on the store of a stopped broker).
+    #[command(subcommand)]
+    Cert(cli_cert::CertCommand),
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::User(command) => cli::user(&config, command),
         Command::Role(command) => cli::role(&config, command),
+        Command::Cert(command) => cli_cert::cert(&config, command),
     }
 }
 
@@ -70,19 +75,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let broker = gatehouse::start(config).await?;
-        wait_for_signal().await?;
+        wait_for_signal(&broker).await?;
         tracing::info!("shutting down");
         broker.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Returns on SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
+async fn wait_for_signal(broker: &gatehouse::RunningBroker) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            result = tokio::signal::ctrl_c() => return result.context("waiting for SIGINT"),
+            _ = hup.recv() => {
+                if let Err(e) = broker.reload_tls() {
+                    tracing::error!("SIGHUP: keeping the current certificate: {e}");
+                }
+            }
+        }
     }
-    Ok(())
 }

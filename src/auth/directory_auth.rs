@@ -15,6 +15,7 @@ use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
 use crate::identity::{Directory, GrantMethod, LiveAcl, LiveSet, User, password};
 use crate::protocol::{MqttStr, ReasonCode};
+use crate::tls::PeerCertificate;
 
 pub struct DirectoryAuthenticator {
     directory: Arc<Directory>,
@@ -76,10 +77,11 @@ impl DirectoryAuthenticator {
         .unwrap_or(false)
     }
 
-    fn identity_for(&self, user: &User, client_id: &str) -> Identity {
+    fn identity_for(&self, user: &User, client_id: &str, serial: Option<&str>) -> Identity {
         let acl = LiveAcl::new(
             Some(user.username.clone()),
             client_id.to_owned(),
+            serial.map(str::to_owned),
             self.directory.compile_acl(user, client_id),
         );
         self.live.register(&acl);
@@ -95,7 +97,37 @@ impl DirectoryAuthenticator {
         AuthOutcome::Denied(reason)
     }
 
+    /// Mutual TLS: the certificate (already verified against the CA, its
+    /// validity and the CRL during the handshake) names the user.
+    fn authenticate_certificate(&self, c: &Credentials<'_>, cert: &PeerCertificate) -> AuthOutcome {
+        let cn = cert.common_name.as_str();
+        if c.username.is_some_and(|u| u != cn) {
+            tracing::warn!(peer = %c.peer, cn, username = c.username, "certificate refused: CONNECT username differs from the CN");
+            return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
+        }
+        if self.directory.is_revoked(&cert.serial) {
+            tracing::warn!(peer = %c.peer, cn, serial = cert.serial, "certificate refused: revoked");
+            return self.refuse(ReasonCode::NOT_AUTHORIZED);
+        }
+        match self.directory.user(cn) {
+            None => {
+                tracing::warn!(peer = %c.peer, cn, "certificate refused: no user with this CN");
+                self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
+            }
+            Some(user) if !user.enabled || !user.has_grant(GrantMethod::Certificate) => {
+                tracing::warn!(peer = %c.peer, cn, "certificate refused: user disabled or without certificate grant");
+                self.refuse(ReasonCode::NOT_AUTHORIZED)
+            }
+            Some(user) => {
+                AuthOutcome::Allowed(self.identity_for(&user, c.client_id, Some(&cert.serial)))
+            }
+        }
+    }
+
     async fn authenticate_inner(&self, c: Credentials<'_>) -> AuthOutcome {
+        if let Some(cert) = c.certificate {
+            return self.authenticate_certificate(&c, cert);
+        }
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
                 tracing::info!(peer = %c.peer, client_id = c.client_id, "anonymous connection refused");
@@ -103,7 +135,7 @@ impl DirectoryAuthenticator {
             }
             return match self.directory.user(ANONYMOUS_USER) {
                 Some(user) if user.enabled => {
-                    AuthOutcome::Allowed(self.identity_for(&user, c.client_id))
+                    AuthOutcome::Allowed(self.identity_for(&user, c.client_id, None))
                 }
                 _ => self.refuse(ReasonCode::NOT_AUTHORIZED),
             };
@@ -134,7 +166,7 @@ impl DirectoryAuthenticator {
             self.cache.insert(username, password);
             self.rehash_if_needed(&user, password);
         }
-        AuthOutcome::Allowed(self.identity_for(&user, c.client_id))
+        AuthOutcome::Allowed(self.identity_for(&user, c.client_id, None))
     }
 
     /// Stores a fresh hash when the stored one uses old parameters.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::identity::LiveAcl;
 use crate::protocol::{MqttStr, ReasonCode};
+use crate::tls::PeerCertificate;
 
 /// What a client presented in CONNECT.
 pub struct Credentials<'a> {
@@ -19,6 +20,8 @@ pub struct Credentials<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
     pub peer: SocketAddr,
+    /// The verified client certificate on a mutual-TLS listener.
+    pub certificate: Option<&'a PeerCertificate>,
 }
 
 /// Who a connection is, once authenticated.

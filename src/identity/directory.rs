@@ -53,6 +53,8 @@ struct State {
     users: BTreeMap<String, User>,
     /// By role id.
     roles: BTreeMap<String, Role>,
+    /// By serial.
+    certificates: BTreeMap<String, CertificateRecord>,
 }
 
 impl State {
@@ -93,6 +95,11 @@ impl Directory {
             let role: Role =
                 serde_json::from_slice(&raw).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
             state.roles.insert(role.id.clone(), role);
+        }
+        for raw in store.load_identity(IdentityTable::Certificates)? {
+            let cert: CertificateRecord =
+                serde_json::from_slice(&raw).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+            state.certificates.insert(cert.serial.clone(), cert);
         }
         for raw in store.load_identity(IdentityTable::Users)? {
             let user: User =
@@ -175,6 +182,7 @@ impl Directory {
                 enabled: true,
                 created_at: now,
                 updated_at: now,
+                certificates: Vec::new(),
             })?;
         }
         Ok(())
@@ -321,6 +329,7 @@ impl Directory {
             enabled: true,
             created_at: now,
             updated_at: now,
+            certificates: Vec::new(),
         };
         self.put_user(user.clone())?;
         Ok(user)
@@ -479,6 +488,85 @@ impl Directory {
 
     pub fn revoke_role(&self, name: &str, permission: &Permission) -> Result<Role, IdentityError> {
         self.update_role(name, |r| r.permissions.retain(|p| p != permission))
+    }
+
+    /// Records a certificate the CA issued and lists it on the user of
+    /// that common name (if one exists).
+    pub fn record_certificate(&self, cert: CertificateRecord) -> Result<(), IdentityError> {
+        let json = serde_json::to_vec(&cert).expect("certificate serialises");
+        self.store
+            .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
+        self.state
+            .write()
+            .certificates
+            .insert(cert.serial.clone(), cert.clone());
+        if self.user(&cert.common_name).is_some() {
+            self.update_user(&cert.common_name, |u| {
+                u.certificates.push(UserCertificate {
+                    fingerprint: cert.fingerprint.clone(),
+                    created_at: cert.created_at,
+                    expires_at: cert.not_after,
+                });
+                Ok(())
+            })?;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Marks a certificate revoked: refused at the TLS handshake from now
+    /// on, and live sessions that used it are closed.
+    pub fn revoke_certificate(&self, serial: &str) -> Result<CertificateRecord, IdentityError> {
+        let serial = serial
+            .trim()
+            .trim_start_matches("0x")
+            .to_ascii_lowercase()
+            .replace(':', "");
+        let mut cert = self
+            .state
+            .read()
+            .certificates
+            .get(&serial)
+            .cloned()
+            .ok_or_else(|| IdentityError::NotFound("certificate", serial.clone()))?;
+        cert.revoked = true;
+        let json = serde_json::to_vec(&cert).expect("certificate serialises");
+        self.store
+            .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
+        self.state
+            .write()
+            .certificates
+            .insert(cert.serial.clone(), cert.clone());
+        if self.user(&cert.common_name).is_some() {
+            self.update_user(&cert.common_name, |u| {
+                u.certificates.retain(|c| c.fingerprint != cert.fingerprint);
+                Ok(())
+            })?;
+        }
+        self.changed();
+        Ok(cert)
+    }
+
+    pub fn certificates(&self) -> Vec<CertificateRecord> {
+        self.state.read().certificates.values().cloned().collect()
+    }
+
+    pub fn revoked_serials(&self) -> Vec<String> {
+        let state = self.state.read();
+        state
+            .certificates
+            .values()
+            .filter(|c| c.revoked)
+            .map(|c| c.serial.clone())
+            .collect()
+    }
+
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.state
+            .read()
+            .certificates
+            .get(serial)
+            .is_some_and(|c| c.revoked)
     }
 
     /// The user's own permissions plus those of their roles.

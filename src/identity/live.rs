@@ -15,6 +15,8 @@ pub struct LiveAcl {
     /// `None` for connections the core admits without identities.
     pub username: Option<String>,
     pub client_id: String,
+    /// Serial of the client certificate the connection logged in with.
+    pub certificate_serial: Option<String>,
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
@@ -22,10 +24,16 @@ pub struct LiveAcl {
 }
 
 impl LiveAcl {
-    pub fn new(username: Option<String>, client_id: String, acl: Acl) -> Arc<LiveAcl> {
+    pub fn new(
+        username: Option<String>,
+        client_id: String,
+        certificate_serial: Option<String>,
+        acl: Acl,
+    ) -> Arc<LiveAcl> {
         Arc::new(LiveAcl {
             username,
             client_id,
+            certificate_serial,
             acl: ArcSwap::from_pointee(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
@@ -35,7 +43,7 @@ impl LiveAcl {
 
     /// Everything allowed (the broker core without identities).
     pub fn allow_all() -> Arc<LiveAcl> {
-        LiveAcl::new(None, String::new(), Acl::allow_all())
+        LiveAcl::new(None, String::new(), None, Acl::allow_all())
     }
 
     /// The current snapshot; cheap, lock-free.
@@ -103,6 +111,14 @@ impl LiveSet {
             let Some(username) = &conn.username else {
                 continue;
             };
+            if conn
+                .certificate_serial
+                .as_deref()
+                .is_some_and(|serial| directory.is_revoked(serial))
+            {
+                conn.revoke();
+                continue;
+            }
             match directory.user(username) {
                 Some(user) if user.enabled => {
                     conn.update(directory.compile_acl(&user, &conn.client_id))

@@ -90,6 +90,33 @@ pub struct User {
     pub enabled: bool,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Client certificates issued for this user's name (Connectware shape).
+    #[serde(default)]
+    pub certificates: Vec<UserCertificate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserCertificate {
+    pub fingerprint: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+/// A certificate issued by the built-in CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRecord {
+    /// Hex serial number.
+    pub serial: String,
+    pub common_name: String,
+    /// SHA-256 of the DER encoding, hex.
+    pub fingerprint: String,
+    /// Unix seconds.
+    pub not_before: u64,
+    pub not_after: u64,
+    pub revoked: bool,
+    pub created_at: u64,
 }
 
 impl User {

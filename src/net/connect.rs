@@ -10,6 +10,7 @@ use crate::protocol::{
     self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
 use crate::session::{ClientSession, ConnectParams};
+use crate::tls::PeerCertificate;
 
 /// A CONNECT refused before any session exists.
 pub struct Refused {
@@ -37,6 +38,7 @@ pub async fn accept(
     shared: &Shared,
     connect: Connect,
     peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
     out: &mut BytesMut,
 ) -> Result<(ClientSession, u16), Refused> {
     let services = shared.registry.services();
@@ -81,6 +83,7 @@ pub async fn accept(
         username: connect.username.as_deref(),
         password: connect.password.as_deref(),
         peer,
+        certificate,
     };
     let identity = match shared.auth.authenticate(credentials).await {
         AuthOutcome::Allowed(identity) => identity,

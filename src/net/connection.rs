@@ -12,14 +12,19 @@ use super::connect::{self, write_refusal};
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::session::Close;
+use crate::tls::PeerCertificate;
 
 /// Read buffers grow for large packets but go back to this size when idle.
 const READ_CHUNK: usize = 4096;
 const IDLE_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// Serves one client until it leaves, misbehaves or the broker stops.
-pub async fn run<S>(mut stream: S, peer: SocketAddr, shared: &Shared)
-where
+pub async fn run<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    certificate: Option<PeerCertificate>,
+    shared: &Shared,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let services = shared.registry.services().clone();
@@ -60,7 +65,15 @@ where
     };
     let version = connect.protocol_version;
     let client_id = connect.client_id.clone();
-    let (mut session, keep_alive) = match connect::accept(shared, connect, peer, &mut out).await {
+    let (mut session, keep_alive) = match connect::accept(
+        shared,
+        connect,
+        peer,
+        certificate.as_ref(),
+        &mut out,
+    )
+    .await
+    {
         Ok(accepted) => accepted,
         Err(refused) => {
             tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);

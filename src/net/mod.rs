@@ -6,11 +6,13 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::auth::Authenticator;
 use crate::session::Registry;
+use crate::tls::{PeerCertificate, TlsContext};
 
 /// What every connection task shares.
 pub struct Shared {
@@ -18,12 +20,16 @@ pub struct Shared {
     pub auth: Arc<dyn Authenticator>,
     /// Turns `true` when the broker stops.
     pub shutdown: watch::Receiver<bool>,
+    /// Present when a TLS listener is configured.
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
     WebSocket,
+    Tls,
+    WebSocketTls,
 }
 
 /// Accepts connections until shutdown. Each connection holds a permit of
@@ -67,23 +73,71 @@ async fn handle(
     transport: Transport,
     shared: &Shared,
 ) {
+    let limits = &shared.registry.services().config.limits;
+    let max = limits.max_packet_size as usize;
+    let upgrade_timeout = Duration::from_secs(limits.connect_timeout_secs);
     match transport {
-        Transport::Tcp => connection::run(socket, peer, shared).await,
+        Transport::Tcp => connection::run(socket, peer, None, shared).await,
         Transport::WebSocket => {
-            let max = shared.registry.services().config.limits.max_packet_size as usize;
-            let timeout = std::time::Duration::from_secs(
-                shared
-                    .registry
-                    .services()
-                    .config
-                    .limits
-                    .connect_timeout_secs,
-            );
-            match tokio::time::timeout(timeout, ws::accept(socket, max)).await {
-                Ok(Ok(stream)) => connection::run(stream, peer, shared).await,
-                Ok(Err(e)) => tracing::info!(%peer, "WebSocket handshake failed: {e}"),
-                Err(_) => tracing::info!(%peer, "WebSocket handshake timed out"),
+            if let Some(stream) = websocket(socket, peer, max, upgrade_timeout).await {
+                connection::run(stream, peer, None, shared).await;
             }
+        }
+        Transport::Tls | Transport::WebSocketTls => {
+            let Some(tls) = &shared.tls else { return };
+            let timeout =
+                Duration::from_secs(shared.registry.services().config.tls.handshake_timeout_secs);
+            let stream = match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, "TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|der| PeerCertificate::from_der(der));
+            if tls.is_mutual() && certificate.is_none() {
+                tracing::info!(%peer, "mutual TLS: no usable client certificate");
+                return;
+            }
+            if let Some(cert) = &certificate {
+                tracing::debug!(%peer, cn = cert.common_name, serial = cert.serial, "client certificate accepted");
+            }
+            if transport == Transport::Tls {
+                connection::run(stream, peer, certificate, shared).await;
+            } else if let Some(ws) = websocket(stream, peer, max, upgrade_timeout).await {
+                connection::run(ws, peer, certificate, shared).await;
+            }
+        }
+    }
+}
+
+async fn websocket<S>(
+    stream: S,
+    peer: SocketAddr,
+    max: usize,
+    timeout: Duration,
+) -> Option<ws::WsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(timeout, ws::accept(stream, max)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::info!(%peer, "WebSocket handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%peer, "WebSocket handshake timed out");
+            None
         }
     }
 }

@@ -29,12 +29,14 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
 
 /// The identity tables (users and roles, stored as JSON by `identity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityTable {
     Users,
     Roles,
+    Certificates,
 }
 
 impl IdentityTable {
@@ -42,6 +44,7 @@ impl IdentityTable {
         match self {
             IdentityTable::Users => USERS,
             IdentityTable::Roles => ROLES,
+            IdentityTable::Certificates => CERTIFICATES,
         }
     }
 }
@@ -113,7 +116,7 @@ impl Store {
         // redb files never shrink by themselves.
         db.compact().map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
-        for table in [RETAINED, SESSIONS, USERS, ROLES] {
+        for table in [RETAINED, SESSIONS, USERS, ROLES, CERTIFICATES] {
             txn.open_table(table).map_err(db_err)?;
         }
         txn.open_table(QUEUE).map_err(db_err)?;

@@ -25,6 +25,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.listeners.mqtt = Some("127.0.0.1:0".parse().unwrap());
     config.listeners.ws = Some("127.0.0.1:0".parse().unwrap());
+    config.listeners.mqtts = None;
+    config.listeners.wss = None;
+    config.tls.dir = dir.join("certs");
     config.storage.dir = dir.join("data");
     config.auth.allow_anonymous = true;
     config.mqtt.sys_interval_secs = 1;
@@ -37,10 +40,7 @@ impl TestBroker {
     }
 
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestBroker {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_logs();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         edit(&mut config);
@@ -84,6 +84,14 @@ impl TestBroker {
             broker.shutdown().await;
         }
     }
+}
+
+/// Broker logs in test output, filtered by `RUST_LOG`.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 /// Lets the built-in `anonymous` user read and write everything, including
