@@ -383,3 +383,43 @@ async fn topic_alias_inbound_and_outbound() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn packets_pipelined_behind_connect_are_served() {
+    let broker = TestBroker::start().await;
+    let mut c = RawClient::tcp(broker.addr(), V5).await;
+    let mut bytes = bytes::BytesMut::new();
+    encode(
+        &Packet::Connect(Box::new(connect_packet(V5, "pipeliner", true))),
+        V5,
+        &mut bytes,
+    );
+    encode(
+        &Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            filters: vec![("pipe".into(), SubscriptionOptions::default())],
+            properties: Properties::default(),
+        }),
+        V5,
+        &mut bytes,
+    );
+    encode(
+        &Packet::Publish(publish("pipe", b"same segment", QoS::AtMostOnce, false, 0)),
+        V5,
+        &mut bytes,
+    );
+    encode(&Packet::PingReq, V5, &mut bytes);
+    c.send_raw(&bytes).await;
+    assert!(matches!(c.recv().await, Some(Packet::ConnAck(_))));
+    assert!(matches!(c.recv().await, Some(Packet::SubAck(_))));
+    // The PINGRESP may come before the delivery of the publish.
+    let (mut delivered, mut pong) = (false, false);
+    while !(delivered && pong) {
+        match c.recv().await {
+            Some(Packet::Publish(p)) => delivered = p.payload.as_ref() == b"same segment",
+            Some(Packet::PingResp) => pong = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    broker.stop().await;
+}

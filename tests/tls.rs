@@ -101,7 +101,11 @@ impl Site {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env_remove("CYBUS_BROKER_USE_MUTUAL_TLS")
-            .stdout(Stdio::null())
+            .stdout(if std::env::var_os("GATEHOUSE_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -637,4 +641,105 @@ async fn revoking_a_certificate_closes_the_live_session() {
         "a revoked certificate must fail the handshake"
     );
     broker.shutdown().await;
+}
+
+fn server_fingerprint(ca: &str, port: u16) -> Result<Vec<u8>, std::io::Error> {
+    let config = Arc::new(client_config(ca, None));
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    Ok(conn.peer_certificates().unwrap()[0].to_vec())
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_and_stalled_handshakes_time_out() {
+    let site = Site::new(false);
+    std::fs::write(
+        &site.config,
+        std::fs::read_to_string(&site.config).unwrap() + "handshake_timeout_secs = 1\n",
+    )
+    .unwrap();
+    let broker = site.start();
+    let ca = site.ca();
+    let before = server_fingerprint(&ca, site.mqtts).unwrap();
+
+    // An established TLS client stays connected across the reload.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&ca, None)));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", site.mqtts))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut connect = connect_packet(ProtocolVersion::V311, "steady", true);
+    connect.username = Some("admin".into());
+    connect.password = Some(bytes::Bytes::from_static(b"admin"));
+    let mut out = bytes::BytesMut::new();
+    encode(
+        &Packet::Connect(Box::new(connect)),
+        ProtocolVersion::V311,
+        &mut out,
+    );
+    encode(&Packet::PingReq, ProtocolVersion::V311, &mut out);
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(&out).await.unwrap();
+    let mut reply = [0u8; 6];
+    tls.read_exact(&mut reply).await.unwrap();
+    assert_eq!(
+        reply,
+        [0x20, 0x02, 0x00, 0x00, 0xD0, 0x00],
+        "CONNACK + PINGRESP"
+    );
+
+    // Renew: a new server certificate from the same CA, then SIGHUP.
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(site.path("certs/ca.key")).unwrap())
+            .unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(&ca).unwrap(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let renewed = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(site.path("certs/server.crt"), renewed.pem()).unwrap();
+    std::fs::write(site.path("certs/server.key"), key.serialize_pem()).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &broker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = server_fingerprint(&ca, site.mqtts).unwrap();
+    assert_ne!(
+        before, after,
+        "SIGHUP did not pick up the renewed certificate"
+    );
+    assert_eq!(after, renewed.der().to_vec());
+    tls.write_all(&[0xC0, 0x00]).await.unwrap();
+    let mut pong = [0u8; 2];
+    tls.read_exact(&mut pong).await.unwrap();
+    assert_eq!(
+        pong,
+        [0xD0, 0x00],
+        "established connection survived the reload"
+    );
+
+    // A client that never completes the handshake is cut off, and others
+    // are served meanwhile.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", site.mqtts))
+        .await
+        .unwrap();
+    assert!(server_fingerprint(&ca, site.mqtts).is_ok());
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("stalled handshake not cut off");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

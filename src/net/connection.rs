@@ -95,9 +95,26 @@ pub async fn run<S>(
     let far = Duration::from_secs(86400 * 365);
     let sleep = tokio::time::sleep(keep_alive.unwrap_or(far));
     tokio::pin!(sleep);
-    session.pump(&mut out);
-
     let close = 'conn: loop {
+        // Packets already buffered first: a client may pipeline CONNECT
+        // with more packets in one segment.
+        loop {
+            match protocol::decode(&mut rbuf, Some(version), max_packet) {
+                Ok(Some(packet)) => {
+                    if let Err(close) = session.handle(packet, &mut out) {
+                        break 'conn close;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Metrics::add(&services.metrics.protocol_errors, 1);
+                    tracing::info!(%peer, %client_id, "closing connection: {e}");
+                    break 'conn Close::error(e.reason_code());
+                }
+            }
+        }
+        reserve_or_shrink(&mut rbuf);
+        session.pump(&mut out);
         if !out.is_empty() {
             Metrics::add(&services.metrics.bytes_sent, out.len() as u64);
             if write_out(&mut stream, &mut out).await.is_err() {
@@ -117,22 +134,6 @@ pub async fn run<S>(
                     Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
                 }
                 last_read = Instant::now();
-                loop {
-                    match protocol::decode(&mut rbuf, Some(version), max_packet) {
-                        Ok(Some(packet)) => {
-                            if let Err(close) = session.handle(packet, &mut out) {
-                                break 'conn close;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            Metrics::add(&services.metrics.protocol_errors, 1);
-                            tracing::info!(%peer, %client_id, "closing connection: {e}");
-                            break 'conn Close::error(e.reason_code());
-                        }
-                    }
-                }
-                reserve_or_shrink(&mut rbuf);
             }
             committed = session.commit_done() => {
                 if !committed {
@@ -157,7 +158,6 @@ pub async fn run<S>(
                 sleep.as_mut().reset(last_read + limit);
             }
         }
-        session.pump(&mut out);
     };
 
     if close.notify && version == ProtocolVersion::V5 {
