@@ -6,6 +6,12 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gatehouse::protocol::*;
 
+#[path = "alloc_counter.rs"]
+mod alloc_counter;
+
+#[global_allocator]
+static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
+
 fn publish(size: usize, v: ProtocolVersion) -> Packet {
     let mut properties = Properties::default();
     if v == ProtocolVersion::V5 {
@@ -49,6 +55,19 @@ fn codec(c: &mut Criterion) {
                     |mut buf| decode(black_box(&mut buf), Some(v), usize::MAX),
                     BatchSize::SmallInput,
                 )
+            });
+            let mut buf = BytesMut::with_capacity(wire.len());
+            alloc_counter::report(&format!("publish_{v:?}/encode/{size}"), 1000, || {
+                buf.clear();
+                encode(&packet, v, &mut buf);
+            });
+            // Decoding from a buffer that holds many frames, as a connection does.
+            let mut many = BytesMut::with_capacity(wire.len() * 1000);
+            for _ in 0..1000 {
+                many.extend_from_slice(&wire);
+            }
+            alloc_counter::report(&format!("publish_{v:?}/decode/{size}"), 1000, || {
+                black_box(decode(&mut many, Some(v), usize::MAX).unwrap());
             });
         }
         group.finish();

@@ -32,16 +32,62 @@ struct SharedGroup {
     next: AtomicUsize,
 }
 
+/// Literal levels hash with foldhash: fast, and seeded per process, so
+/// clients cannot pick topic levels that collide.
+type Children = HashMap<Box<str>, Node, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    literal: Children,
+    /// The `+` and `#` children sit in their own slots: matching asks for
+    /// them at every level, and a slot costs no hashing.
+    plus: Option<Box<Node>>,
+    hash: Option<Box<Node>>,
     subscriptions: Vec<Subscription>,
     groups: Vec<SharedGroup>,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.subscriptions.is_empty() && self.groups.is_empty()
+        self.literal.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_none()
+            && self.subscriptions.is_empty()
+            && self.groups.is_empty()
+    }
+
+    fn child(&self, level: &str) -> Option<&Node> {
+        match level {
+            "+" => self.plus.as_deref(),
+            "#" => self.hash.as_deref(),
+            _ => self.literal.get(level),
+        }
+    }
+
+    fn child_mut(&mut self, level: &str) -> Option<&mut Node> {
+        match level {
+            "+" => self.plus.as_deref_mut(),
+            "#" => self.hash.as_deref_mut(),
+            _ => self.literal.get_mut(level),
+        }
+    }
+
+    fn child_or_insert(&mut self, level: &str) -> &mut Node {
+        match level {
+            "+" => self.plus.get_or_insert_with(Box::default),
+            "#" => self.hash.get_or_insert_with(Box::default),
+            _ => self.literal.entry(level.into()).or_default(),
+        }
+    }
+
+    fn remove_child(&mut self, level: &str) {
+        match level {
+            "+" => self.plus = None,
+            "#" => self.hash = None,
+            _ => {
+                self.literal.remove(level);
+            }
+        }
     }
 }
 
@@ -64,7 +110,7 @@ impl SubscriptionTrie {
     pub fn insert(&mut self, key: &FilterKey, sub: Subscription) -> bool {
         let mut node = &mut self.root;
         for level in key.filter.split('/') {
-            node = node.children.entry(level.into()).or_default();
+            node = node.child_or_insert(level);
         }
         let client = sub.mailbox.client_id().clone();
         let list = match &key.group {
@@ -129,7 +175,7 @@ impl SubscriptionTrie {
     ) -> Option<&Subscription> {
         let mut node = &self.root;
         for level in key.filter.split('/') {
-            node = node.children.get(level)?;
+            node = node.child(level)?;
         }
         let group = node.groups.iter().find(|g| g.key.group == key.group)?;
         pick(group, except)
@@ -164,7 +210,7 @@ where
     };
     // Wildcards at the first level never match `$` topics (MQTT 4.7.2).
     let wildcards = !(at_root && system);
-    if let Some(hash) = node.children.get("#").filter(|_| wildcards) {
+    if let Some(hash) = node.hash.as_deref().filter(|_| wildcards) {
         emit(hash, f);
     }
     let mut visit = |child: &Node| match tail {
@@ -172,15 +218,15 @@ where
         None => {
             emit(child, f);
             // `a/#` also matches `a`.
-            if let Some(hash) = child.children.get("#") {
+            if let Some(hash) = child.hash.as_deref() {
                 emit(hash, f);
             }
         }
     };
-    if let Some(child) = node.children.get(level) {
+    if let Some(child) = node.literal.get(level) {
         visit(child);
     }
-    if let Some(plus) = node.children.get("+").filter(|_| wildcards) {
+    if let Some(plus) = node.plus.as_deref().filter(|_| wildcards) {
         visit(plus);
     }
 }
@@ -214,12 +260,12 @@ fn remove_at(node: &mut Node, levels: &[&str], group: Option<&str>, client: &Mqt
         node.groups.retain(|g| !g.members.is_empty());
         return removed;
     };
-    let Some(child) = node.children.get_mut(*first) else {
+    let Some(child) = node.child_mut(first) else {
         return false;
     };
     let removed = remove_at(child, rest, group, client);
     if child.is_empty() {
-        node.children.remove(*first);
+        node.remove_child(first);
     }
     removed
 }
