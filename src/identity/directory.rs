@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::acl::{Acl, Rule};
+use super::acl_cache::AclCache;
 use super::model::*;
 use super::password;
 use super::policy::{PasswordPolicy, PolicyViolation};
@@ -71,6 +72,7 @@ type UserListener = Box<dyn Fn(&str) + Send + Sync>;
 pub struct Directory {
     store: Arc<Store>,
     user_listeners: RwLock<Vec<UserListener>>,
+    acl_cache: AclCache,
     policy: PasswordPolicy,
     state: RwLock<State>,
     changes: watch::Sender<u64>,
@@ -109,6 +111,7 @@ impl Directory {
         let directory = Directory {
             store,
             user_listeners: RwLock::new(Vec::new()),
+            acl_cache: AclCache::default(),
             policy,
             state: RwLock::new(state),
             changes: watch::channel(0).0,
@@ -198,6 +201,7 @@ impl Directory {
     }
 
     fn changed(&self) {
+        self.acl_cache.clear();
         self.changes.send_modify(|v| *v += 1);
     }
 
@@ -581,25 +585,38 @@ impl Directory {
         out
     }
 
-    /// Compiles the user's MQTT permissions for one connection, resolving
-    /// `%u` and `%c`. A client id that would change a pattern's structure
-    /// (`+`, `#`, `/` or empty) makes `%c` rules match nothing.
-    pub fn compile_acl(&self, user: &User, client_id: &str) -> Acl {
-        let client_ok = !client_id.is_empty() && !client_id.contains(['+', '#', '/']);
-        let rules = self
+    /// The user's MQTT permissions compiled for one connection, resolving
+    /// `%u` and `%c`; shared with the user's other connections when no
+    /// rule depends on the client id. A client id that would change a
+    /// pattern's structure (`+`, `#`, `/` or empty) makes `%c` rules match
+    /// nothing.
+    pub fn compile_acl(&self, user: &User, client_id: &str) -> Arc<Acl> {
+        let permissions: Vec<Permission> = self
             .effective_permissions(user)
             .into_iter()
             .filter(|p| p.context == Context::Mqtt)
-            .filter(|p| client_ok || !p.resource.contains("%c"))
-            .map(|p| Rule {
-                pattern: p
-                    .resource
-                    .replace("%u", &user.username)
-                    .replace("%c", client_id),
-                read: p.operation.reads(),
-                write: p.operation.writes(),
-                deny: p.effect == Effect::Deny,
-            });
-        Acl::compile(rules)
+            .collect();
+        let per_client = permissions.iter().any(|p| p.resource.contains("%c"));
+        let key = (
+            user.username.clone(),
+            per_client.then(|| client_id.to_owned()),
+        );
+        self.acl_cache.get_or_compile(key, || {
+            let client_ok = !client_id.is_empty() && !client_id.contains(['+', '#', '/']);
+            Acl::compile(
+                permissions
+                    .into_iter()
+                    .filter(|p| client_ok || !p.resource.contains("%c"))
+                    .map(|p| Rule {
+                        pattern: p
+                            .resource
+                            .replace("%u", &user.username)
+                            .replace("%c", client_id),
+                        read: p.operation.reads(),
+                        write: p.operation.writes(),
+                        deny: p.effect == Effect::Deny,
+                    }),
+            )
+        })
     }
 }

@@ -28,13 +28,13 @@ impl LiveAcl {
         username: Option<String>,
         client_id: String,
         certificate_serial: Option<String>,
-        acl: Acl,
+        acl: Arc<Acl>,
     ) -> Arc<LiveAcl> {
         Arc::new(LiveAcl {
             username,
             client_id,
             certificate_serial,
-            acl: ArcSwap::from_pointee(acl),
+            acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
             notify: Notify::new(),
@@ -43,7 +43,7 @@ impl LiveAcl {
 
     /// Everything allowed (the broker core without identities).
     pub fn allow_all() -> Arc<LiveAcl> {
-        LiveAcl::new(None, String::new(), None, Acl::allow_all())
+        LiveAcl::new(None, String::new(), None, Arc::new(Acl::allow_all()))
     }
 
     /// The current snapshot; cheap, lock-free.
@@ -65,8 +65,8 @@ impl LiveAcl {
         self.revoked.load(Ordering::Acquire)
     }
 
-    pub fn update(&self, acl: Acl) {
-        self.acl.store(Arc::new(acl));
+    pub fn update(&self, acl: Arc<Acl>) {
+        self.acl.store(acl);
         self.version.fetch_add(1, Ordering::AcqRel);
         self.notify.notify_one();
     }

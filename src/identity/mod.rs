@@ -3,6 +3,7 @@
 //! No socket code lives here.
 
 pub mod acl;
+mod acl_cache;
 pub mod cache;
 pub mod directory;
 pub mod live;

@@ -65,6 +65,7 @@ pub struct ClientSession {
     will: Option<Will>,
     window: usize,
     max_packet_out: usize,
+    /// Inbound topic aliases (index = alias - 1), grown on first use.
     aliases_in: Vec<Option<MqttStr>>,
     aliases_out: HashMap<MqttStr, u16>,
     alias_out_max: u16,
@@ -92,7 +93,7 @@ impl ClientSession {
         ClientSession {
             window: usize::from(params.receive_maximum.min(limits.max_inflight)),
             max_packet_out: params.maximum_packet_size,
-            aliases_in: vec![None; usize::from(limits.topic_alias_maximum)],
+            aliases_in: Vec::new(),
             aliases_out: HashMap::new(),
             alias_out_max: params.topic_alias_maximum,
             services,
@@ -206,10 +207,15 @@ impl ClientSession {
 
     fn on_publish(&mut self, mut publish: Publish, out: &mut BytesMut) -> Result<(), Close> {
         if let Some(alias) = publish.properties.topic_alias {
+            let max = usize::from(self.services.config.limits.topic_alias_maximum);
             let slot = usize::from(alias)
                 .checked_sub(1)
-                .filter(|&i| i < self.aliases_in.len())
+                .filter(|&i| i < max)
                 .ok_or(Close::error(ReasonCode::TOPIC_ALIAS_INVALID))?;
+            if self.aliases_in.len() <= slot {
+                // Grown on use: most clients never send an alias.
+                self.aliases_in.resize(slot + 1, None);
+            }
             if publish.topic.is_empty() {
                 publish.topic = self.aliases_in[slot]
                     .clone()
