@@ -4,11 +4,11 @@
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::Shared;
 use super::connect::{self, write_refusal};
+use super::{ByteStream, Shared};
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::session::Close;
@@ -17,6 +17,7 @@ use crate::tls::PeerCertificate;
 /// Read buffers grow for large packets but go back to this size when idle.
 const READ_CHUNK: usize = 4096;
 const IDLE_BUFFER_LIMIT: usize = 64 * 1024;
+const SMALL_WRITE: usize = 512;
 
 /// Serves one client until it leaves, misbehaves or the broker stops.
 pub async fn run<S>(
@@ -25,12 +26,12 @@ pub async fn run<S>(
     certificate: Option<PeerCertificate>,
     shared: &Shared,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: ByteStream,
 {
     let services = shared.registry.services().clone();
     let limits = &services.config.limits;
     let max_packet = limits.max_packet_size as usize;
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut rbuf = BytesMut::new();
     let mut out = BytesMut::new();
 
     let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
@@ -128,7 +129,7 @@ pub async fn run<S>(
             _ = shutdown.changed() => {
                 break Close { reason: ReasonCode::SERVER_SHUTTING_DOWN, publish_will: false, notify: true };
             }
-            read = stream.read_buf(&mut rbuf) => {
+            read = read_when_ready(&mut stream, &mut rbuf) => {
                 match read {
                     Ok(0) | Err(_) => break Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false },
                     Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
@@ -186,20 +187,39 @@ async fn write_out<S: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     stream.write_all(out).await?;
     stream.flush().await?;
+    // A small write (a PINGRESP, an acknowledgement) suggests a quiet
+    // connection: give the buffer back. Busy ones keep theirs, up to a cap.
+    let written = out.len();
     out.clear();
-    if out.capacity() > IDLE_BUFFER_LIMIT {
+    if written < SMALL_WRITE || out.capacity() > IDLE_BUFFER_LIMIT {
         *out = BytesMut::new();
     }
     Ok(())
 }
 
-/// Keeps room for the next read, and drops a large buffer once it is empty.
+/// Keeps room for the next read, and drops the buffer once it is empty:
+/// an idle connection holds no read buffer (decoded packets keep their
+/// own slices of the old one alive for as long as they need it).
 fn reserve_or_shrink(rbuf: &mut BytesMut) {
-    if rbuf.is_empty() && rbuf.capacity() > IDLE_BUFFER_LIMIT {
-        *rbuf = BytesMut::with_capacity(READ_CHUNK);
+    if rbuf.is_empty() {
+        if rbuf.capacity() > 0 {
+            *rbuf = BytesMut::new();
+        }
     } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
         rbuf.reserve(READ_CHUNK);
     }
+}
+
+/// Waits until the stream has data, only then takes a read buffer.
+async fn read_when_ready<S: ByteStream>(
+    stream: &mut S,
+    rbuf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    stream.read_buf(rbuf).await
 }
 
 enum ReadError {
@@ -208,7 +228,7 @@ enum ReadError {
 }
 
 /// Reads until the first packet is complete (it must be CONNECT).
-async fn read_first<S: AsyncRead + Unpin>(
+async fn read_first<S: ByteStream>(
     stream: &mut S,
     rbuf: &mut BytesMut,
     max_packet: usize,
@@ -217,8 +237,7 @@ async fn read_first<S: AsyncRead + Unpin>(
         if let Some(packet) = protocol::decode(rbuf, None, max_packet).map_err(ReadError::Decode)? {
             return Ok(packet);
         }
-        reserve_or_shrink(rbuf);
-        match stream.read_buf(rbuf).await {
+        match read_when_ready(stream, rbuf).await {
             Ok(0) | Err(_) => return Err(ReadError::Io),
             Ok(_) => {}
         }

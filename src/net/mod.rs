@@ -14,6 +14,37 @@ use crate::auth::Authenticator;
 use crate::session::Registry;
 use crate::tls::{PeerCertificate, TlsContext};
 
+/// A byte stream a connection runs on. Plain TCP can report readiness
+/// without a buffer, so an idle connection holds no read buffer at all;
+/// TLS and WebSocket streams buffer internally and report ready at once.
+pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {
+    fn poll_read_ready(
+        &self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl ByteStream for tokio::net::TcpStream {
+    fn poll_read_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream
+    for tokio_rustls::server::TlsStream<S>
+{
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream
+    for ws::WsStream<S>
+{
+}
+
 /// What every connection task shares.
 pub struct Shared {
     pub registry: Arc<Registry>,
