@@ -49,13 +49,13 @@ pub struct NewUser {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// By username.
     users: BTreeMap<String, User>,
     /// By role id.
     roles: BTreeMap<String, Role>,
     /// By serial.
-    certificates: BTreeMap<String, CertificateRecord>,
+    pub(super) certificates: BTreeMap<String, CertificateRecord>,
 }
 
 impl State {
@@ -70,11 +70,11 @@ impl State {
 type UserListener = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct Directory {
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     user_listeners: RwLock<Vec<UserListener>>,
     acl_cache: AclCache,
     policy: PasswordPolicy,
-    state: RwLock<State>,
+    pub(super) state: RwLock<State>,
     changes: watch::Sender<u64>,
 }
 
@@ -200,7 +200,7 @@ impl Directory {
         self.changes.subscribe()
     }
 
-    fn changed(&self) {
+    pub(super) fn changed(&self) {
         self.acl_cache.clear();
         self.changes.send_modify(|v| *v += 1);
     }
@@ -258,7 +258,7 @@ impl Directory {
         Ok(())
     }
 
-    fn update_user(
+    pub(super) fn update_user(
         &self,
         username: &str,
         f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
@@ -492,85 +492,6 @@ impl Directory {
 
     pub fn revoke_role(&self, name: &str, permission: &Permission) -> Result<Role, IdentityError> {
         self.update_role(name, |r| r.permissions.retain(|p| p != permission))
-    }
-
-    /// Records a certificate the CA issued and lists it on the user of
-    /// that common name (if one exists).
-    pub fn record_certificate(&self, cert: CertificateRecord) -> Result<(), IdentityError> {
-        let json = serde_json::to_vec(&cert).expect("certificate serialises");
-        self.store
-            .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
-        self.state
-            .write()
-            .certificates
-            .insert(cert.serial.clone(), cert.clone());
-        if self.user(&cert.common_name).is_some() {
-            self.update_user(&cert.common_name, |u| {
-                u.certificates.push(UserCertificate {
-                    fingerprint: cert.fingerprint.clone(),
-                    created_at: cert.created_at,
-                    expires_at: cert.not_after,
-                });
-                Ok(())
-            })?;
-        }
-        self.changed();
-        Ok(())
-    }
-
-    /// Marks a certificate revoked: refused at the TLS handshake from now
-    /// on, and live sessions that used it are closed.
-    pub fn revoke_certificate(&self, serial: &str) -> Result<CertificateRecord, IdentityError> {
-        let serial = serial
-            .trim()
-            .trim_start_matches("0x")
-            .to_ascii_lowercase()
-            .replace(':', "");
-        let mut cert = self
-            .state
-            .read()
-            .certificates
-            .get(&serial)
-            .cloned()
-            .ok_or_else(|| IdentityError::NotFound("certificate", serial.clone()))?;
-        cert.revoked = true;
-        let json = serde_json::to_vec(&cert).expect("certificate serialises");
-        self.store
-            .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
-        self.state
-            .write()
-            .certificates
-            .insert(cert.serial.clone(), cert.clone());
-        if self.user(&cert.common_name).is_some() {
-            self.update_user(&cert.common_name, |u| {
-                u.certificates.retain(|c| c.fingerprint != cert.fingerprint);
-                Ok(())
-            })?;
-        }
-        self.changed();
-        Ok(cert)
-    }
-
-    pub fn certificates(&self) -> Vec<CertificateRecord> {
-        self.state.read().certificates.values().cloned().collect()
-    }
-
-    pub fn revoked_serials(&self) -> Vec<String> {
-        let state = self.state.read();
-        state
-            .certificates
-            .values()
-            .filter(|c| c.revoked)
-            .map(|c| c.serial.clone())
-            .collect()
-    }
-
-    pub fn is_revoked(&self, serial: &str) -> bool {
-        self.state
-            .read()
-            .certificates
-            .get(serial)
-            .is_some_and(|c| c.revoked)
     }
 
     /// The user's own permissions plus those of their roles.

@@ -5,6 +5,7 @@
 pub mod acl;
 mod acl_cache;
 pub mod cache;
+mod certificates;
 pub mod directory;
 pub mod live;
 pub mod model;

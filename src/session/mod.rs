@@ -6,6 +6,7 @@
 
 mod client;
 mod inflight;
+mod outbound;
 mod registry;
 
 pub use client::{ClientSession, Close, ConnectParams};
