@@ -11,7 +11,7 @@ use super::connect::{self, write_refusal};
 use super::{ByteStream, Shared};
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
-use crate::session::Close;
+use crate::session::{ClientSession, Close};
 use crate::tls::PeerCertificate;
 
 /// Read buffers grow for large packets but go back to this size when idle.
@@ -29,59 +29,22 @@ pub async fn run<S>(
     S: ByteStream,
 {
     let services = shared.registry.services().clone();
-    let limits = &services.config.limits;
-    let max_packet = limits.max_packet_size as usize;
+    let max_packet = services.config.limits.max_packet_size as usize;
     let mut rbuf = BytesMut::new();
     let mut out = BytesMut::new();
-
-    let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
-    let first = tokio::time::timeout(
-        connect_timeout,
-        read_first(&mut stream, &mut rbuf, max_packet),
-    )
-    .await;
-    let connect = match first {
-        Ok(Ok(Packet::Connect(connect))) => *connect,
-        Ok(Ok(_)) => return, // unreachable: the decoder only accepts CONNECT first
-        Ok(Err(ReadError::Decode(DecodeError::UnsupportedVersion(level)))) => {
-            tracing::info!(%peer, level, "unsupported protocol version");
-            write_refusal(
-                ProtocolVersion::V311,
-                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
-                &mut out,
-            );
-            let _ = stream.write_all(&out).await;
-            return;
-        }
-        Ok(Err(ReadError::Decode(e))) => {
-            Metrics::add(&services.metrics.protocol_errors, 1);
-            tracing::info!(%peer, "bad CONNECT: {e}");
-            return;
-        }
-        Ok(Err(ReadError::Io)) => return,
-        Err(_) => {
-            tracing::debug!(%peer, "no CONNECT within {connect_timeout:?}");
-            return;
-        }
-    };
-    let version = connect.protocol_version;
-    let client_id = connect.client_id.clone();
-    let (mut session, keep_alive) = match connect::accept(
-        shared,
-        connect,
+    // The CONNECT phase runs once: boxed, its state does not widen the
+    // future every connection keeps for its whole life.
+    let established = Box::pin(establish(
+        &mut stream,
         peer,
         certificate.as_ref(),
+        shared,
+        &mut rbuf,
         &mut out,
-    )
-    .await
-    {
-        Ok(accepted) => accepted,
-        Err(refused) => {
-            tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
-            write_refusal(version, refused.reason, &mut out);
-            let _ = stream.write_all(&out).await;
-            return;
-        }
+    ))
+    .await;
+    let Some((mut session, keep_alive, version)) = established else {
+        return;
     };
     let client_id = session.mailbox().client_id().clone();
     tracing::debug!(%peer, %client_id, ?version, "client connected");
@@ -179,6 +142,59 @@ pub async fn run<S>(
         .metrics
         .clients_connected
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reads the CONNECT (within the connect timeout), authenticates and
+/// attaches the session; the CONNACK is left in `out`. `None`: refused or
+/// gone (a refusal CONNACK has already been written).
+async fn establish<S: ByteStream>(
+    stream: &mut S,
+    peer: SocketAddr,
+    certificate: Option<&PeerCertificate>,
+    shared: &Shared,
+    rbuf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> Option<(ClientSession, u16, ProtocolVersion)> {
+    let services = shared.registry.services();
+    let limits = &services.config.limits;
+    let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
+    let max_packet = limits.max_packet_size as usize;
+    let first = tokio::time::timeout(connect_timeout, read_first(stream, rbuf, max_packet)).await;
+    let connect = match first {
+        Ok(Ok(Packet::Connect(connect))) => *connect,
+        Ok(Ok(_)) => return None, // unreachable: the decoder only accepts CONNECT first
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedVersion(level)))) => {
+            tracing::info!(%peer, level, "unsupported protocol version");
+            write_refusal(
+                ProtocolVersion::V311,
+                ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                out,
+            );
+            let _ = stream.write_all(out).await;
+            return None;
+        }
+        Ok(Err(ReadError::Decode(e))) => {
+            Metrics::add(&services.metrics.protocol_errors, 1);
+            tracing::info!(%peer, "bad CONNECT: {e}");
+            return None;
+        }
+        Ok(Err(ReadError::Io)) => return None,
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within {connect_timeout:?}");
+            return None;
+        }
+    };
+    let version = connect.protocol_version;
+    let client_id = connect.client_id.clone();
+    match connect::accept(shared, connect, peer, certificate, out).await {
+        Ok((session, keep_alive)) => Some((session, keep_alive, version)),
+        Err(refused) => {
+            tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
+            write_refusal(version, refused.reason, out);
+            let _ = stream.write_all(out).await;
+            None
+        }
+    }
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

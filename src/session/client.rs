@@ -62,7 +62,8 @@ pub struct ClientSession {
     pub(super) version: ProtocolVersion,
     pub(super) client_id: MqttStr,
     pub identity: Identity,
-    pub(super) will: Option<Will>,
+    /// Boxed: most sessions have none, and a will is ~500 bytes inline.
+    pub(super) will: Option<Box<Will>>,
     pub(super) window: usize,
     pub(super) max_packet_out: usize,
     /// Inbound topic aliases (index = alias - 1), grown on first use.
@@ -102,7 +103,7 @@ impl ClientSession {
             version: params.version,
             client_id: params.client_id,
             identity: params.identity,
-            will: params.will,
+            will: params.will.map(Box::new),
             pending_acks: VecDeque::new(),
             acl_version,
             committed_acks: Vec::new(),
@@ -458,7 +459,7 @@ impl ClientSession {
         }
         attached.state.inflight = kept;
         let will = if close.publish_will {
-            self.will.take()
+            self.will.take().map(|will| *will)
         } else {
             None
         };
