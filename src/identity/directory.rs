@@ -512,32 +512,42 @@ impl Directory {
     /// pattern's structure (`+`, `#`, `/` or empty) makes `%c` rules match
     /// nothing.
     pub fn compile_acl(&self, user: &User, client_id: &str) -> Arc<Acl> {
+        if let Some(acl) = self.acl_cache.get(&user.username, client_id) {
+            return acl;
+        }
+        let generation = self.acl_cache.generation();
+        // Re-read after taking the generation: a record fetched before a
+        // change must not be cached as current.
+        let current = self.user(&user.username);
+        let user = current.as_ref().unwrap_or(user);
         let permissions: Vec<Permission> = self
             .effective_permissions(user)
             .into_iter()
             .filter(|p| p.context == Context::Mqtt)
             .collect();
         let per_client = permissions.iter().any(|p| p.resource.contains("%c"));
-        let key = (
-            user.username.clone(),
-            per_client.then(|| client_id.to_owned()),
+        let client_ok = !client_id.is_empty() && !client_id.contains(['+', '#', '/']);
+        let acl = Arc::new(Acl::compile(
+            permissions
+                .into_iter()
+                .filter(|p| client_ok || !p.resource.contains("%c"))
+                .map(|p| Rule {
+                    pattern: p
+                        .resource
+                        .replace("%u", &user.username)
+                        .replace("%c", client_id),
+                    read: p.operation.reads(),
+                    write: p.operation.writes(),
+                    deny: p.effect == Effect::Deny,
+                }),
+        ));
+        self.acl_cache.insert(
+            generation,
+            &user.username,
+            client_id,
+            per_client,
+            acl.clone(),
         );
-        self.acl_cache.get_or_compile(key, || {
-            let client_ok = !client_id.is_empty() && !client_id.contains(['+', '#', '/']);
-            Acl::compile(
-                permissions
-                    .into_iter()
-                    .filter(|p| client_ok || !p.resource.contains("%c"))
-                    .map(|p| Rule {
-                        pattern: p
-                            .resource
-                            .replace("%u", &user.username)
-                            .replace("%c", client_id),
-                        read: p.operation.reads(),
-                        write: p.operation.writes(),
-                        deny: p.effect == Effect::Deny,
-                    }),
-            )
-        })
+        acl
     }
 }
