@@ -88,6 +88,7 @@ impl ClientSession {
             services
                 .store
                 .put_session(&params.client_id, &attached.state.record());
+            attached.state.stored = true;
         }
         let limits = &services.config.limits;
         let acl_version = params.identity.acl.version();
@@ -422,11 +423,12 @@ impl ClientSession {
     }
 
     pub(super) fn persist_session(&mut self) {
-        let state = &self.attached.as_ref().expect("attached").state;
+        let state = &mut self.attached.as_mut().expect("attached").state;
         if state.expiry_interval > 0 {
             self.services
                 .store
                 .put_session(&self.client_id, &state.record());
+            state.stored = true;
         }
     }
 

@@ -96,6 +96,9 @@ pub struct SessionState {
     pub inbound_qos2: HashSet<u16>,
     /// Set once a connection has used this session.
     pub established: bool,
+    /// The store holds a record of this session (delete it on discard;
+    /// clean sessions never touch the store).
+    pub stored: bool,
 }
 
 impl SessionState {

@@ -108,7 +108,9 @@ impl Registry {
             router.redeliver_shared(delivery, &session.client_id);
         }
         session.mailbox.set_log(None);
-        self.services.store.delete_session(&session.client_id);
+        if state.stored {
+            self.services.store.delete_session(&session.client_id);
+        }
         *state = SessionState::default();
     }
 
@@ -133,6 +135,7 @@ impl Registry {
             self.services
                 .store
                 .put_session(&session.client_id, &state.record());
+            state.stored = true;
             *session.state.lock() = state;
         }
         drop(_guard);
@@ -224,6 +227,7 @@ impl Registry {
             session.mailbox.restore(deliveries);
             let mut state = session.state.lock();
             state.established = true;
+            state.stored = true;
             state.expiry_interval = record.expiry_interval;
             for (raw, options, id) in record.subscriptions {
                 let Some(key) = FilterKey::parse(&raw) else {
