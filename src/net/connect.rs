@@ -22,6 +22,11 @@ fn refuse(reason: ReasonCode, detail: &'static str) -> Refused {
     Refused { reason, detail }
 }
 
+/// A copy that does not pin the buffer the original was decoded from.
+fn owned(text: &MqttStr) -> MqttStr {
+    MqttStr::from_bytes(bytes::Bytes::copy_from_slice(text.as_bytes())).expect("already valid")
+}
+
 /// Writes a CONNACK refusing the connection.
 pub fn write_refusal(version: ProtocolVersion, reason: ReasonCode, out: &mut BytesMut) {
     let ack = ConnAck {
@@ -75,7 +80,9 @@ pub async fn accept(
         assigned = Some(id.clone());
         id
     } else {
-        connect.client_id.clone()
+        // Own copy: the decoded id is a slice of the read buffer, and the
+        // session keeps its id for as long as it lives.
+        owned(&connect.client_id)
     };
 
     let credentials = Credentials {
@@ -91,6 +98,8 @@ pub async fn accept(
     };
     let mut will = connect.will;
     if let Some(will) = &mut will {
+        will.topic = owned(&will.topic);
+        will.payload = bytes::Bytes::copy_from_slice(&will.payload);
         if let Some(prefix) = &identity.publish_prefix {
             let joined = format!("{prefix}{}", will.topic);
             will.topic = MqttStr::from_bytes(joined.into()).ok_or(refuse(
