@@ -93,14 +93,20 @@ pub struct Flow {
 /// Waits until `ready()` or `limit`; true when ready. Wake-ups come from
 /// `notify.notify_waiters()`, registered before the check so none is lost.
 pub async fn wait_for(notify: &Notify, ready: impl Fn() -> bool, limit: Duration) -> bool {
-    let notified = notify.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    if ready() {
-        return true;
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if ready() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let _ = timeout(left, notified).await;
     }
-    let _ = timeout(limit, notified).await;
-    ready()
 }
 
 /// Warm-up, then the measured interval: returns the deltas of `counters`
@@ -157,12 +163,15 @@ impl OnPublish for () {
 }
 
 /// Reads until `flow.stop`: counts PUBLISH packets into `counter`, acks
-/// QoS 1 ones (one write per read batch), wakes waiting publishers.
-/// Returns the connection (to disconnect) and the hook.
+/// QoS 1 ones (one write per read batch), and wakes waiting publishers
+/// each time `counter` crosses a multiple of `notify_every` (0: never;
+/// fewer wake-ups keep the tool's CPU low). Returns the connection (to
+/// disconnect) and the hook.
 pub async fn subscriber_loop<H: OnPublish>(
     mut conn: Conn,
     flow: Arc<Flow>,
     counter: Arc<AtomicU64>,
+    notify_every: u64,
     mut hook: H,
 ) -> anyhow::Result<(Conn, H)> {
     while !flow.stop.load(Relaxed) {
@@ -185,8 +194,10 @@ pub async fn subscriber_loop<H: OnPublish>(
             Ok(())
         })?;
         if n > 0 {
-            counter.fetch_add(n, Relaxed);
-            flow.notify.notify_waiters();
+            let before = counter.fetch_add(n, Relaxed);
+            if notify_every > 0 && (before + n) / notify_every != before / notify_every {
+                flow.notify.notify_waiters();
+            }
         }
         conn.flush().await?;
     }
@@ -201,7 +212,10 @@ pub struct Qos0Pub {
     pub topic: String,
     pub window: u64,
     pub sent: Arc<AtomicU64>,
+    /// Messages given up on (a window that made no progress for 500 ms).
     pub lost: Arc<AtomicU64>,
+    /// Windows that made no progress for 500 ms.
+    pub stalls: Arc<AtomicU64>,
 }
 
 impl Qos0Pub {
@@ -231,8 +245,16 @@ impl Qos0Pub {
             }
             if in_flight() + batch > self.window {
                 let ready = || flow.stop.load(Relaxed) || in_flight() + batch <= self.window;
-                if !wait_for(&flow.notify, ready, Duration::from_millis(500)).await {
-                    self.lost.fetch_add(in_flight(), Relaxed);
+                if !wait_for(&flow.notify, ready, Duration::from_millis(500)).await
+                    && !flow.stop.load(Relaxed)
+                {
+                    // Idempotent across publishers that time out together:
+                    // afterwards nothing counts as in flight.
+                    let delivered_now = delivered();
+                    let sent_now = self.sent.load(Relaxed);
+                    self.lost
+                        .fetch_max(sent_now.saturating_sub(delivered_now), Relaxed);
+                    self.stalls.fetch_add(1, Relaxed);
                 }
                 continue;
             }
@@ -293,9 +315,17 @@ impl Qos1Pub {
             let notified = flow.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.delivered.is_some() && sent < max_msgs && self.window > outstanding(sent, acked) {
+            if self.delivered.is_some() && sent < max_msgs && self.window > outstanding(sent, acked)
+            {
                 continue;
             }
+            let subscriber_progress = async {
+                if self.delivered.is_some() {
+                    notified.await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 read = conn.read_for(Duration::from_millis(200)) => match read? {
                     Some(0) => bail!("broker closed a publisher connection"),
@@ -315,7 +345,7 @@ impl Qos1Pub {
                     }
                     None => {}
                 },
-                _ = &mut notified => { last_progress = Instant::now(); }
+                _ = subscriber_progress => { last_progress = Instant::now(); }
             }
             if last_progress.elapsed() > Duration::from_secs(1) {
                 // Nothing moved for a second: count what is outstanding end

@@ -117,6 +117,9 @@ pub async fn idle(ctx: &Ctx) -> anyhow::Result<String> {
         })
         .buffer_unordered(k.connect_concurrency.max(1));
     let mut first_error = None;
+    // RSS once a tenth is connected: the slope from there on leaves out
+    // one-off costs of the first logins (e.g. password hashing buffers).
+    let mut rss_tenth = None;
     loop {
         let left = deadline.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, stream.next()).await {
@@ -125,7 +128,12 @@ pub async fn idle(ctx: &Ctx) -> anyhow::Result<String> {
                 break;
             }
             Ok(None) => break,
-            Ok(Some(Ok(conn))) => conns.push(conn),
+            Ok(Some(Ok(conn))) => {
+                conns.push(conn);
+                if conns.len() == (k.conns / 10).max(1) {
+                    rss_tenth = stats::rss_bytes(pid).map(|r| (conns.len(), r));
+                }
+            }
             Ok(Some(Err(e))) => {
                 first_error.get_or_insert(format!("{e:#}"));
                 stopped_by = "error";
@@ -165,10 +173,15 @@ pub async fn idle(ctx: &Ctx) -> anyhow::Result<String> {
     let closing = tokio::spawn(disconnect_all(conns));
     let _ = tokio::time::timeout(Duration::from_secs(60), closing).await;
     let per_conn = rss_after.saturating_sub(rss_before) as f64 / opened as f64;
+    let slope = match rss_tenth {
+        Some((n, rss)) if opened > n => rss_after.saturating_sub(rss) as f64 / (opened - n) as f64,
+        _ => per_conn,
+    };
     let mut line = format!(
         "conns={opened} target_conns={} stopped_by={stopped_by} connect_secs={connect_secs:.2} \
          connects_per_sec={:.1} rss_before_bytes={rss_before} rss_after_bytes={rss_after} \
          rss_after_idle_bytes={rss_after_idle} rss_per_conn_bytes={per_conn:.0} \
+         rss_slope_per_conn_bytes={slope:.0} \
          idle_broker_cpu={:.4} pings_ok={alive}",
         k.conns,
         opened as f64 / connect_secs,

@@ -227,6 +227,8 @@ pub fn for_each_frame(
     Ok(at)
 }
 
+// `cargo test --example load` runs these (the example is not a test
+// target by default).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,8 +53,14 @@ pub async fn fanin_qos0(ctx: &Ctx) -> anyhow::Result<String> {
     let received = counter();
     let mut sub = Conn::open(&ctx.target, &ctx.client_id("fanin-sub"), true, BIG_READ).await?;
     sub.subscribe("bench/fanin/#", 0).await?;
-    let sub_task = tokio::spawn(subscriber_loop(sub, flow.clone(), received.clone(), ()));
-    let (sent, lost) = (counter(), counter());
+    let sub_task = tokio::spawn(subscriber_loop(
+        sub,
+        flow.clone(),
+        received.clone(),
+        k.batch,
+        (),
+    ));
+    let (sent, lost, stalls) = (counter(), counter(), counter());
     let ids = (0..k.publishers)
         .map(|i| ctx.client_id(&format!("fanin-pub-{i}")))
         .collect();
@@ -66,6 +72,7 @@ pub async fn fanin_qos0(ctx: &Ctx) -> anyhow::Result<String> {
             window: k.qos0_window,
             sent: sent.clone(),
             lost: lost.clone(),
+            stalls: stalls.clone(),
         };
         let (flow, received, payload) = (flow.clone(), received.clone(), ctx.payload.clone());
         let (batch, max) = (k.batch, k.max_msgs);
@@ -84,10 +91,11 @@ pub async fn fanin_qos0(ctx: &Ctx) -> anyhow::Result<String> {
     conns.push(join(sub_task, JOIN, "subscriber").await?.0);
     disconnect_all(conns).await;
     Ok(format!(
-        "publishers={} {} sent={} lost={}",
+        "publishers={} {} sent={} stalls={} written_off={}",
         k.publishers,
         iv.fields(d[0]),
         d[1],
+        stalls.load(Relaxed),
         lost.load(Relaxed)
     ))
 }
@@ -116,6 +124,7 @@ pub async fn qos1(ctx: &Ctx) -> anyhow::Result<String> {
             sub,
             flow.clone(),
             delivered.clone(),
+            0,
             (),
         )));
     }
@@ -190,6 +199,7 @@ pub async fn p2p_qos1(ctx: &Ctx) -> anyhow::Result<String> {
             sub,
             flow.clone(),
             got.clone(),
+            (k.window / 8).max(1),
             (),
         )));
         let conn = Conn::open(
@@ -249,15 +259,16 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<String> {
     ctx.check_rss()?;
     let sub_tasks: Vec<_> = conns
         .into_iter()
-        .map(|c| tokio::spawn(subscriber_loop(c, flow.clone(), received.clone(), ())))
+        .map(|c| tokio::spawn(subscriber_loop(c, flow.clone(), received.clone(), subs, ())))
         .collect();
-    let (sent, lost) = (counter(), counter());
+    let (sent, lost, stalls) = (counter(), counter(), counter());
     let conn = Conn::open(&ctx.target, &ctx.client_id("fanout-pub"), true, 4096).await?;
     let publisher = Qos0Pub {
         topic: "bench/fanout/all".into(),
         window: k.fanout_window,
         sent: sent.clone(),
         lost: lost.clone(),
+        stalls: stalls.clone(),
     };
     let (flow2, received2, payload) = (flow.clone(), received.clone(), ctx.payload.clone());
     let (batch, max) = (k.batch.min(k.fanout_window / 4).max(1), k.max_msgs);
@@ -274,9 +285,10 @@ pub async fn fanout(ctx: &Ctx) -> anyhow::Result<String> {
     }
     disconnect_all(conns).await;
     Ok(format!(
-        "subscribers={subs} setup_secs={setup_secs:.2} {} published={} lost_msgs={}",
+        "subscribers={subs} setup_secs={setup_secs:.2} {} published={} stalls={} written_off={}",
         iv.fields(d[0]),
         d[1],
+        stalls.load(Relaxed),
         lost.load(Relaxed)
     ))
 }
@@ -323,7 +335,13 @@ pub async fn latency(ctx: &Ctx) -> anyhow::Result<String> {
         recording: recording.clone(),
         samples: Vec::with_capacity((k.rate * ctx.duration.as_secs().max(1)) as usize + 1024),
     };
-    let sub_task = tokio::spawn(subscriber_loop(sub, flow.clone(), received.clone(), hook));
+    let sub_task = tokio::spawn(subscriber_loop(
+        sub,
+        flow.clone(),
+        received.clone(),
+        0,
+        hook,
+    ));
     let conn = Conn::open(&ctx.target, &ctx.client_id("lat-pub"), true, BIG_READ).await?;
     let sent = counter();
     let pub_task = tokio::spawn(paced_publisher(

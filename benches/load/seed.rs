@@ -134,8 +134,10 @@ pub fn mosquitto_acl(user: &str, rules: usize, catchall_first: bool) -> String {
     out
 }
 
-/// Cost of compiling the user's ACL, as every CONNECT does: time per
-/// compile and resident memory per compiled ACL (`copies` kept alive).
+/// Cost of `Directory::compile_acl` for the user as every CONNECT calls it
+/// (with distinct client ids): average time per call and resident memory
+/// per result (`copies` kept alive). Calls after the first may be hits of
+/// the broker's ACL cache, which is what a CONNECT pays too.
 pub fn acl_cost(config_path: &Path, user: &str, copies: usize) -> anyhow::Result<()> {
     let config = gatehouse::Config::load(config_path)?;
     let directory = open(&config)?;

@@ -78,7 +78,7 @@ pub async fn run<S>(
             }
         }
         reserve_or_shrink(&mut rbuf);
-        session.pump(&mut out);
+        let more = session.pump(&mut out);
         if !out.is_empty() {
             Metrics::add(&services.metrics.bytes_sent, out.len() as u64);
             if write_out(&mut stream, &mut out).await.is_err() {
@@ -86,6 +86,7 @@ pub async fn run<S>(
             }
         }
         tokio::select! {
+            biased;
             reason = &mut kicked => {
                 break Close::error(reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
             }
@@ -121,6 +122,8 @@ pub async fn run<S>(
                 }
                 sleep.as_mut().reset(last_read + limit);
             }
+            // More queued than one write holds: go round again at once.
+            _ = std::future::ready(()), if more => {}
         }
     };
 

@@ -11,6 +11,9 @@ use crate::protocol::{
 };
 use crate::router::{Delivery, now_millis};
 
+/// Bytes encoded per turn of the connection loop before it writes.
+const PUMP_BUDGET: usize = 64 * 1024;
+
 impl ClientSession {
     /// Re-sends what was in flight when the client last left (DUP set).
     pub fn resend_inflight(&mut self, out: &mut BytesMut) {
@@ -33,8 +36,12 @@ impl ClientSession {
 
     /// Moves deliveries from the mailbox onto the wire, within the client's
     /// receive maximum. Returns how many were written.
-    pub fn pump(&mut self, out: &mut BytesMut) -> usize {
+    /// Returns true when it stopped at its write budget with more to send:
+    /// the connection then writes and comes back without waiting, so a deep
+    /// backlog drains in bounded, reusable buffers rather than one huge one.
+    pub fn pump(&mut self, out: &mut BytesMut) -> bool {
         let mut written = 0;
+        let mut more = false;
         let now = now_millis();
         if self.identity.acl.version() != self.acl_version {
             self.prune_subscriptions();
@@ -44,8 +51,12 @@ impl ClientSession {
             let room = self
                 .window
                 .saturating_sub(self.attached().state.inflight.len());
+            if out.len() >= PUMP_BUDGET {
+                more = room > 0 && !self.mailbox.is_empty();
+                break;
+            }
             let mut batch = std::mem::take(&mut self.batch);
-            self.mailbox.pop_into(room.min(256), &mut batch);
+            self.mailbox.pop_into(room.min(64), &mut batch);
             if batch.is_empty() {
                 self.batch = batch;
                 break;
@@ -84,7 +95,7 @@ impl ClientSession {
             self.batch = batch;
         }
         Metrics::add(&self.services.metrics.messages_sent, written as u64);
-        written
+        more
     }
 
     /// After a permission change: drops subscriptions the client may no

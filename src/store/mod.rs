@@ -350,6 +350,22 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
         }
         return;
     }
+    // A delivery queued and acknowledged within the same batch never
+    // needs to reach the disk: skip both (sequence numbers are unique).
+    let queued: std::collections::HashSet<u64> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Enqueue(_, seq, _) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    let settled: std::collections::HashSet<u64> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Dequeue(_, seq) if queued.contains(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect();
     let mut barriers = Vec::new();
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
@@ -373,6 +389,7 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
                         let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
                         queue.retain_in(range, |_, _| false)?;
                     }
+                    Op::Enqueue(_, seq, _) | Op::Dequeue(_, seq) if settled.contains(&seq) => {}
                     Op::Enqueue(id, seq, value) => {
                         queue.insert((id.as_str(), seq), value.as_slice())?;
                     }
