@@ -7,6 +7,12 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gatehouse::identity::acl::{Acl, Rule};
 
+#[path = "alloc_counter.rs"]
+mod alloc_counter;
+
+#[global_allocator]
+static GLOBAL: alloc_counter::Counting = alloc_counter::Counting;
+
 /// Rule `idx` of a plant-like permission set: sites, lines, cells, sensors.
 fn rule(idx: usize) -> Rule {
     let rest = idx / 4;
@@ -66,6 +72,9 @@ fn acl(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("miss", n), &miss, |b, topic| {
             b.iter(|| acl.can_publish(black_box(topic)))
+        });
+        alloc_counter::report(&format!("acl_can_publish/match/{n}"), 1000, || {
+            black_box(acl.can_publish(&hit));
         });
     }
     group.finish();
