@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::{
     Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry,
@@ -18,6 +18,7 @@ use crate::protocol::{
     ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message};
+use crate::store::Committed;
 
 /// Why and how a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,9 +72,11 @@ pub struct ClientSession {
     pub(super) aliases_out: HashMap<MqttStr, u16>,
     pub(super) alias_out_max: u16,
     /// Acknowledgements held until the store commits (sync durability).
-    pub(super) pending_acks: VecDeque<(oneshot::Receiver<()>, Packet)>,
+    /// Acknowledgements held until the store has committed this many
+    /// operations (sync durability), in order.
+    pub(super) pending_acks: VecDeque<(u64, Packet)>,
+    pub(super) committed: watch::Receiver<Committed>,
     pub(super) acl_version: u64,
-    pub(super) committed_acks: Vec<Packet>,
     pub(super) batch: Vec<Delivery>,
 }
 
@@ -92,6 +95,7 @@ impl ClientSession {
         }
         let limits = &services.config.limits;
         let acl_version = params.identity.acl.version();
+        let committed = services.store.committed();
         ClientSession {
             window: usize::from(params.receive_maximum.min(limits.max_inflight)),
             max_packet_out: params.maximum_packet_size,
@@ -106,8 +110,8 @@ impl ClientSession {
             identity: params.identity,
             will: params.will.map(Box::new),
             pending_acks: VecDeque::new(),
+            committed,
             acl_version,
-            committed_acks: Vec::new(),
             batch: Vec::new(),
         }
     }
@@ -265,15 +269,13 @@ impl ClientSession {
             }
         };
         let sync = self.services.config.storage.durability == Durability::Sync;
-        if sync && persisted == Persisted::AwaitCommit
-            || !self.pending_acks.is_empty()
-            || !self.committed_acks.is_empty()
-        {
+        match (persisted, self.pending_acks.back()) {
+            (Persisted::AwaitCommit(ticket), _) if sync => {
+                self.pending_acks.push_back((ticket, ack))
+            }
             // Keep acknowledgements in order behind any that still wait.
-            self.pending_acks
-                .push_back((self.services.store.barrier(), ack));
-        } else {
-            self.write(&ack, out);
+            (_, Some(&(ticket, _))) => self.pending_acks.push_back((ticket, ack)),
+            _ => self.write(&ack, out),
         }
         Ok(())
     }
@@ -310,29 +312,31 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Waits for the oldest acknowledgement's commit; `false` means the
-    /// commit failed and the connection must close unacknowledged.
+    /// Waits until the oldest held acknowledgement's commit is done;
+    /// `false` means a commit failed and the connection must close
+    /// unacknowledged.
     pub async fn commit_done(&mut self) -> bool {
-        let Some((commit, _)) = self.pending_acks.front_mut() else {
+        let Some(&(ticket, _)) = self.pending_acks.front() else {
             return std::future::pending().await;
         };
-        if commit.await.is_err() {
-            return false;
+        match self
+            .committed
+            .wait_for(|c| c.failed || c.ops >= ticket)
+            .await
+        {
+            Ok(state) => !state.failed,
+            Err(_) => false,
         }
-        let (_, ack) = self.pending_acks.pop_front().expect("front exists");
-        self.committed_acks.push(ack);
-        true
     }
 
-    /// Sends every acknowledgement whose commit has completed.
+    /// Sends every acknowledgement whose commit is done.
     pub fn flush_acks(&mut self, out: &mut BytesMut) {
-        for ack in std::mem::take(&mut self.committed_acks) {
-            self.write(&ack, out);
-        }
-        while let Some((commit, _)) = self.pending_acks.front_mut() {
-            if commit.try_recv().is_err() {
-                break;
-            }
+        let done = self.committed.borrow().ops;
+        while self
+            .pending_acks
+            .front()
+            .is_some_and(|&(ticket, _)| ticket <= done)
+        {
             let (_, ack) = self.pending_acks.pop_front().expect("front exists");
             self.write(&ack, out);
         }

@@ -38,7 +38,8 @@ pub struct Services {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persisted {
     Nothing,
-    AwaitCommit,
+    /// Acknowledge once the store has committed this many operations.
+    AwaitCommit(u64),
 }
 
 impl Services {
@@ -61,8 +62,9 @@ impl Services {
         }
         self.router.publish(&message);
         Metrics::add(&self.metrics.messages_received, 1);
-        if self.store.submitted() != before {
-            Persisted::AwaitCommit
+        let after = self.store.submitted();
+        if after != before {
+            Persisted::AwaitCommit(after)
         } else {
             Persisted::Nothing
         }

@@ -3,8 +3,10 @@
 //!
 //! All writes go through one writer thread that applies every operation
 //! waiting in its channel in one transaction (group commit). In `sync`
-//! durability a publisher asks for a [`Store::barrier`] and acknowledges
-//! only when it resolves, i.e. after the commit that holds its message.
+//! durability a publisher notes the operation count after routing (its
+//! ticket) and acknowledges only once [`Store::committed`] reaches it, i.e.
+//! after the commit that holds its message. Tickets are handed out in
+//! channel order, so one counter serves every publisher.
 
 mod record;
 
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::config::Durability;
 use crate::protocol::MqttStr;
@@ -77,7 +79,14 @@ enum Op {
     DelSession(String),
     Enqueue(String, u64, Vec<u8>),
     Dequeue(String, u64),
-    Barrier(oneshot::Sender<()>),
+}
+
+/// How far the writer has got: operations committed, in submission order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub ops: u64,
+    /// A commit failed: nothing after it will be acknowledged.
+    pub failed: bool,
 }
 
 /// What the store held at start-up.
@@ -94,6 +103,7 @@ pub struct Store {
     writer: Mutex<Option<JoinHandle<()>>>,
     next_seq: AtomicU64,
     submitted: AtomicU64,
+    committed: watch::Receiver<Committed>,
     loaded: Mutex<Option<Loaded>>,
 }
 
@@ -124,10 +134,11 @@ impl Store {
         let (loaded, max_seq) = load(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
+        let (committed_tx, committed) = watch::channel(Committed::default());
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("gatehouse-store".into())
-            .spawn(move || writer_loop(&writer_db, rx, durability, interval))
+            .spawn(move || writer_loop(&writer_db, rx, &committed_tx, durability, interval))
             .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
         Ok(Store {
             db: parking_lot::RwLock::new(Some(db)),
@@ -135,6 +146,7 @@ impl Store {
             writer: Mutex::new(Some(writer)),
             next_seq: AtomicU64::new(max_seq + 1),
             submitted: AtomicU64::new(0),
+            committed,
             loaded: Mutex::new(Some(loaded)),
         })
     }
@@ -144,6 +156,7 @@ impl Store {
         self.loaded.lock().take()
     }
 
+    /// Counting and sending under one lock keeps tickets in channel order.
     fn send(&self, op: Op) {
         if let Some(tx) = self.tx.lock().as_ref() {
             self.submitted.fetch_add(1, Ordering::Relaxed);
@@ -157,13 +170,9 @@ impl Store {
         self.submitted.load(Ordering::Relaxed)
     }
 
-    /// Resolves once everything submitted before it is committed.
-    pub fn barrier(&self) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        if let Some(sender) = self.tx.lock().as_ref() {
-            let _ = sender.send(Op::Barrier(tx));
-        }
-        rx
+    /// Follows the writer's progress (see [`Committed`]).
+    pub fn committed(&self) -> watch::Receiver<Committed> {
+        self.committed.clone()
     }
 
     pub fn put_retained(&self, message: &Message) {
@@ -310,8 +319,15 @@ fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
     Ok((Loaded { retained, sessions }, max_seq))
 }
 
-fn writer_loop(db: &Database, rx: mpsc::Receiver<Op>, durability: Durability, interval: Duration) {
+fn writer_loop(
+    db: &Database,
+    rx: mpsc::Receiver<Op>,
+    committed: &watch::Sender<Committed>,
+    durability: Durability,
+    interval: Duration,
+) {
     let mut batch = Vec::new();
+    let mut received = 0u64;
     loop {
         match durability {
             Durability::Sync => match rx.recv() {
@@ -328,27 +344,28 @@ fn writer_loop(db: &Database, rx: mpsc::Receiver<Op>, durability: Durability, in
             },
         }
         batch.extend(rx.try_iter().take(100_000));
-        commit(db, &mut batch);
+        received += batch.len() as u64;
+        publish_progress(committed, received, commit(db, &mut batch));
     }
     batch.extend(rx.try_iter());
-    commit(db, &mut batch);
+    received += batch.len() as u64;
+    publish_progress(committed, received, commit(db, &mut batch));
 }
 
-/// Applies `batch` in one transaction, then releases its barriers. On a
-/// failed commit the barriers are dropped, so no publisher is acknowledged.
-fn commit(db: &Database, batch: &mut Vec<Op>) {
-    if batch.is_empty() {
-        return;
-    }
-    // Only barriers: everything before them was committed by earlier
-    // batches, so they resolve without a transaction (and its fsync).
-    if batch.iter().all(|op| matches!(op, Op::Barrier(_))) {
-        for op in batch.drain(..) {
-            if let Op::Barrier(tx) = op {
-                let _ = tx.send(());
-            }
+fn publish_progress(committed: &watch::Sender<Committed>, received: u64, ok: bool) {
+    committed.send_modify(|c| {
+        if ok && !c.failed {
+            c.ops = received;
+        } else {
+            c.failed = true;
         }
-        return;
+    });
+}
+
+/// Applies `batch` in one transaction; returns whether it committed.
+fn commit(db: &Database, batch: &mut Vec<Op>) -> bool {
+    if batch.is_empty() {
+        return true;
     }
     // A delivery queued and acknowledged within the same batch never
     // needs to reach the disk: skip both (sequence numbers are unique).
@@ -366,7 +383,6 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
             _ => None,
         })
         .collect();
-    let mut barriers = Vec::new();
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         {
@@ -396,7 +412,6 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
                     Op::Dequeue(id, seq) => {
                         queue.remove((id.as_str(), seq))?;
                     }
-                    Op::Barrier(tx) => barriers.push(tx),
                 }
             }
         }
@@ -404,14 +419,11 @@ fn commit(db: &Database, batch: &mut Vec<Op>) {
         Ok(())
     })();
     match result {
-        Ok(()) => {
-            for barrier in barriers {
-                let _ = barrier.send(());
-            }
-        }
+        Ok(()) => true,
         Err(e) => {
             batch.clear();
             tracing::error!("store commit failed: {e}");
+            false
         }
     }
 }
