@@ -383,6 +383,15 @@ fn commit(db: &Database, batch: &mut Vec<Op>) -> bool {
             _ => None,
         })
         .collect();
+    let effective = batch.iter().any(|op| match op {
+        Op::Enqueue(_, seq, _) | Op::Dequeue(_, seq) => !settled.contains(seq),
+        _ => true,
+    });
+    if !effective {
+        // Everything cancelled out: nothing to write, no fsync.
+        batch.clear();
+        return true;
+    }
     let result = (|| -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
         {
