@@ -9,6 +9,7 @@
 //! (so `$SYS/#` needs an explicit `$SYS/...` permission). Deny wins over
 //! allow.
 
+use crate::protocol::topic::{is_valid_filter, is_valid_topic_name};
 use std::collections::HashMap;
 
 /// One permission after placeholder resolution.
@@ -107,27 +108,6 @@ impl Acl {
 
 fn check_topic(allow: &Trie, deny: &Trie, topic: &str) -> bool {
     is_valid_topic_name(topic) && allow.walk(topic, Mode::Match) && !deny.walk(topic, Mode::Match)
-}
-
-fn is_valid_topic_name(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#'])
-}
-
-/// `+` fills a whole level, `#` is a whole last level; non-empty.
-fn is_valid_filter(filter: &str) -> bool {
-    if filter.is_empty() {
-        return false;
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        match level {
-            "#" => return levels.peek().is_none(),
-            "+" => {}
-            _ if level.contains(['+', '#']) => return false,
-            _ => {}
-        }
-    }
-    true
 }
 
 /// Index of a node in [`Trie::nodes`]; the root is 0 and never a child, so

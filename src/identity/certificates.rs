@@ -6,16 +6,21 @@ use super::model::{CertificateRecord, UserCertificate};
 use crate::store::IdentityTable;
 
 impl Directory {
-    /// Records a certificate the CA issued and lists it on the user of
-    /// that common name (if one exists).
-    pub fn record_certificate(&self, cert: CertificateRecord) -> Result<(), IdentityError> {
-        let json = serde_json::to_vec(&cert).expect("certificate serialises");
+    fn put_certificate(&self, cert: &CertificateRecord) -> Result<(), IdentityError> {
+        let json = serde_json::to_vec(cert).expect("certificate serialises");
         self.store
             .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
         self.state
             .write()
             .certificates
             .insert(cert.serial.clone(), cert.clone());
+        Ok(())
+    }
+
+    /// Records a certificate the CA issued and lists it on the user of
+    /// that common name (if one exists).
+    pub fn record_certificate(&self, cert: CertificateRecord) -> Result<(), IdentityError> {
+        self.put_certificate(&cert)?;
         if self.user(&cert.common_name).is_some() {
             self.update_user(&cert.common_name, |u| {
                 u.certificates.push(UserCertificate {
@@ -46,13 +51,7 @@ impl Directory {
             .cloned()
             .ok_or_else(|| IdentityError::NotFound("certificate", serial.clone()))?;
         cert.revoked = true;
-        let json = serde_json::to_vec(&cert).expect("certificate serialises");
-        self.store
-            .put_identity(IdentityTable::Certificates, &cert.serial, Some(&json))?;
-        self.state
-            .write()
-            .certificates
-            .insert(cert.serial.clone(), cert.clone());
+        self.put_certificate(&cert)?;
         if self.user(&cert.common_name).is_some() {
             self.update_user(&cert.common_name, |u| {
                 u.certificates.retain(|c| c.fingerprint != cert.fingerprint);
