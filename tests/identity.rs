@@ -642,3 +642,35 @@ async fn anonymous_on_and_off() {
     );
     on.stop().await;
 }
+
+#[tokio::test]
+async fn password_hash_with_old_parameters_is_replaced_on_login() {
+    use argon2::PasswordHasher;
+    let broker = no_backoff().await;
+    let dir = directory(&broker);
+    add_user(&dir, "legacy", "secret1", vec![]);
+    // A hash made with weaker, older parameters (m = 4 MiB, t = 1).
+    let params = argon2::Params::new(4096, 1, 1, None).unwrap();
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let old = hasher.hash_password(b"secret1").unwrap().to_string();
+    dir.rehash("legacy", old.clone()).unwrap();
+    assert!(gatehouse::identity::password::needs_rehash(&old));
+    login_ok(broker.addr(), V5, "l", "legacy", "secret1").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stored = dir.user("legacy").unwrap().password_hash.unwrap();
+        if stored != old {
+            assert!(
+                !gatehouse::identity::password::needs_rehash(&stored),
+                "{stored}"
+            );
+            assert!(gatehouse::identity::password::verify_password(
+                b"secret1", &stored
+            ));
+            break;
+        }
+        assert!(Instant::now() < deadline, "hash was not upgraded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.stop().await;
+}
