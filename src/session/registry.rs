@@ -219,7 +219,10 @@ impl Registry {
         )>,
     ) {
         for (client_id, record, deliveries) in sessions {
-            let client_id = MqttStr::from(client_id);
+            let Some(client_id) = MqttStr::from_bytes(client_id.into()) else {
+                tracing::warn!("skipping a stored session with an invalid client id");
+                continue;
+            };
             let session = self.get_or_create(&client_id);
             session.mailbox.set_log(Some(
                 self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>

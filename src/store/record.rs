@@ -147,7 +147,7 @@ fn get_message(buf: &mut Bytes) -> Result<Message, RecordError> {
         retain: publish.retain,
         properties: publish.properties,
         expires_at,
-        origin: (!origin.is_empty()).then(|| MqttStr::from(origin)),
+        origin: MqttStr::from_bytes(origin.into()).filter(|o| !o.is_empty()),
     })
 }
 
