@@ -275,3 +275,25 @@ async fn websocket_transport() {
     assert!(tokio_tungstenite::connect_async(bad).await.is_err());
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn paho_python_both_versions() {
+    let broker = TestBroker::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/paho_client.py");
+    let (status, out) = run_cmd(
+        "python3",
+        &[script, &broker.port().to_string()],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        status,
+        Some(0),
+        "paho client failed (install with `python3 -m pip install paho-mqtt`): {out}"
+    );
+    assert!(
+        out.contains("paho 3.1.1 ok") && out.contains("paho 5.0 ok"),
+        "{out}"
+    );
+    broker.stop().await;
+}
