@@ -1,5 +1,6 @@
 //! `$SYS/broker/...`: version, uptime and traffic counters, published as
-//! retained messages every `mqtt.sys_interval_secs` (not persisted).
+//! retained messages every `mqtt.sys_interval_secs` (not persisted). The
+//! same tick drops expired retained messages from memory and the store.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -18,7 +19,10 @@ pub async fn run(registry: Arc<Registry>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = ticker.tick() => publish_all(&registry),
+            _ = ticker.tick() => {
+                services.purge_expired_retained();
+                publish_all(&registry);
+            }
         }
     }
 }
@@ -45,6 +49,7 @@ fn publish_all(registry: &Registry) {
             Metrics::get(&m.messages_received).to_string(),
         ),
         ("messages/sent", Metrics::get(&m.messages_sent).to_string()),
+        ("messages/dropped", registry.dropped_messages().to_string()),
         (
             "bytes/received",
             Metrics::get(&m.bytes_received).to_string(),

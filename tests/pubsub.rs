@@ -423,3 +423,50 @@ async fn packets_pipelined_behind_connect_are_served() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn expired_retained_messages_leave_memory_and_store() {
+    let mut broker = TestBroker::start().await;
+    let mut publ = RawClient::connect(broker.addr(), V5, "pub").await;
+    let mut p = publish("exp/gone", b"short-lived", QoS::AtLeastOnce, true, 1);
+    p.properties.message_expiry_interval = Some(1);
+    publ.send(&Packet::Publish(p)).await;
+    assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
+    publ.publish("exp/kept", b"long-lived", QoS::AtLeastOnce, true)
+        .await;
+    let retained = || {
+        broker
+            .broker
+            .as_ref()
+            .unwrap()
+            .services()
+            .router
+            .retained()
+            .len()
+    };
+    let before = retained();
+    // Expiry (1 s) plus one housekeeping tick (sys_interval_secs = 1).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        retained(),
+        before - 1,
+        "expired retained message still held"
+    );
+    let data = broker.data_dir();
+    // Stop the broker but keep its (temporary) data directory.
+    broker.broker.take().unwrap().shutdown().await;
+    let store = gatehouse::store::Store::open(
+        &data,
+        gatehouse::config::Durability::Sync,
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    let topics: Vec<String> = store
+        .take_loaded()
+        .unwrap()
+        .retained
+        .iter()
+        .map(|m| m.topic.to_string())
+        .collect();
+    assert_eq!(topics, vec!["exp/kept".to_string()]);
+}

@@ -70,6 +70,13 @@ impl Services {
         }
     }
 
+    /// Drops expired retained messages (memory and store).
+    pub fn purge_expired_retained(&self) {
+        for topic in self.router.retained().purge_expired() {
+            self.store.delete_retained(&topic);
+        }
+    }
+
     pub fn mailbox_limits(&self) -> MailboxLimits {
         MailboxLimits {
             max_messages: self.config.limits.max_queued_messages,

@@ -200,12 +200,9 @@ impl Registry {
         }
     }
 
-    /// Number of sessions with a connected client.
-    pub fn online(&self) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| s.mailbox.is_online())
-            .count()
+    /// Messages refused by full session queues, over all sessions.
+    pub fn dropped_messages(&self) -> u64 {
+        self.sessions.iter().map(|s| s.mailbox.dropped()).sum()
     }
 
     /// Recreates persistent sessions found in the store at start-up. Their
