@@ -7,57 +7,8 @@ use common::*;
 use gatehouse::protocol::*;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Binary {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Binary {
-    fn spawn(config: &std::path::Path, addr: SocketAddr) -> Binary {
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Binary { child, addr }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
-            assert!(Instant::now() < deadline, "broker did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path::PathBuf {
     let path = dir.join("broker.toml");
@@ -266,8 +217,7 @@ async fn user_and_role_commands() {
     );
 
     // Against a running broker the CLI refuses and points to the admin API.
-    let broker = Binary::spawn(&config, ([127, 0, 0, 1], port).into());
-    broker.wait_ready().await;
+    let broker = Binary::start(&config, ([127, 0, 0, 1], port).into());
     let (ok, out) = cli(&["user", "list"], None);
     assert!(!ok && out.contains("admin API"), "{out}");
     // The user created offline logs in.
@@ -308,8 +258,7 @@ async fn sigterm_disconnects_clients_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, "sync");
-    let mut broker = Binary::spawn(&config, ([127, 0, 0, 1], port).into());
-    broker.wait_ready().await;
+    let mut broker = Binary::start(&config, ([127, 0, 0, 1], port).into());
     let mut client = RawClient::connect(broker.addr, ProtocolVersion::V5, "c").await;
     broker.signal("-TERM");
     match client.recv().await {
@@ -333,8 +282,7 @@ async fn sigkill_loses_no_acknowledged_message_in_sync_mode() {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = write_config(dir.path(), port, "sync");
-    let broker = Binary::spawn(&config, addr);
-    broker.wait_ready().await;
+    let broker = Binary::start(&config, addr);
 
     let persistent = || {
         let mut c = connect_packet(ProtocolVersion::V5, "durable-sub", false);
@@ -373,8 +321,7 @@ async fn sigkill_loses_no_acknowledged_message_in_sync_mode() {
     drop(broker); // SIGKILL while messages are still in flight
     assert!(acked.len() >= 400, "only {} acknowledged", acked.len());
 
-    let _broker = Binary::spawn(&config, addr);
-    _broker.wait_ready().await;
+    let _broker = Binary::start(&config, addr);
     let mut sub = RawClient::tcp(addr, ProtocolVersion::V5).await;
     let ack = sub.connect_with(persistent()).await;
     assert!(ack.session_present);

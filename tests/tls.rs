@@ -13,14 +13,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn cli(config: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(args)
@@ -96,34 +88,8 @@ impl Site {
         self.path("certs/ca.crt").display().to_string()
     }
 
-    fn start(&self) -> Broker {
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env_remove("CYBUS_BROKER_USE_MUTUAL_TLS")
-            .stdout(if std::env::var_os("GATEHOUSE_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.mqtts)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "broker did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker(child)
-    }
-}
-
-struct Broker(std::process::Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    fn start(&self) -> Binary {
+        Binary::start(&self.config, ([127, 0, 0, 1], self.mqtts).into())
     }
 }
 
@@ -708,11 +674,7 @@ async fn sighup_reloads_the_certificate_and_stalled_handshakes_time_out() {
         .unwrap();
     std::fs::write(site.path("certs/server.crt"), renewed.pem()).unwrap();
     std::fs::write(site.path("certs/server.key"), key.serialize_pem()).unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &broker.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    broker.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = server_fingerprint(&ca, site.mqtts).unwrap();
     assert_ne!(

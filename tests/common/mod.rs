@@ -3,6 +3,10 @@
 //! exact control over what goes on the wire.
 #![allow(dead_code)]
 
+mod process;
+#[allow(unused_imports)] // not every test binary starts the broker process
+pub use process::{Binary, free_port};
+
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::path::PathBuf;
