@@ -376,61 +376,16 @@ async fn publish_prefix_seed_example_with_mosquitto() {
         ..NewUser::default()
     })
     .unwrap();
-    let port = broker.port().to_string();
     for version in ["311", "5"] {
-        let sub = tokio::spawn({
-            let port = port.clone();
-            async move {
-                run_cmd(
-                    "mosquitto_sub",
-                    &[
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &port,
-                        "-V",
-                        version,
-                        "-u",
-                        "admin",
-                        "-P",
-                        "admin",
-                        "-t",
-                        "route-to-downstream/my-topic",
-                        "-C",
-                        "1",
-                        "-W",
-                        "5",
-                        "-v",
-                    ],
-                    Duration::from_secs(8),
-                )
-                .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let (status, out) = run_cmd(
-            "mosquitto_pub",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-V",
-                version,
-                "-u",
-                "newuser",
-                "-P",
-                "newpassword",
-                "-t",
-                "my-topic",
-                "-m",
-                "Hello World",
-            ],
-            Duration::from_secs(5),
+        let (status, out) = mosquitto_roundtrip(
+            broker.port(),
+            "route-to-downstream/my-topic",
+            "my-topic",
+            "Hello World",
+            &["-V", version, "-u", "admin", "-P", "admin", "-v"],
+            &["-V", version, "-u", "newuser", "-P", "newpassword"],
         )
         .await;
-        assert_eq!(status, Some(0), "{out}");
-        let (status, out) = sub.await.unwrap();
         assert_eq!(status, Some(0), "{out}");
         assert_eq!(out.trim(), "route-to-downstream/my-topic Hello World");
     }

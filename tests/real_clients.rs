@@ -101,59 +101,16 @@ async fn mosquitto_clients_both_versions() {
     for version in ["311", "5"] {
         for qos in ["0", "1", "2"] {
             let topic = format!("mosq/{version}/{qos}");
-            let sub = tokio::spawn({
-                let (port, topic) = (port.clone(), topic.clone());
-                async move {
-                    run_cmd(
-                        "mosquitto_sub",
-                        &[
-                            "-h",
-                            "127.0.0.1",
-                            "-p",
-                            &port,
-                            "-V",
-                            version,
-                            "-q",
-                            qos,
-                            "-t",
-                            &topic,
-                            "-C",
-                            "1",
-                            "-W",
-                            "5",
-                            "-v",
-                        ],
-                        Duration::from_secs(8),
-                    )
-                    .await
-                }
-            });
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let (status, out) = run_cmd(
-                "mosquitto_pub",
-                &[
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-V",
-                    version,
-                    "-q",
-                    qos,
-                    "-t",
-                    &topic,
-                    "-m",
-                    "Hello World",
-                ],
-                Duration::from_secs(5),
+            let args = ["-V", version, "-q", qos];
+            let (status, out) = mosquitto_roundtrip(
+                broker.port(),
+                &topic,
+                &topic,
+                "Hello World",
+                &[&args[..], &["-v"]].concat(),
+                &args,
             )
             .await;
-            assert_eq!(
-                status,
-                Some(0),
-                "mosquitto_pub -V {version} -q {qos}: {out}"
-            );
-            let (status, out) = sub.await.unwrap();
             assert_eq!(
                 status,
                 Some(0),

@@ -97,51 +97,6 @@ async fn mosquitto(args: &[&str]) -> (Option<i32>, String) {
     run_cmd(args[0], &args[1..], Duration::from_secs(8)).await
 }
 
-/// Subscribes with `sub_args`, publishes with `pub_args`, returns what arrived.
-async fn roundtrip(
-    port: u16,
-    sub_args: Vec<String>,
-    pub_args: Vec<String>,
-    topic: &str,
-) -> (Option<i32>, String) {
-    let port = port.to_string();
-    let mut sub: Vec<String> = vec![
-        "mosquitto_sub".into(),
-        "-h".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.clone(),
-        "-t".into(),
-        topic.into(),
-        "-C".into(),
-        "1".into(),
-        "-W".into(),
-        "5".into(),
-    ];
-    sub.extend(sub_args);
-    let handle = tokio::spawn(async move {
-        let args: Vec<&str> = sub.iter().map(String::as_str).collect();
-        mosquitto(&args).await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut publ: Vec<String> = vec![
-        "mosquitto_pub".into(),
-        "-h".into(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port,
-        "-t".into(),
-        topic.into(),
-        "-m".into(),
-        "over tls".into(),
-    ];
-    publ.extend(pub_args);
-    let args: Vec<&str> = publ.iter().map(String::as_str).collect();
-    let (status, out) = mosquitto(&args).await;
-    assert_eq!(status, Some(0), "publish failed: {out}");
-    handle.await.unwrap()
-}
-
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -187,13 +142,10 @@ async fn mutual_tls_devices_with_mosquitto() {
         let tls = strings(&[
             "--cafile", &ca, "--cert", &cert, "--key", &key, "-V", version,
         ]);
-        let (status, out) = roundtrip(
-            site.mqtts,
-            tls.clone(),
-            tls.clone(),
-            "devices/device1/state",
-        )
-        .await;
+        let tls_args: Vec<&str> = tls.iter().map(String::as_str).collect();
+        let topic = "devices/device1/state";
+        let (status, out) =
+            mosquitto_roundtrip(site.mqtts, topic, topic, "over tls", &tls_args, &tls_args).await;
         assert_eq!((status, out.trim()), (Some(0), "over tls"), "-V {version}");
 
         // Held to the user's ACL: a topic outside devices/device1/# is refused.
@@ -331,8 +283,16 @@ async fn server_side_tls_with_passwords_and_generated_material() {
     let _broker = site.start();
     let ca = site.ca();
     for version in ["311", "5"] {
-        let auth = strings(&["--cafile", &ca, "-u", "admin", "-P", "admin", "-V", version]);
-        let (status, out) = roundtrip(site.mqtts, auth.clone(), auth, "tls/plain").await;
+        let auth = ["--cafile", &ca, "-u", "admin", "-P", "admin", "-V", version];
+        let (status, out) = mosquitto_roundtrip(
+            site.mqtts,
+            "tls/plain",
+            "tls/plain",
+            "over tls",
+            &auth,
+            &auth,
+        )
+        .await;
         assert_eq!((status, out.trim()), (Some(0), "over tls"));
     }
     // Wrong password over TLS is still refused.

@@ -305,3 +305,38 @@ pub async fn run_cmd(program: &str, args: &[&str], wait: Duration) -> (Option<i3
         _ => (None, String::new()),
     }
 }
+
+/// `mosquitto_sub -C 1` on `sub_topic` in the background, then
+/// `mosquitto_pub -m MESSAGE` on `pub_topic`; asserts the publish
+/// succeeded and returns the subscriber's (status, output).
+pub async fn mosquitto_roundtrip(
+    port: u16,
+    sub_topic: &str,
+    pub_topic: &str,
+    message: &str,
+    sub_args: &[&str],
+    pub_args: &[&str],
+) -> (Option<i32>, String) {
+    let port = port.to_string();
+    let base = |topic: &str| -> Vec<String> {
+        ["-h", "127.0.0.1", "-p", &port, "-t", topic]
+            .map(String::from)
+            .to_vec()
+    };
+    let mut sub = base(sub_topic);
+    sub.extend(["-C", "1", "-W", "5"].map(String::from));
+    sub.extend(sub_args.iter().map(|a| a.to_string()));
+    let subscriber = tokio::spawn(async move {
+        let args: Vec<&str> = sub.iter().map(String::as_str).collect();
+        run_cmd("mosquitto_sub", &args, Duration::from_secs(8)).await
+    });
+    // Give the subscription time to be in place.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut publ = base(pub_topic);
+    publ.extend(["-m", message].map(String::from));
+    publ.extend(pub_args.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = publ.iter().map(String::as_str).collect();
+    let (status, out) = run_cmd("mosquitto_pub", &args, Duration::from_secs(5)).await;
+    assert_eq!(status, Some(0), "mosquitto_pub {args:?}: {out}");
+    subscriber.await.unwrap()
+}
