@@ -12,8 +12,10 @@ mod record;
 
 pub use record::{RecordError, SessionRecord};
 
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,14 +73,18 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into())
 }
 
+/// One change for the writer thread. Queue operations, the hot ones, carry
+/// reference-counted values (no allocation to submit one) and are encoded
+/// on the writer thread, and only when they reach the disk: most deliveries
+/// are acknowledged within the batch that queued them.
 enum Op {
     PutRetained(String, Vec<u8>),
     DelRetained(String),
     PutSession(String, Vec<u8>),
     /// Deletes the session record and all its queued deliveries.
     DelSession(String),
-    Enqueue(String, u64, Vec<u8>),
-    Dequeue(String, u64),
+    Enqueue(MqttStr, Delivery),
+    Dequeue(MqttStr, u64),
 }
 
 /// How far the writer has got: operations committed, in submission order.
@@ -199,9 +205,9 @@ impl Store {
     }
 
     /// A persisted delivery was acknowledged by its subscriber.
-    pub fn dequeue(&self, client_id: &str, seq: u64) {
+    pub fn dequeue(&self, client_id: &MqttStr, seq: u64) {
         if seq != 0 {
-            self.send(Op::Dequeue(client_id.to_owned(), seq));
+            self.send(Op::Dequeue(client_id.clone(), seq));
         }
     }
 
@@ -255,11 +261,9 @@ impl Store {
 impl DeliveryLog for Store {
     fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.send(Op::Enqueue(
-            client_id.to_string(),
-            seq,
-            record::encode_delivery(delivery),
-        ));
+        let mut delivery = delivery.clone();
+        delivery.seq = seq;
+        self.send(Op::Enqueue(client_id.clone(), delivery));
         seq
     }
 }
@@ -327,6 +331,7 @@ fn writer_loop(
     interval: Duration,
 ) {
     let mut batch = Vec::new();
+    let mut scratch = Scratch::default();
     let mut received = 0u64;
     loop {
         match durability {
@@ -345,11 +350,11 @@ fn writer_loop(
         }
         batch.extend(rx.try_iter().take(100_000));
         received += batch.len() as u64;
-        publish_progress(committed, received, commit(db, &mut batch));
+        publish_progress(committed, received, commit(db, &mut batch, &mut scratch));
     }
     batch.extend(rx.try_iter());
     received += batch.len() as u64;
-    publish_progress(committed, received, commit(db, &mut batch));
+    publish_progress(committed, received, commit(db, &mut batch, &mut scratch));
 }
 
 fn publish_progress(committed: &watch::Sender<Committed>, received: u64, ok: bool) {
@@ -362,29 +367,39 @@ fn publish_progress(committed: &watch::Sender<Committed>, received: u64, ok: boo
     });
 }
 
+/// The writer's reusable working memory: a batch allocates nothing once
+/// these have grown to the batch size.
+#[derive(Default)]
+struct Scratch {
+    queued: HashSet<u64, foldhash::fast::RandomState>,
+    settled: HashSet<u64, foldhash::fast::RandomState>,
+    record: BytesMut,
+}
+
 /// Applies `batch` in one transaction; returns whether it committed.
-fn commit(db: &Database, batch: &mut Vec<Op>) -> bool {
+fn commit(db: &Database, batch: &mut Vec<Op>, scratch: &mut Scratch) -> bool {
     if batch.is_empty() {
         return true;
     }
     // A delivery queued and acknowledged within the same batch never
     // needs to reach the disk: skip both (sequence numbers are unique).
-    let queued: std::collections::HashSet<u64> = batch
-        .iter()
-        .filter_map(|op| match op {
-            Op::Enqueue(_, seq, _) => Some(*seq),
-            _ => None,
-        })
-        .collect();
-    let settled: std::collections::HashSet<u64> = batch
-        .iter()
-        .filter_map(|op| match op {
-            Op::Dequeue(_, seq) if queued.contains(seq) => Some(*seq),
-            _ => None,
-        })
-        .collect();
+    let Scratch {
+        queued,
+        settled,
+        record,
+    } = scratch;
+    queued.clear();
+    settled.clear();
+    queued.extend(batch.iter().filter_map(|op| match op {
+        Op::Enqueue(_, delivery) => Some(delivery.seq),
+        _ => None,
+    }));
+    settled.extend(batch.iter().filter_map(|op| match op {
+        Op::Dequeue(_, seq) if queued.contains(seq) => Some(*seq),
+        _ => None,
+    }));
     let effective = batch.iter().any(|op| match op {
-        Op::Enqueue(_, seq, _) | Op::Dequeue(_, seq) => !settled.contains(seq),
+        Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(_, seq) => !settled.contains(seq),
         _ => true,
     });
     if !effective {
@@ -414,9 +429,12 @@ fn commit(db: &Database, batch: &mut Vec<Op>) -> bool {
                         let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
                         queue.retain_in(range, |_, _| false)?;
                     }
-                    Op::Enqueue(_, seq, _) | Op::Dequeue(_, seq) if settled.contains(&seq) => {}
-                    Op::Enqueue(id, seq, value) => {
-                        queue.insert((id.as_str(), seq), value.as_slice())?;
+                    Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(_, seq)
+                        if settled.contains(&seq) => {}
+                    Op::Enqueue(id, delivery) => {
+                        record.clear();
+                        record::encode_delivery(&delivery, record);
+                        queue.insert((id.as_str(), delivery.seq), &record[..])?;
                     }
                     Op::Dequeue(id, seq) => {
                         queue.remove((id.as_str(), seq))?;

@@ -151,23 +151,21 @@ fn get_message(buf: &mut Bytes) -> Result<Message, RecordError> {
     })
 }
 
-/// Encodes a queued delivery of a persistent session.
-pub fn encode_delivery(delivery: &Delivery) -> Vec<u8> {
-    let mut buf = BytesMut::new();
+/// Encodes a queued delivery of a persistent session into `buf`.
+pub fn encode_delivery(delivery: &Delivery, buf: &mut BytesMut) {
     buf.put_u8(delivery.qos as u8 | (delivery.retain as u8) << 2);
     buf.put_u32(delivery.subscription_id.unwrap_or(0));
     match &delivery.shared {
         Some(shared) => {
-            put_str(&mut buf, &shared.group);
-            put_str(&mut buf, &shared.filter);
+            put_str(buf, &shared.group);
+            put_str(buf, &shared.filter);
         }
         None => {
-            put_str(&mut buf, "");
-            put_str(&mut buf, "");
+            put_str(buf, "");
+            put_str(buf, "");
         }
     }
-    put_message(&mut buf, &delivery.message);
-    buf.to_vec()
+    put_message(buf, &delivery.message);
 }
 
 pub fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
