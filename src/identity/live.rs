@@ -2,10 +2,11 @@
 //! directory changes so that a revoke reaches connected clients at once.
 
 use arc_swap::{ArcSwap, Guard};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 
 use super::acl::Acl;
 use super::directory::Directory;
@@ -20,7 +21,10 @@ pub struct LiveAcl {
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
-    notify: Notify,
+    /// One connection waits on its cell: a waker and a flag, not a
+    /// `Notify` (see `Mailbox`).
+    waker: AtomicWaker,
+    changed: AtomicBool,
 }
 
 impl LiveAcl {
@@ -37,7 +41,8 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            changed: AtomicBool::new(false),
         })
     }
 
@@ -68,18 +73,35 @@ impl LiveAcl {
     pub fn update(&self, acl: Arc<Acl>) {
         self.acl.store(acl);
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.notify.notify_one();
+        self.signal();
+    }
+
+    fn signal(&self) {
+        self.changed.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     /// The user was disabled or deleted: the connection must close.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Release);
-        self.notify.notify_one();
+        self.signal();
+    }
+
+    /// Ready after an update or a revoke (since the last `Ready`).
+    pub fn poll_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.changed.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.changed.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Resolves after an update or a revoke.
     pub async fn changed(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| self.poll_changed(cx)).await
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::connect::{self, write_refusal};
-use super::{ByteStream, Shared};
+use super::{ByteStream, Shared, Slot};
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::session::{ClientSession, Close};
@@ -18,16 +18,19 @@ use crate::tls::PeerCertificate;
 const READ_CHUNK: usize = 4096;
 const IDLE_BUFFER_LIMIT: usize = 64 * 1024;
 const SMALL_WRITE: usize = 512;
+/// The keep-alive timer of a client without keep-alive.
+const FAR: Duration = Duration::from_secs(86400 * 365);
 
 /// Serves one client until it leaves, misbehaves or the broker stops.
 pub async fn run<S>(
     mut stream: S,
     peer: SocketAddr,
-    certificate: Option<PeerCertificate>,
-    shared: &Shared,
+    certificate: Option<Box<PeerCertificate>>,
+    slot: Slot,
 ) where
     S: ByteStream,
 {
+    let shared = &*slot.shared;
     let services = shared.registry.services().clone();
     let max_packet = services.config.limits.max_packet_size as usize;
     let mut rbuf = BytesMut::new();
@@ -37,7 +40,7 @@ pub async fn run<S>(
     let established = Box::pin(establish(
         &mut stream,
         peer,
-        certificate.as_ref(),
+        certificate.as_deref(),
         shared,
         &mut rbuf,
         &mut out,
@@ -46,20 +49,27 @@ pub async fn run<S>(
     let Some((mut session, keep_alive, version)) = established else {
         return;
     };
-    let client_id = session.mailbox().client_id().clone();
+    let mailbox = session.mailbox().clone();
+    let client_id = mailbox.client_id();
     tracing::debug!(%peer, %client_id, ?version, "client connected");
     Metrics::add(&services.metrics.clients_connected, 1);
 
-    let mailbox = session.mailbox().clone();
     let acl = session.identity.acl.clone();
     let mut kicked = session.take_kicked();
-    let mut shutdown = shared.shutdown.clone();
+    // Shutdown reaches attached sessions as a kick (`Registry::kick_all`);
+    // a connection that attached after that sees the flag here.
+    let stopping = *shared.shutdown.borrow();
     let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut last_read = Instant::now();
-    let far = Duration::from_secs(86400 * 365);
-    let sleep = tokio::time::sleep(keep_alive.unwrap_or(far));
+    let sleep = tokio::time::sleep(keep_alive.unwrap_or(FAR));
     tokio::pin!(sleep);
+    // Every branch below waits on state the connection already holds (no
+    // per-wait futures of any size): the future each idle connection keeps
+    // stays small. See `connection_task_size`.
     let close = 'conn: loop {
+        if stopping {
+            break Close::shutdown();
+        }
         // Packets already buffered first: a client may pipeline CONNECT
         // with more packets in one segment.
         loop {
@@ -88,10 +98,10 @@ pub async fn run<S>(
         tokio::select! {
             biased;
             reason = &mut kicked => {
-                break Close::error(reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER));
-            }
-            _ = shutdown.changed() => {
-                break Close { reason: ReasonCode::SERVER_SHUTTING_DOWN, publish_will: false, notify: true };
+                break match reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER) {
+                    ReasonCode::SERVER_SHUTTING_DOWN => Close::shutdown(),
+                    reason => Close::error(reason),
+                };
             }
             read = read_when_ready(&mut stream, &mut rbuf) => {
                 match read {
@@ -100,22 +110,30 @@ pub async fn run<S>(
                 }
                 last_read = Instant::now();
             }
-            committed = session.commit_done() => {
+            // Only sync durability waits for commits; the wait is boxed so
+            // that it costs nothing on connections that never do.
+            committed = async {
+                if session.awaits_commit() {
+                    Box::pin(session.commit_done()).await
+                } else {
+                    std::future::pending().await
+                }
+            } => {
                 if !committed {
                     tracing::error!(%client_id, "store commit failed; closing without acknowledgement");
                     break Close::error(ReasonCode::UNSPECIFIED_ERROR);
                 }
                 session.flush_acks(&mut out);
             }
-            _ = mailbox.ready() => {}
-            _ = acl.changed() => {
+            _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
+            _ = std::future::poll_fn(|cx| acl.poll_changed(cx)) => {
                 if acl.is_revoked() {
                     tracing::info!(%peer, %client_id, "user disabled or deleted: closing");
                     break Close::error(ReasonCode::ADMINISTRATIVE_ACTION);
                 }
             }
             _ = &mut sleep => {
-                let limit = keep_alive.unwrap_or(far);
+                let limit = keep_alive.unwrap_or(FAR);
                 if last_read.elapsed() >= limit {
                     tracing::info!(%peer, %client_id, "keep alive timeout");
                     break Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT);
@@ -134,11 +152,9 @@ pub async fn run<S>(
             &mut out,
         );
     }
-    if !out.is_empty() {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), write_out(&mut stream, &mut out)).await;
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    // Boxed: the goodbye runs once, and its timers would otherwise widen
+    // the future of every connection.
+    Box::pin(goodbye(&mut stream, &mut out)).await;
     tracing::debug!(%peer, %client_id, reason = close.reason.0, "client disconnected");
     session.finish(&shared.registry, close);
     services
@@ -157,7 +173,7 @@ async fn establish<S: ByteStream>(
     shared: &Shared,
     rbuf: &mut BytesMut,
     out: &mut BytesMut,
-) -> Option<(ClientSession, u16, ProtocolVersion)> {
+) -> Option<(Box<ClientSession>, u16, ProtocolVersion)> {
     let services = shared.registry.services();
     let limits = &services.config.limits;
     let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
@@ -190,7 +206,9 @@ async fn establish<S: ByteStream>(
     let version = connect.protocol_version;
     let client_id = connect.client_id.clone();
     match connect::accept(shared, connect, peer, certificate, out).await {
-        Ok((session, keep_alive)) => Some((session, keep_alive, version)),
+        // Boxed: moved through the CONNECT phase's result into the
+        // connection's own state, inline it took twice its size there.
+        Ok((session, keep_alive)) => Some((Box::new(session), keep_alive, version)),
         Err(refused) => {
             tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
             write_refusal(version, refused.reason, out);
@@ -198,6 +216,14 @@ async fn establish<S: ByteStream>(
             None
         }
     }
+}
+
+/// Flushes what is left and closes the stream, each within a second.
+async fn goodbye<S: ByteStream>(stream: &mut S, out: &mut BytesMut) {
+    if !out.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_out(stream, out)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 async fn write_out<S: AsyncWrite + Unpin>(

@@ -2,11 +2,12 @@
 //! connection drains; the mailbox outlives connections so a persistent
 //! session keeps receiving while its client is away.
 
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 
 use super::Message;
 use crate::protocol::{MqttStr, QoS};
@@ -55,7 +56,11 @@ pub struct Mailbox {
     client_id: MqttStr,
     limits: MailboxLimits,
     queue: Mutex<Queue>,
-    notify: Notify,
+    /// The one connection serving this mailbox waits on it: a waker and a
+    /// flag (32 bytes) instead of a `Notify` and the future each wait of
+    /// it needs, since every idle connection pays for both.
+    waker: AtomicWaker,
+    signalled: AtomicBool,
     online: AtomicBool,
     dropped: AtomicU64,
 }
@@ -66,7 +71,8 @@ impl Mailbox {
             client_id,
             limits,
             queue: Mutex::new(Queue::default()),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
+            signalled: AtomicBool::new(false),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
@@ -84,8 +90,13 @@ impl Mailbox {
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
         if online {
-            self.notify.notify_one();
+            self.signal();
         }
+    }
+
+    fn signal(&self) {
+        self.signalled.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     pub fn is_online(&self) -> bool {
@@ -115,7 +126,7 @@ impl Mailbox {
         queue.deliveries.push_back(delivery);
         drop(queue);
         if online {
-            self.notify.notify_one();
+            self.signal();
         }
         true
     }
@@ -163,8 +174,20 @@ impl Mailbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Ready when a delivery may be waiting (since the last `Ready`).
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signalled.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.signalled.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
     /// Resolves when a delivery may be waiting.
     pub async fn ready(&self) {
-        self.notify.notified().await
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 }

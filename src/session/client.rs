@@ -39,6 +39,15 @@ impl Close {
             notify: true,
         }
     }
+
+    /// The broker is stopping: DISCONNECT (v5), and no will.
+    pub fn shutdown() -> Close {
+        Close {
+            reason: ReasonCode::SERVER_SHUTTING_DOWN,
+            publish_will: false,
+            notify: true,
+        }
+    }
 }
 
 /// What CONNECT negotiated.
@@ -315,6 +324,11 @@ impl ClientSession {
     /// Waits until the oldest held acknowledgement's commit is done;
     /// `false` means a commit failed and the connection must close
     /// unacknowledged.
+    /// Acknowledgements are held for a store commit.
+    pub fn awaits_commit(&self) -> bool {
+        !self.pending_acks.is_empty()
+    }
+
     pub async fn commit_done(&mut self) -> bool {
         let Some(&(ticket, _)) = self.pending_acks.front() else {
             return std::future::pending().await;
