@@ -65,6 +65,23 @@ pub struct ConnectParams {
     pub topic_alias_maximum: u16,
 }
 
+/// A successful PUBACK or PUBREC waiting for its commit: 4 bytes, not a
+/// `Packet`, in the queue every sync-mode publish passes through.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HeldAck {
+    PubAck(u16),
+    PubRec(u16),
+}
+
+impl HeldAck {
+    fn packet(self) -> Packet {
+        match self {
+            HeldAck::PubAck(id) => Packet::PubAck(PubResponse::new(id, ReasonCode::SUCCESS)),
+            HeldAck::PubRec(id) => Packet::PubRec(PubResponse::new(id, ReasonCode::SUCCESS)),
+        }
+    }
+}
+
 pub struct ClientSession {
     pub(super) services: Arc<Services>,
     pub(super) attached: Option<Attached>,
@@ -80,10 +97,9 @@ pub struct ClientSession {
     pub(super) aliases_in: Vec<Option<MqttStr>>,
     pub(super) aliases_out: HashMap<MqttStr, u16>,
     pub(super) alias_out_max: u16,
-    /// Acknowledgements held until the store commits (sync durability).
     /// Acknowledgements held until the store has committed this many
-    /// operations (sync durability), in order.
-    pub(super) pending_acks: VecDeque<(u64, Packet)>,
+    /// operations (sync durability), in order; built when sent.
+    pub(super) pending_acks: VecDeque<(u64, HeldAck)>,
     pub(super) committed: watch::Receiver<Committed>,
     pub(super) acl_version: u64,
     pub(super) batch: Vec<Delivery>,
@@ -271,10 +287,10 @@ impl ClientSession {
         let persisted = self.services.publish(message);
         let ack = match qos {
             QoS::AtMostOnce => return Ok(()),
-            QoS::AtLeastOnce => Packet::PubAck(PubResponse::new(packet_id, ReasonCode::SUCCESS)),
+            QoS::AtLeastOnce => HeldAck::PubAck(packet_id),
             QoS::ExactlyOnce => {
                 self.attached().state.inbound_qos2.insert(packet_id);
-                Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS))
+                HeldAck::PubRec(packet_id)
             }
         };
         let sync = self.services.config.storage.durability == Durability::Sync;
@@ -284,7 +300,7 @@ impl ClientSession {
             }
             // Keep acknowledgements in order behind any that still wait.
             (_, Some(&(ticket, _))) => self.pending_acks.push_back((ticket, ack)),
-            _ => self.write(&ack, out),
+            _ => self.write(&ack.packet(), out),
         }
         Ok(())
     }
@@ -321,14 +337,14 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Waits until the oldest held acknowledgement's commit is done;
-    /// `false` means a commit failed and the connection must close
-    /// unacknowledged.
     /// Acknowledgements are held for a store commit.
     pub fn awaits_commit(&self) -> bool {
         !self.pending_acks.is_empty()
     }
 
+    /// Waits until the oldest held acknowledgement's commit is done;
+    /// `false` means a commit failed and the connection must close
+    /// unacknowledged.
     pub async fn commit_done(&mut self) -> bool {
         let Some(&(ticket, _)) = self.pending_acks.front() else {
             return std::future::pending().await;
@@ -352,7 +368,7 @@ impl ClientSession {
             .is_some_and(|&(ticket, _)| ticket <= done)
         {
             let (_, ack) = self.pending_acks.pop_front().expect("front exists");
-            self.write(&ack, out);
+            self.write(&ack.packet(), out);
         }
     }
 
