@@ -176,6 +176,37 @@ async fn will_on_socket_loss_not_on_disconnect() {
     broker.stop().await;
 }
 
+/// Shutdown reaches connected clients as a kick: v5 clients hear 0x8B, and
+/// no will is published (neither live nor into a persistent session).
+#[tokio::test]
+async fn shutdown_disconnects_with_0x8b_and_publishes_no_will() {
+    let mut broker = TestBroker::start().await;
+    let (mut watcher, _) = persistent(broker.addr(), V5, "will-watcher").await;
+    watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
+    let mut leaving = RawClient::tcp(broker.addr(), V5).await;
+    let mut connect = connect_packet(V5, "leaving", true);
+    connect.will = Some(Will {
+        topic: "wills/leaving".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    leaving.connect_with(connect).await;
+
+    broker.restart().await;
+    for client in [&mut leaving, &mut watcher] {
+        match client.recv().await {
+            Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::SERVER_SHUTTING_DOWN),
+            other => panic!("expected DISCONNECT 0x8B, got {other:?}"),
+        }
+    }
+    let (mut watcher, ack) = persistent(broker.addr(), V5, "will-watcher").await;
+    assert!(ack.session_present);
+    watcher.expect_silence(Duration::from_millis(500)).await;
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn will_on_protocol_error_and_with_delay() {
     let broker = TestBroker::start().await;
