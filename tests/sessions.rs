@@ -88,6 +88,61 @@ async fn offline_messages_survive_a_restart() {
     broker.stop().await;
 }
 
+/// Queued deliveries are stored several to a record; a clean restart
+/// brings back only the unacknowledged ones of a partly acknowledged record.
+#[tokio::test]
+async fn a_restart_brings_back_only_unacknowledged_messages() {
+    // Periodic commits put all four deliveries into one batch, so into one
+    // record (sync mode commits as fast as the publisher acknowledges).
+    let mut broker = TestBroker::start_with(|c| {
+        c.storage.durability = gatehouse::config::Durability::Periodic;
+    })
+    .await;
+    let (mut sub, _) = persistent(broker.addr(), V5, "partial").await;
+    sub.subscribe("part/#", QoS::AtLeastOnce).await;
+    sub.disconnect().await;
+    let mut publ = RawClient::connect(broker.addr(), V5, "pub").await;
+    for i in 1..=4 {
+        publ.publish(&format!("part/{i}"), b"m", QoS::AtLeastOnce, false)
+            .await;
+    }
+    publ.disconnect().await;
+    // Let that batch commit before the acknowledgements come.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let (mut sub, _) = persistent(broker.addr(), V5, "partial").await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(sub.recv_publish().await);
+    }
+    let topics: Vec<String> = got.iter().map(|p| p.topic.to_string()).collect();
+    assert_eq!(topics, ["part/1", "part/2", "part/3", "part/4"]);
+    for p in &got[..2] {
+        sub.send(&Packet::PubAck(PubResponse::new(
+            p.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
+    }
+    sub.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    broker.restart().await;
+    let (mut sub, ack) = persistent(broker.addr(), V5, "partial").await;
+    assert!(ack.session_present);
+    for topic in ["part/3", "part/4"] {
+        let again = sub.recv_publish().await;
+        assert_eq!(again.topic.to_string(), topic);
+        sub.send(&Packet::PubAck(PubResponse::new(
+            again.packet_id,
+            ReasonCode::SUCCESS,
+        )))
+        .await;
+    }
+    sub.expect_silence(Duration::from_millis(300)).await;
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn unacknowledged_messages_are_resent_with_dup() {
     let broker = TestBroker::start().await;

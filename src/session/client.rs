@@ -468,9 +468,7 @@ impl ClientSession {
 
     fn complete(&mut self, packet_id: u16, stage: Stage) {
         if let Some(done) = self.attached().state.inflight.complete(packet_id, stage) {
-            self.services
-                .store
-                .dequeue(&self.client_id, done.delivery.seq);
+            self.services.store.dequeue(done.delivery.seq);
         }
     }
 
@@ -486,9 +484,7 @@ impl ClientSession {
         for entry in into_entries(inflight) {
             let shared = entry.delivery.shared.is_some() && entry.stage != Stage::AwaitPubComp;
             if shared && router.redeliver_shared(entry.delivery.clone(), &self.client_id) {
-                self.services
-                    .store
-                    .dequeue(&self.client_id, entry.delivery.seq);
+                self.services.store.dequeue(entry.delivery.seq);
             } else {
                 kept.push(entry);
             }

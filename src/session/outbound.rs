@@ -63,7 +63,7 @@ impl ClientSession {
             }
             for delivery in batch.drain(..) {
                 if delivery.message.is_expired(now) || !acl.can_receive(&delivery.message.topic) {
-                    self.services.store.dequeue(&self.client_id, delivery.seq);
+                    self.services.store.dequeue(delivery.seq);
                     continue;
                 }
                 let packet_id = match delivery.qos {
@@ -75,7 +75,7 @@ impl ClientSession {
                     Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
                 if protocol::encoded_len(&publish, self.version) > self.max_packet_out {
                     // MQTT 5 3.1.2.11.4: too large for the client, discard.
-                    self.services.store.dequeue(&self.client_id, delivery.seq);
+                    self.services.store.dequeue(delivery.seq);
                     continue;
                 }
                 protocol::encode(&publish, self.version, out);

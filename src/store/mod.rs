@@ -9,13 +9,12 @@
 //! channel order, so one counter serves every publisher.
 
 mod record;
+mod writer;
 
 pub use record::{RecordError, SessionRecord};
 
-use bytes::BytesMut;
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 use crate::config::Durability;
 use crate::protocol::MqttStr;
 use crate::router::{Delivery, DeliveryLog, Message};
+use writer::{Op, QueueIndex};
 
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -71,20 +71,6 @@ pub enum StoreError {
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into())
-}
-
-/// One change for the writer thread. Queue operations, the hot ones, carry
-/// reference-counted values (no allocation to submit one) and are encoded
-/// on the writer thread, and only when they reach the disk: most deliveries
-/// are acknowledged within the batch that queued them.
-enum Op {
-    PutRetained(String, Vec<u8>),
-    DelRetained(String),
-    PutSession(String, Vec<u8>),
-    /// Deletes the session record and all its queued deliveries.
-    DelSession(String),
-    Enqueue(MqttStr, Delivery),
-    Dequeue(MqttStr, u64),
 }
 
 /// How far the writer has got: operations committed, in submission order.
@@ -137,14 +123,14 @@ impl Store {
         }
         txn.open_table(QUEUE).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        let (loaded, max_seq) = load(&db)?;
+        let (loaded, index, max_seq) = load(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(Committed::default());
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("gatehouse-store".into())
-            .spawn(move || writer_loop(&writer_db, rx, &committed_tx, durability, interval))
+            .spawn(move || writer::run(&writer_db, rx, &committed_tx, durability, interval, index))
             .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
         Ok(Store {
             db: parking_lot::RwLock::new(Some(db)),
@@ -205,9 +191,9 @@ impl Store {
     }
 
     /// A persisted delivery was acknowledged by its subscriber.
-    pub fn dequeue(&self, client_id: &MqttStr, seq: u64) {
+    pub fn dequeue(&self, seq: u64) {
         if seq != 0 {
-            self.send(Op::Dequeue(client_id.clone(), seq));
+            self.send(Op::Dequeue(seq));
         }
     }
 
@@ -274,7 +260,7 @@ impl Drop for Store {
     }
 }
 
-fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
+fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
     let txn = db.begin_read().map_err(db_err)?;
     let mut retained = Vec::new();
     for entry in txn
@@ -290,6 +276,7 @@ fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
         }
     }
     let queue = txn.open_table(QUEUE).map_err(db_err)?;
+    let mut index = QueueIndex::default();
     let mut max_seq = 0;
     let mut sessions = Vec::new();
     for entry in txn
@@ -311,146 +298,18 @@ fn load(db: &Database) -> Result<(Loaded, u64), StoreError> {
         let range = (client_id.as_str(), 0u64)..=(client_id.as_str(), u64::MAX);
         for entry in queue.range(range).map_err(db_err)? {
             let (key, value) = entry.map_err(db_err)?;
-            let seq = key.value().1;
-            max_seq = max_seq.max(seq);
-            match record::decode_delivery(value.value(), seq) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(e) => tracing::warn!(client_id, seq, "skipping queued message: {e}"),
+            let key = key.value().1;
+            max_seq = max_seq.max(key);
+            match record::decode_queue_record(value.value(), key) {
+                Ok(found) => {
+                    index.register(&client_id, key, found.iter().map(|d| d.seq));
+                    max_seq = found.iter().map(|d| d.seq).fold(max_seq, u64::max);
+                    deliveries.extend(found);
+                }
+                Err(e) => tracing::warn!(client_id, key, "skipping queued messages: {e}"),
             }
         }
         sessions.push((client_id, record, deliveries));
     }
-    Ok((Loaded { retained, sessions }, max_seq))
-}
-
-fn writer_loop(
-    db: &Database,
-    rx: mpsc::Receiver<Op>,
-    committed: &watch::Sender<Committed>,
-    durability: Durability,
-    interval: Duration,
-) {
-    let mut batch = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut received = 0u64;
-    loop {
-        match durability {
-            Durability::Sync => match rx.recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            },
-            Durability::Periodic => match rx.recv_timeout(interval) {
-                Ok(op) => {
-                    batch.push(op);
-                    std::thread::sleep(interval);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            },
-        }
-        batch.extend(rx.try_iter().take(100_000));
-        received += batch.len() as u64;
-        publish_progress(committed, received, commit(db, &mut batch, &mut scratch));
-    }
-    batch.extend(rx.try_iter());
-    received += batch.len() as u64;
-    publish_progress(committed, received, commit(db, &mut batch, &mut scratch));
-}
-
-fn publish_progress(committed: &watch::Sender<Committed>, received: u64, ok: bool) {
-    committed.send_modify(|c| {
-        if ok && !c.failed {
-            c.ops = received;
-        } else {
-            c.failed = true;
-        }
-    });
-}
-
-/// The writer's reusable working memory: a batch allocates nothing once
-/// these have grown to the batch size.
-#[derive(Default)]
-struct Scratch {
-    queued: HashSet<u64, foldhash::fast::RandomState>,
-    settled: HashSet<u64, foldhash::fast::RandomState>,
-    record: BytesMut,
-}
-
-/// Applies `batch` in one transaction; returns whether it committed.
-fn commit(db: &Database, batch: &mut Vec<Op>, scratch: &mut Scratch) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    // A delivery queued and acknowledged within the same batch never
-    // needs to reach the disk: skip both (sequence numbers are unique).
-    let Scratch {
-        queued,
-        settled,
-        record,
-    } = scratch;
-    queued.clear();
-    settled.clear();
-    queued.extend(batch.iter().filter_map(|op| match op {
-        Op::Enqueue(_, delivery) => Some(delivery.seq),
-        _ => None,
-    }));
-    settled.extend(batch.iter().filter_map(|op| match op {
-        Op::Dequeue(_, seq) if queued.contains(seq) => Some(*seq),
-        _ => None,
-    }));
-    let effective = batch.iter().any(|op| match op {
-        Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(_, seq) => !settled.contains(seq),
-        _ => true,
-    });
-    if !effective {
-        // Everything cancelled out: nothing to write, no fsync.
-        batch.clear();
-        return true;
-    }
-    let result = (|| -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        {
-            let mut retained = txn.open_table(RETAINED)?;
-            let mut sessions = txn.open_table(SESSIONS)?;
-            let mut queue = txn.open_table(QUEUE)?;
-            for op in batch.drain(..) {
-                match op {
-                    Op::PutRetained(topic, value) => {
-                        retained.insert(topic.as_str(), value.as_slice())?;
-                    }
-                    Op::DelRetained(topic) => {
-                        retained.remove(topic.as_str())?;
-                    }
-                    Op::PutSession(id, value) => {
-                        sessions.insert(id.as_str(), value.as_slice())?;
-                    }
-                    Op::DelSession(id) => {
-                        sessions.remove(id.as_str())?;
-                        let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
-                        queue.retain_in(range, |_, _| false)?;
-                    }
-                    Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(_, seq)
-                        if settled.contains(&seq) => {}
-                    Op::Enqueue(id, delivery) => {
-                        record.clear();
-                        record::encode_delivery(&delivery, record);
-                        queue.insert((id.as_str(), delivery.seq), &record[..])?;
-                    }
-                    Op::Dequeue(id, seq) => {
-                        queue.remove((id.as_str(), seq))?;
-                    }
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            batch.clear();
-            tracing::error!("store commit failed: {e}");
-            false
-        }
-    }
+    Ok((Loaded { retained, sessions }, index, max_seq))
 }

@@ -168,7 +168,63 @@ pub fn encode_delivery(delivery: &Delivery, buf: &mut BytesMut) {
     put_message(buf, &delivery.message);
 }
 
-pub fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
+/// First byte of a queue record holding several deliveries; a record of
+/// one delivery (the first format) starts with its flags, at most 7.
+const BATCH: u8 = 0xB1;
+
+/// Starts a queue record of several deliveries.
+pub fn begin_batch(buf: &mut BytesMut) {
+    buf.put_u8(BATCH);
+}
+
+/// Appends one delivery to a record started with [`begin_batch`].
+pub fn put_batch_entry(buf: &mut BytesMut, delivery: &Delivery) {
+    buf.put_u64(delivery.seq);
+    let at = buf.len();
+    buf.put_u32(0);
+    encode_delivery(delivery, buf);
+    let len = (buf.len() - at - 4) as u32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The deliveries of a queue record stored under sequence `key_seq`.
+pub fn decode_queue_record(bytes: &[u8], key_seq: u64) -> Result<Vec<Delivery>, RecordError> {
+    if bytes.first() != Some(&BATCH) {
+        return Ok(vec![decode_delivery(bytes, key_seq)?]);
+    }
+    let mut buf = Bytes::copy_from_slice(&bytes[1..]);
+    let mut deliveries = Vec::new();
+    while buf.has_remaining() {
+        need(&buf, 12)?;
+        let seq = buf.get_u64();
+        let len = buf.get_u32() as usize;
+        need(&buf, len)?;
+        deliveries.push(decode_delivery(&buf.split_to(len), seq)?);
+    }
+    Ok(deliveries)
+}
+
+/// A copy of a several-delivery record without the deliveries `keep`
+/// refuses; `None` for a record of one delivery or a malformed one.
+pub fn retain_batch(bytes: &[u8], keep: impl Fn(u64) -> bool) -> Option<Vec<u8>> {
+    if bytes.first() != Some(&BATCH) {
+        return None;
+    }
+    let mut out = vec![BATCH];
+    let mut rest = &bytes[1..];
+    while !rest.is_empty() {
+        let seq = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        let len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+        let entry = rest.get(..12 + len)?;
+        if keep(seq) {
+            out.extend_from_slice(entry);
+        }
+        rest = &rest[12 + len..];
+    }
+    Some(out)
+}
+
+fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
     let mut buf = Bytes::copy_from_slice(bytes);
     need(&buf, 5)?;
     let flags = buf.get_u8();
@@ -189,4 +245,61 @@ pub fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> 
         }),
         seq,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Properties;
+
+    fn delivery(seq: u64, payload: &'static [u8]) -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: "t/1".into(),
+                payload: Bytes::from_static(payload),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Properties::default(),
+                expires_at: None,
+                origin: None,
+            }),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_id: Some(7),
+            shared: None,
+            seq,
+        }
+    }
+
+    #[test]
+    fn queue_records_of_several_and_of_one_delivery() {
+        let mut buf = BytesMut::new();
+        begin_batch(&mut buf);
+        for (seq, payload) in [(5, &b"a"[..]), (9, b"bb"), (12, b"")] {
+            put_batch_entry(&mut buf, &delivery(seq, payload));
+        }
+        let read = decode_queue_record(&buf, 5).unwrap();
+        let seqs: Vec<u64> = read.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, [5, 9, 12]);
+        assert_eq!(read[1].message.payload.as_ref(), b"bb");
+        assert_eq!(read[0].subscription_id, Some(7));
+
+        let trimmed = retain_batch(&buf, |seq| seq != 9).unwrap();
+        let seqs: Vec<u64> = decode_queue_record(&trimmed, 5)
+            .unwrap()
+            .iter()
+            .map(|d| d.seq)
+            .collect();
+        assert_eq!(seqs, [5, 12]);
+
+        // The first format: one delivery, its sequence in the key.
+        let mut one = BytesMut::new();
+        encode_delivery(&delivery(0, b"x"), &mut one);
+        let read = decode_queue_record(&one, 42).unwrap();
+        assert_eq!((read.len(), read[0].seq), (1, 42));
+        assert!(retain_batch(&one, |_| true).is_none());
+
+        // Truncated records are refused, not misread.
+        assert!(decode_queue_record(&buf[..buf.len() - 1], 5).is_err());
+    }
 }
