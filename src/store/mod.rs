@@ -302,7 +302,7 @@ fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
             max_seq = max_seq.max(key);
             match record::decode_queue_record(value.value(), key) {
                 Ok(found) => {
-                    index.register(&client_id, key, found.iter().map(|d| d.seq));
+                    index.register(&client_id, key, found.iter().map(|d| d.seq).collect());
                     max_seq = found.iter().map(|d| d.seq).fold(max_seq, u64::max);
                     deliveries.extend(found);
                 }

@@ -13,7 +13,8 @@
 
 use bytes::BytesMut;
 use redb::{Database, ReadableTable, Table};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,51 +47,80 @@ pub(super) enum Op {
 /// Which queue record holds each unacknowledged delivery.
 #[derive(Default)]
 pub(super) struct QueueIndex {
-    /// Record key sequence → client id, deliveries still unacknowledged,
-    /// deliveries written.
-    records: HashMap<u64, (String, u32, u32), Hasher>,
-    /// Delivery sequence → its record's key sequence.
+    /// Record key sequence → the record.
+    records: HashMap<u64, Record, Hasher>,
+    /// Delivery sequence → its record's key sequence, while unacknowledged.
     record_of: HashMap<u64, u64, Hasher>,
+    /// Each client's record keys, oldest first (acknowledged in order, so
+    /// removals are mostly at the front).
+    by_client: HashMap<Arc<str>, VecDeque<u64>, Hasher>,
+}
+
+struct Record {
+    client_id: Arc<str>,
+    /// Deliveries still unacknowledged.
+    left: u32,
+    /// Every delivery written into the record.
+    seqs: Vec<u64>,
 }
 
 impl QueueIndex {
-    pub fn register(&mut self, client_id: &str, key: u64, seqs: impl IntoIterator<Item = u64>) {
-        let mut count = 0;
-        for seq in seqs {
+    pub fn register(&mut self, client_id: &str, key: u64, seqs: Vec<u64>) {
+        if seqs.is_empty() {
+            return;
+        }
+        for &seq in &seqs {
             self.record_of.insert(seq, key);
-            count += 1;
         }
-        if count > 0 {
-            self.records
-                .insert(key, (client_id.to_owned(), count, count));
-        }
+        let client_id = match self.by_client.get_key_value(client_id) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(client_id),
+        };
+        self.by_client
+            .entry(client_id.clone())
+            .or_default()
+            .push_back(key);
+        let left = seqs.len() as u32;
+        self.records.insert(
+            key,
+            Record {
+                client_id,
+                left,
+                seqs,
+            },
+        );
     }
 
     /// Marks `seq` acknowledged; returns the record key to delete once the
     /// record holds no unacknowledged delivery.
-    fn acknowledge(&mut self, seq: u64) -> Option<(String, u64)> {
+    fn acknowledge(&mut self, seq: u64) -> Option<(Arc<str>, u64)> {
         let key = self.record_of.remove(&seq)?;
-        let (_, left, _) = self.records.get_mut(&key)?;
-        *left -= 1;
-        if *left > 0 {
+        let record = self.records.get_mut(&key)?;
+        record.left -= 1;
+        if record.left > 0 {
             return None;
         }
-        let (client_id, _, _) = self.records.remove(&key)?;
-        Some((client_id, key))
+        let record = self.records.remove(&key)?;
+        if let Some(keys) = self.by_client.get_mut(&record.client_id) {
+            if let Some(at) = keys.iter().position(|&k| k == key) {
+                keys.remove(at);
+            }
+            if keys.is_empty() {
+                self.by_client.remove(&record.client_id);
+            }
+        }
+        Some((record.client_id, key))
     }
 
+    /// The client's session is gone, and its records with it.
     fn forget_client(&mut self, client_id: &str) {
-        let keys: HashSet<u64, Hasher> = self
-            .records
-            .iter()
-            .filter(|(_, (c, _, _))| c == client_id)
-            .map(|(&key, _)| key)
-            .collect();
-        if keys.is_empty() {
-            return;
+        for key in self.by_client.remove(client_id).unwrap_or_default() {
+            if let Some(record) = self.records.remove(&key) {
+                for seq in record.seqs {
+                    self.record_of.remove(&seq);
+                }
+            }
         }
-        self.records.retain(|key, _| !keys.contains(key));
-        self.record_of.retain(|_, key| !keys.contains(key));
     }
 }
 
@@ -187,8 +217,8 @@ fn trim_partly_acknowledged(db: &Database, index: &QueueIndex) -> Result<(), red
     let partly: Vec<(&str, u64)> = index
         .records
         .iter()
-        .filter(|(_, (_, left, written))| left < written)
-        .map(|(&key, (client_id, _, _))| (client_id.as_str(), key))
+        .filter(|(_, record)| (record.left as usize) < record.seqs.len())
+        .map(|(&key, record)| (&*record.client_id, key))
         .collect();
     if partly.is_empty() {
         return Ok(());
@@ -290,7 +320,7 @@ fn commit(
                     }
                     Op::Dequeue(seq) => {
                         if let Some((client_id, key)) = index.acknowledge(seq) {
-                            queue.remove((client_id.as_str(), key))?;
+                            queue.remove((&*client_id, key))?;
                         }
                     }
                 }
@@ -306,6 +336,11 @@ fn commit(
     match result {
         Ok(()) => true,
         Err(e) => {
+            // Nothing is acknowledged after a failed commit (`failed`
+            // sticks). The index keeps this batch's changes although the
+            // disk does not: a record it already counts as acknowledged
+            // stays on disk and comes back after a restart, as a lost
+            // dequeue did before records were shared.
             batch.clear();
             groups.clear();
             tracing::error!("store commit failed: {e}");
@@ -380,13 +415,13 @@ mod tests {
     #[test]
     fn a_record_goes_once_all_its_deliveries_are_acknowledged() {
         let mut index = QueueIndex::default();
-        index.register("c", 10, [10, 12, 15]);
-        index.register("d", 11, [11]);
+        index.register("c", 10, vec![10, 12, 15]);
+        index.register("d", 11, vec![11]);
         assert_eq!(index.acknowledge(12), None);
-        assert_eq!(index.acknowledge(11), Some(("d".to_owned(), 11)));
+        assert_eq!(index.acknowledge(11), Some(("d".into(), 11)));
         assert_eq!(index.acknowledge(10), None);
         assert_eq!(index.acknowledge(10), None, "twice counts once");
-        assert_eq!(index.acknowledge(15), Some(("c".to_owned(), 10)));
+        assert_eq!(index.acknowledge(15), Some(("c".into(), 10)));
         assert_eq!(index.acknowledge(99), None);
     }
 
@@ -454,10 +489,17 @@ mod tests {
     #[test]
     fn forgetting_a_client_drops_its_records_only() {
         let mut index = QueueIndex::default();
-        index.register("c", 1, [1, 2]);
-        index.register("d", 3, [3]);
+        index.register("c", 1, vec![1, 2]);
+        index.register("c", 4, vec![4]);
+        index.register("d", 3, vec![3]);
         index.forget_client("c");
         assert_eq!(index.acknowledge(1), None);
-        assert_eq!(index.acknowledge(3), Some(("d".to_owned(), 3)));
+        assert_eq!(index.acknowledge(4), None);
+        assert!(
+            index.record_of.keys().all(|&seq| seq == 3),
+            "no entry left behind"
+        );
+        assert_eq!(index.acknowledge(3), Some(("d".into(), 3)));
+        assert!(index.by_client.is_empty() && index.records.is_empty());
     }
 }
