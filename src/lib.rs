@@ -14,6 +14,7 @@ pub mod net;
 pub mod protocol;
 pub mod router;
 pub mod session;
+mod signal;
 pub mod store;
 mod sys;
 pub mod tls;

@@ -2,7 +2,6 @@
 //! directory changes so that a revoke reaches connected clients at once.
 
 use arc_swap::{ArcSwap, Guard};
-use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -10,6 +9,7 @@ use std::task::{Context, Poll};
 
 use super::acl::Acl;
 use super::directory::Directory;
+use crate::signal::Signal;
 
 /// One connection's ACL snapshot.
 pub struct LiveAcl {
@@ -21,10 +21,8 @@ pub struct LiveAcl {
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
-    /// One connection waits on its cell: a waker and a flag, not a
-    /// `Notify` (see `Mailbox`).
-    waker: AtomicWaker,
-    changed: AtomicBool,
+    /// Its one connection waits on it for updates and revocation.
+    changed: Signal,
 }
 
 impl LiveAcl {
@@ -41,8 +39,7 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-            changed: AtomicBool::new(false),
+            changed: Signal::default(),
         })
     }
 
@@ -73,30 +70,18 @@ impl LiveAcl {
     pub fn update(&self, acl: Arc<Acl>) {
         self.acl.store(acl);
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.signal();
-    }
-
-    fn signal(&self) {
-        self.changed.store(true, Ordering::Release);
-        self.waker.wake();
+        self.changed.notify();
     }
 
     /// The user was disabled or deleted: the connection must close.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Release);
-        self.signal();
+        self.changed.notify();
     }
 
     /// Ready after an update or a revoke (since the last `Ready`).
     pub fn poll_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.changed.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        if self.changed.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        self.changed.poll(cx)
     }
 
     /// Resolves after an update or a revoke.

@@ -2,7 +2,6 @@
 //! connection drains; the mailbox outlives connections so a persistent
 //! session keeps receiving while its client is away.
 
-use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use std::task::{Context, Poll};
 
 use super::Message;
 use crate::protocol::{MqttStr, QoS};
+use crate::signal::Signal;
 
 /// A shared subscription a delivery came through, so it can be handed to
 /// another member when this one leaves before acknowledging it.
@@ -56,11 +56,8 @@ pub struct Mailbox {
     client_id: MqttStr,
     limits: MailboxLimits,
     queue: Mutex<Queue>,
-    /// The one connection serving this mailbox waits on it: a waker and a
-    /// flag (32 bytes) instead of a `Notify` and the future each wait of
-    /// it needs, since every idle connection pays for both.
-    waker: AtomicWaker,
-    signalled: AtomicBool,
+    /// The one connection serving this mailbox waits on it.
+    ready: Signal,
     online: AtomicBool,
     dropped: AtomicU64,
 }
@@ -71,8 +68,7 @@ impl Mailbox {
             client_id,
             limits,
             queue: Mutex::new(Queue::default()),
-            waker: AtomicWaker::new(),
-            signalled: AtomicBool::new(false),
+            ready: Signal::default(),
             online: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
         }
@@ -90,13 +86,8 @@ impl Mailbox {
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
         if online {
-            self.signal();
+            self.ready.notify();
         }
-    }
-
-    fn signal(&self) {
-        self.signalled.store(true, Ordering::Release);
-        self.waker.wake();
     }
 
     pub fn is_online(&self) -> bool {
@@ -126,7 +117,7 @@ impl Mailbox {
         queue.deliveries.push_back(delivery);
         drop(queue);
         if online {
-            self.signal();
+            self.ready.notify();
         }
         true
     }
@@ -176,14 +167,7 @@ impl Mailbox {
 
     /// Ready when a delivery may be waiting (since the last `Ready`).
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.signalled.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        self.waker.register(cx.waker());
-        if self.signalled.swap(false, Ordering::AcqRel) {
-            return Poll::Ready(());
-        }
-        Poll::Pending
+        self.ready.poll(cx)
     }
 
     /// Resolves when a delivery may be waiting.
