@@ -26,6 +26,17 @@ async fn persistent(
     (c, ack)
 }
 
+/// A non-retained will without properties.
+fn will(topic: &str, payload: &'static [u8], qos: QoS) -> Will {
+    Will {
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        qos,
+        retain: false,
+        properties: Properties::default(),
+    }
+}
+
 #[tokio::test]
 async fn offline_messages_survive_a_restart() {
     let mut broker = TestBroker::start().await;
@@ -200,13 +211,7 @@ async fn will_on_socket_loss_not_on_disconnect() {
     let mut watcher = RawClient::connect(broker.addr(), V5, "watcher").await;
     watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
     for version in [V3, V5] {
-        let will = Will {
-            topic: "wills/gone".into(),
-            payload: Bytes::from_static(b"lost"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Properties::default(),
-        };
+        let will = will("wills/gone", b"lost", QoS::AtLeastOnce);
         let mut polite = RawClient::tcp(broker.addr(), version).await;
         let mut connect = connect_packet(version, "polite", true);
         connect.will = Some(will.clone());
@@ -240,13 +245,7 @@ async fn shutdown_disconnects_with_0x8b_and_publishes_no_will() {
     watcher.subscribe("wills/#", QoS::AtLeastOnce).await;
     let mut leaving = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "leaving", true);
-    connect.will = Some(Will {
-        topic: "wills/leaving".into(),
-        payload: Bytes::from_static(b"gone"),
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        properties: Properties::default(),
-    });
+    connect.will = Some(will("wills/leaving", b"gone", QoS::AtLeastOnce));
     leaving.connect_with(connect).await;
 
     broker.restart().await;
@@ -269,13 +268,7 @@ async fn will_on_protocol_error_and_with_delay() {
     watcher.subscribe("w", QoS::AtMostOnce).await;
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "bad", true);
-    connect.will = Some(Will {
-        topic: "w".into(),
-        payload: Bytes::from_static(b"err"),
-        qos: QoS::AtMostOnce,
-        retain: false,
-        properties: Properties::default(),
-    });
+    connect.will = Some(will("w", b"err", QoS::AtMostOnce));
     c.connect_with(connect).await;
     c.send_raw(&[0xF0, 0x00]).await; // reserved packet type 15 flags / AUTH misuse
     assert_eq!(watcher.recv_publish().await.payload.as_ref(), b"err");
@@ -320,13 +313,7 @@ async fn keep_alive_is_enforced_at_one_and_a_half() {
     let mut c = RawClient::tcp(broker.addr(), V5).await;
     let mut connect = connect_packet(V5, "sleepy", true);
     connect.keep_alive = 1;
-    connect.will = Some(Will {
-        topic: "ka".into(),
-        payload: Bytes::from_static(b"timeout"),
-        qos: QoS::AtMostOnce,
-        retain: false,
-        properties: Properties::default(),
-    });
+    connect.will = Some(will("ka", b"timeout", QoS::AtMostOnce));
     c.connect_with(connect).await;
     let started = std::time::Instant::now();
     match c.recv().await {
