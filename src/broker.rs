@@ -27,6 +27,8 @@ pub enum StartError {
     Identity(#[from] IdentityError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("cannot create the hibernation epoll set: {0}")]
+    Hibernation(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -135,6 +137,7 @@ async fn launch(
         auth,
         shutdown: shutdown_rx.clone(),
         tls: tls.clone(),
+        parker: net::Parker::start(shutdown_rx.clone()).map_err(StartError::Hibernation)?,
     });
     let mut broker = RunningBroker {
         mqtt_addr: None,

@@ -165,6 +165,9 @@ pub struct Limits {
     pub connect_timeout_secs: u64,
     pub max_keep_alive_secs: u16,
     pub max_session_expiry_secs: u32,
+    /// A plain-TCP connection quiet for this long leaves its task and
+    /// waits in the parker (it also does right after CONNECT); 0: never.
+    pub hibernate_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,7 +226,16 @@ impl Default for Limits {
             connect_timeout_secs: 10,
             max_keep_alive_secs: 3600,
             max_session_expiry_secs: 7 * 24 * 3600,
+            hibernate_after_ms: 1000,
         }
+    }
+}
+
+impl Limits {
+    /// `None` when hibernation is off.
+    pub fn hibernate_after(&self) -> Option<std::time::Duration> {
+        (self.hibernate_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.hibernate_after_ms))
     }
 }
 

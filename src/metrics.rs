@@ -6,6 +6,8 @@ use std::time::Instant;
 pub struct Metrics {
     pub started: Instant,
     pub clients_connected: AtomicU64,
+    /// Connected clients whose connection hibernates (no task; `net::park`).
+    pub clients_hibernating: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_sent: AtomicU64,
     pub bytes_received: AtomicU64,
@@ -20,6 +22,7 @@ impl Default for Metrics {
         Metrics {
             started: Instant::now(),
             clients_connected: AtomicU64::new(0),
+            clients_hibernating: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             messages_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),

@@ -43,6 +43,10 @@ fn publish_all(registry: &Registry) {
             "clients/connected",
             Metrics::get(&m.clients_connected).to_string(),
         ),
+        (
+            "clients/hibernating",
+            Metrics::get(&m.clients_hibernating).to_string(),
+        ),
         ("clients/total", registry.len().to_string()),
         (
             "messages/received",

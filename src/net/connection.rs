@@ -1,16 +1,25 @@
 //! One client connection: read → decode → session → router, and the
-//! session's mailbox → encode → write, in one task per connection.
+//! session's mailbox → encode → write. The connection runs as a task while
+//! it has work; a plain-TCP connection with none hibernates (`park`) and
+//! comes back here through [`resume`].
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::connect::{self, write_refusal};
+use super::park::{Cell, NotParked, Parker};
 use super::{ByteStream, Shared, Slot};
+use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use crate::router::Mailbox;
 use crate::session::{ClientSession, Close};
 use crate::tls::PeerCertificate;
 
@@ -23,144 +32,433 @@ const FAR: Duration = Duration::from_secs(86400 * 365);
 
 /// Serves one client until it leaves, misbehaves or the broker stops.
 pub async fn run<S>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     certificate: Option<Box<PeerCertificate>>,
     slot: Slot,
 ) where
     S: ByteStream,
 {
-    let shared = &*slot.shared;
-    let services = shared.registry.services().clone();
-    let max_packet = services.config.limits.max_packet_size as usize;
+    // The CONNECT phase runs once: boxed, its state does not widen the
+    // future of the connection's task.
+    if let Some(conn) = Box::pin(connect(stream, peer, certificate, slot)).await {
+        serve(conn, true).await;
+    }
+}
+
+/// Reads the CONNECT, authenticates and attaches the session; `None`:
+/// refused or gone.
+async fn connect<S: ByteStream>(
+    mut stream: S,
+    peer: SocketAddr,
+    certificate: Option<Box<PeerCertificate>>,
+    slot: Slot,
+) -> Option<Conn<S>> {
     let mut rbuf = BytesMut::new();
     let mut out = BytesMut::new();
-    // The CONNECT phase runs once: boxed, its state does not widen the
-    // future every connection keeps for its whole life.
-    let established = Box::pin(establish(
+    let (mut session, keep_alive, version) = establish(
         &mut stream,
         peer,
         certificate.as_deref(),
-        shared,
+        &slot.shared,
         &mut rbuf,
         &mut out,
-    ))
-    .await;
-    let Some((mut session, keep_alive, version)) = established else {
+    )
+    .await?;
+    tracing::debug!(%peer, client_id = %session.mailbox().client_id(), ?version, "client connected");
+    Metrics::add(
+        &slot.shared.registry.services().metrics.clients_connected,
+        1,
+    );
+    Some(Conn {
+        stream,
+        peer,
+        kicked: session.take_kicked(),
+        session,
+        slot,
+        version,
+        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        last_read: Instant::now(),
+        rbuf,
+        out,
+        hibernate: S::HIBERNATES,
+    })
+}
+
+/// A connected client between two turns of its task.
+struct Conn<S> {
+    stream: S,
+    peer: SocketAddr,
+    session: Box<ClientSession>,
+    kicked: oneshot::Receiver<ReasonCode>,
+    slot: Slot,
+    version: ProtocolVersion,
+    /// 1.5 × the keep-alive the client asked for; `None` without one.
+    keep_alive: Option<Duration>,
+    last_read: Instant,
+    rbuf: BytesMut,
+    out: BytesMut,
+    /// May hibernate: plain TCP, hibernation on, and the parker did not
+    /// refuse it before.
+    hibernate: bool,
+}
+
+/// A connection while it hibernates: what its task needs to run again.
+pub struct Hibernated {
+    socket: mio::net::TcpStream,
+    /// Its slot in the parker's table.
+    pub(super) token: usize,
+    session: Box<ClientSession>,
+    kicked: oneshot::Receiver<ReasonCode>,
+    slot: Slot,
+    keep_alive: Option<Duration>,
+    last_read: Instant,
+    version: ProtocolVersion,
+}
+
+impl Hibernated {
+    pub(super) const NO_SLOT: usize = usize::MAX;
+
+    pub(super) fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.socket
+    }
+
+    pub(super) fn parker(&self) -> &Arc<Parker> {
+        &self.slot.shared.parker
+    }
+
+    /// When the keep-alive runs out unless the client sends something.
+    pub(super) fn keep_alive_deadline(&self) -> Option<std::time::Instant> {
+        self.keep_alive
+            .map(|limit| (self.last_read + limit).into_std())
+    }
+}
+
+/// How a run of turns ended.
+enum Exit {
+    Close(Close),
+    /// Nothing to do: park, with `Cell` already the waker of every wait.
+    Hibernate(Arc<Cell>),
+}
+
+/// Runs a hibernated connection again (its parker woke it). `hibernate`
+/// false: the parker refused it, so it stays a task.
+pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
+    if parked.token != Hibernated::NO_SLOT {
+        parked.parker().clone().forget(&mut parked);
+        let metrics = &parked.slot.shared.registry.services().metrics;
+        metrics
+            .clients_hibernating
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let Hibernated {
+        socket,
+        session,
+        kicked,
+        slot,
+        keep_alive,
+        last_read,
+        version,
+        ..
+    } = parked;
+    let stream = match tokio::net::TcpStream::from_std(socket.into()) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!("cannot resume a hibernated connection: {e}");
+            let close = Close::error(ReasonCode::UNSPECIFIED_ERROR);
+            ended(session, &slot, None, close);
+            return;
+        }
+    };
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let conn = Conn {
+        stream,
+        peer,
+        session,
+        kicked,
+        slot,
+        version,
+        keep_alive,
+        last_read,
+        rbuf: BytesMut::new(),
+        out: BytesMut::new(),
+        hibernate,
+    };
+    serve(conn, false).await;
+}
+
+/// Turns until the connection closes or hibernates. `fresh`: it has just
+/// connected (it hibernates at its first quiet moment).
+async fn serve<S: ByteStream>(mut conn: Conn<S>, fresh: bool) {
+    let close = match turns(&mut conn, fresh).await {
+        Exit::Close(close) => close,
+        Exit::Hibernate(cell) => return hibernate(conn, cell),
+    };
+    if close.notify && conn.version == ProtocolVersion::V5 {
+        protocol::encode(
+            &Packet::Disconnect(Disconnect::new(close.reason)),
+            conn.version,
+            &mut conn.out,
+        );
+    }
+    // Boxed: the goodbye runs once, and its timers would otherwise widen
+    // the future of every connection.
+    Box::pin(goodbye(&mut conn.stream, &mut conn.out)).await;
+    ended(conn.session, &conn.slot, Some(conn.peer), close);
+}
+
+/// Hands the connection to the parker; its task ends here.
+fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
+    let Conn {
+        stream,
+        peer,
+        session,
+        kicked,
+        slot,
+        version,
+        keep_alive,
+        last_read,
+        ..
+    } = conn;
+    let Some(socket) = stream.into_std() else {
+        tracing::warn!(%peer, "cannot hibernate: the socket left tokio with an error");
+        ended(
+            session,
+            &slot,
+            Some(peer),
+            Close::error(ReasonCode::UNSPECIFIED_ERROR),
+        );
         return;
     };
-    let mailbox = session.mailbox().clone();
-    let client_id = mailbox.client_id();
-    tracing::debug!(%peer, %client_id, ?version, "client connected");
-    Metrics::add(&services.metrics.clients_connected, 1);
+    let parker = slot.shared.parker.clone();
+    // Counted before the hand-over: once parked, it may resume (and count
+    // itself out) at any moment.
+    Metrics::add(
+        &slot.shared.registry.services().metrics.clients_hibernating,
+        1,
+    );
+    let parked = Hibernated {
+        socket: mio::net::TcpStream::from_std(socket),
+        token: Hibernated::NO_SLOT,
+        session,
+        kicked,
+        slot,
+        keep_alive,
+        last_read,
+        version,
+    };
+    let (parked, hibernate) = match parker.park(cell, parked) {
+        Ok(()) => return,
+        Err(NotParked::Woken(parked)) => (parked, true),
+        Err(NotParked::Refused(parked)) => (parked, false),
+    };
+    let metrics = &parked.slot.shared.registry.services().metrics;
+    metrics
+        .clients_hibernating
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::spawn(resume(parked, hibernate));
+}
 
-    let acl = session.identity.acl.clone();
-    let mut kicked = session.take_kicked();
+/// The session ends: it goes back to the registry (will, expiry).
+fn ended(session: Box<ClientSession>, slot: &Slot, peer: Option<SocketAddr>, close: Close) {
+    tracing::debug!(?peer, client_id = %session.mailbox().client_id(), reason = close.reason.0, "client disconnected");
+    let services = slot.shared.registry.services().clone();
+    session.finish(&slot.shared.registry, close);
+    services
+        .metrics
+        .clients_connected
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The connection's turns: decode what was read, let the session answer,
+/// write, then wait for the socket, the mailbox, a kick, an ACL change or
+/// a timer. Every wait is on state the connection already holds (no
+/// per-wait futures of any size), so the task stays small.
+async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
+    let services = conn.slot.shared.registry.services().clone();
+    let max_packet = services.config.limits.max_packet_size as usize;
+    let hibernate_after = services
+        .config
+        .limits
+        .hibernate_after()
+        .filter(|_| conn.hibernate);
+    let mailbox = conn.session.mailbox().clone();
+    let client_id = mailbox.client_id();
+    let acl = conn.session.identity.acl.clone();
     // Shutdown reaches attached sessions as a kick (`Registry::kick_all`);
     // a connection that attached after that sees the flag here.
-    let stopping = *shared.shutdown.borrow();
-    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-    let mut last_read = Instant::now();
-    let sleep = tokio::time::sleep(keep_alive.unwrap_or(FAR));
+    let stopping = *conn.slot.shared.shutdown.borrow();
+    let mut last_active = Instant::now();
+    let sleep = tokio::time::sleep_until(next_timer(
+        conn.last_read,
+        conn.keep_alive,
+        last_active,
+        hibernate_after,
+    ));
     tokio::pin!(sleep);
-    // Every branch below waits on state the connection already holds (no
-    // per-wait futures of any size): the future each idle connection keeps
-    // stays small. See `connection_task_size`.
-    let close = 'conn: loop {
+    loop {
         if stopping {
-            break Close::shutdown();
+            return Exit::Close(Close::shutdown());
         }
         // Packets already buffered first: a client may pipeline CONNECT
         // with more packets in one segment.
         loop {
-            match protocol::decode(&mut rbuf, Some(version), max_packet) {
+            match protocol::decode(&mut conn.rbuf, Some(conn.version), max_packet) {
                 Ok(Some(packet)) => {
-                    if let Err(close) = session.handle(packet, &mut out) {
-                        break 'conn close;
+                    if let Err(close) = conn.session.handle(packet, &mut conn.out) {
+                        return Exit::Close(close);
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     Metrics::add(&services.metrics.protocol_errors, 1);
-                    tracing::info!(%peer, %client_id, "closing connection: {e}");
-                    break 'conn Close::error(e.reason_code());
+                    tracing::info!(peer = %conn.peer, %client_id, "closing connection: {e}");
+                    return Exit::Close(Close::error(e.reason_code()));
                 }
             }
         }
-        reserve_or_shrink(&mut rbuf);
-        let more = session.pump(&mut out);
-        if !out.is_empty() {
-            Metrics::add(&services.metrics.bytes_sent, out.len() as u64);
-            if write_out(&mut stream, &mut out).await.is_err() {
-                break Close::error(ReasonCode::UNSPECIFIED_ERROR);
+        reserve_or_shrink(&mut conn.rbuf);
+        let more = conn.session.pump(&mut conn.out);
+        if !conn.out.is_empty() {
+            Metrics::add(&services.metrics.bytes_sent, conn.out.len() as u64);
+            if write_out(&mut conn.stream, &mut conn.out).await.is_err() {
+                return Exit::Close(Close::error(ReasonCode::UNSPECIFIED_ERROR));
+            }
+            last_active = Instant::now();
+        }
+        if let Some(after) = hibernate_after {
+            let quiet = !more && conn.rbuf.is_empty() && !conn.session.awaits_commit();
+            if quiet && (fresh || last_active.elapsed() >= after) {
+                let cell = Cell::preparing();
+                match interruption(&mut conn.kicked, &mailbox, &acl, &cell) {
+                    None => return Exit::Hibernate(cell),
+                    Some(Interruption::Kicked(reason)) => return Exit::Close(kick_close(reason)),
+                    Some(Interruption::Revoked) => {
+                        let close = revoked(conn.peer, client_id);
+                        return Exit::Close(close);
+                    }
+                    // Mail or an ACL update came first: one more turn.
+                    Some(Interruption::Work) => continue,
+                }
             }
         }
+        fresh = false;
         tokio::select! {
             biased;
-            reason = &mut kicked => {
-                break match reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER) {
-                    ReasonCode::SERVER_SHUTTING_DOWN => Close::shutdown(),
-                    reason => Close::error(reason),
-                };
+            reason = &mut conn.kicked => {
+                return Exit::Close(kick_close(reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER)));
             }
-            read = read_when_ready(&mut stream, &mut rbuf) => {
+            read = read_when_ready(&mut conn.stream, &mut conn.rbuf) => {
                 match read {
-                    Ok(0) | Err(_) => break Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false },
+                    Ok(0) | Err(_) => return Exit::Close(Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false }),
                     Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
                 }
-                last_read = Instant::now();
+                conn.last_read = Instant::now();
+                last_active = conn.last_read;
             }
             // Only sync durability waits for commits; the wait is boxed so
             // that it costs nothing on connections that never do.
             committed = async {
-                if session.awaits_commit() {
-                    Box::pin(session.commit_done()).await
+                if conn.session.awaits_commit() {
+                    Box::pin(conn.session.commit_done()).await
                 } else {
                     std::future::pending().await
                 }
             } => {
                 if !committed {
                     tracing::error!(%client_id, "store commit failed; closing without acknowledgement");
-                    break Close::error(ReasonCode::UNSPECIFIED_ERROR);
+                    return Exit::Close(Close::error(ReasonCode::UNSPECIFIED_ERROR));
                 }
-                session.flush_acks(&mut out);
+                conn.session.flush_acks(&mut conn.out);
             }
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
             _ = std::future::poll_fn(|cx| acl.poll_changed(cx)) => {
                 if acl.is_revoked() {
-                    tracing::info!(%peer, %client_id, "user disabled or deleted: closing");
-                    break Close::error(ReasonCode::ADMINISTRATIVE_ACTION);
+                    let close = revoked(conn.peer, client_id);
+                    return Exit::Close(close);
                 }
             }
             _ = &mut sleep => {
-                let limit = keep_alive.unwrap_or(FAR);
-                if last_read.elapsed() >= limit {
-                    tracing::info!(%peer, %client_id, "keep alive timeout");
-                    break Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT);
+                if conn.keep_alive.is_some_and(|limit| conn.last_read.elapsed() >= limit) {
+                    tracing::info!(peer = %conn.peer, %client_id, "keep alive timeout");
+                    return Exit::Close(Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT));
                 }
-                sleep.as_mut().reset(last_read + limit);
+                // Otherwise hibernation may be due: the next turn checks.
+                sleep.as_mut().reset(next_timer(conn.last_read, conn.keep_alive, last_active, hibernate_after));
             }
             // More queued than one write holds: go round again at once.
             _ = std::future::ready(()), if more => {}
         }
-    };
-
-    if close.notify && version == ProtocolVersion::V5 {
-        protocol::encode(
-            &Packet::Disconnect(Disconnect::new(close.reason)),
-            version,
-            &mut out,
-        );
     }
-    // Boxed: the goodbye runs once, and its timers would otherwise widen
-    // the future of every connection.
-    Box::pin(goodbye(&mut stream, &mut out)).await;
-    tracing::debug!(%peer, %client_id, reason = close.reason.0, "client disconnected");
-    session.finish(&shared.registry, close);
-    services
-        .metrics
-        .clients_connected
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The next keep-alive check or hibernation point, whichever is first
+/// (never in the past: a connection that cannot hibernate yet, e.g. with
+/// half a packet read, checks again one `hibernate_after` later).
+fn next_timer(
+    last_read: Instant,
+    keep_alive: Option<Duration>,
+    last_active: Instant,
+    hibernate_after: Option<Duration>,
+) -> Instant {
+    let keep_alive_at = last_read + keep_alive.unwrap_or(FAR);
+    match hibernate_after {
+        Some(after) => {
+            let now = Instant::now();
+            let due = last_active + after;
+            keep_alive_at.min(if due > now { due } else { now + after })
+        }
+        None => keep_alive_at,
+    }
+}
+
+fn kick_close(reason: ReasonCode) -> Close {
+    match reason {
+        ReasonCode::SERVER_SHUTTING_DOWN => Close::shutdown(),
+        reason => Close::error(reason),
+    }
+}
+
+fn revoked(peer: SocketAddr, client_id: &str) -> Close {
+    tracing::info!(%peer, %client_id, "user disabled or deleted: closing");
+    Close::error(ReasonCode::ADMINISTRATIVE_ACTION)
+}
+
+/// What was already due when a connection was about to hibernate.
+enum Interruption {
+    Kicked(ReasonCode),
+    Revoked,
+    /// Mail, or an ACL update: another turn.
+    Work,
+}
+
+/// Makes `cell` the waker of every wait of a connection about to
+/// hibernate, and reports a wait that is already due (its wake-up is
+/// consumed, so the caller acts on it).
+fn interruption(
+    kicked: &mut oneshot::Receiver<ReasonCode>,
+    mailbox: &Mailbox,
+    acl: &LiveAcl,
+    cell: &Arc<Cell>,
+) -> Option<Interruption> {
+    let waker = Waker::from(cell.clone());
+    let mut cx = Context::from_waker(&waker);
+    if let Poll::Ready(reason) = Pin::new(kicked).poll(&mut cx) {
+        return Some(Interruption::Kicked(
+            reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER),
+        ));
+    }
+    let acl_changed = acl.poll_changed(&mut cx).is_ready();
+    let mail = mailbox.poll_ready(&mut cx).is_ready();
+    if acl_changed && acl.is_revoked() {
+        Some(Interruption::Revoked)
+    } else if acl_changed || mail {
+        Some(Interruption::Work)
+    } else {
+        None
+    }
 }
 
 /// Reads the CONNECT (within the connect timeout), authenticates and

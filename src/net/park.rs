@@ -1,0 +1,262 @@
+//! Hibernation: idle plain-TCP connections live outside tokio.
+//!
+//! A tokio task costs a connection its task cell (the future, rounded up
+//! to 128 bytes: 768 here) and the socket's I/O registration (256 bytes)
+//! for as long as it lives, even while it only waits — more than
+//! mosquitto's whole connection. Most connections of a device fleet wait
+//! almost all the time, so a connection with nothing to do hands its
+//! socket and session to the [`Parker`] and its task ends:
+//!
+//! - the socket is watched through one epoll set of our own (mio), woken
+//!   by readability or hang-up;
+//! - the session's other wake-ups (mailbox, ACL change, kick) hold a waker
+//!   that is the parked connection's [`Cell`]: waking it spawns the
+//!   connection's task again;
+//! - a sweep every 250 ms wakes connections whose keep-alive ran out, so
+//!   their task closes them as it always does.
+//!
+//! A parked connection costs one `Cell` and one slab slot. Resuming costs
+//! two `epoll_ctl` calls and a task spawn, which is why a connection only
+//! hibernates right after CONNECT or after `limits.hibernate_after_ms` of
+//! quiet (the EMQX term: `hibernate_after`), never between two packets of
+//! a busy one.
+
+use parking_lot::Mutex;
+use slab::Slab;
+use std::sync::Arc;
+use std::task::Wake;
+use std::time::{Duration, Instant};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+use super::connection::{self, Hibernated};
+
+/// How often parked connections' keep-alive deadlines are checked.
+const SWEEP: Duration = Duration::from_millis(250);
+
+/// The table of parked connections of one broker, and its epoll set.
+pub struct Parker {
+    registry: mio::Registry,
+    parked: Mutex<Parked>,
+    /// Deadlines are milliseconds since this instant: 8 bytes a slot.
+    epoch: Instant,
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct Parked {
+    slots: Slab<Slot>,
+    /// Set when the parker stops (broker shutdown): nothing parks after.
+    closed: bool,
+}
+
+struct Slot {
+    cell: Arc<Cell>,
+    /// Keep-alive deadline (ms since `epoch`); `u64::MAX` without one.
+    deadline_ms: u64,
+}
+
+/// Why a connection could not be parked; it goes on as a task.
+pub enum NotParked {
+    /// Something arrived while it was being parked.
+    Woken(Hibernated),
+    /// The parker is stopping or refused the socket.
+    Refused(Hibernated),
+}
+
+/// One parked connection, and the waker of everything it waits on.
+pub struct Cell {
+    state: Mutex<State>,
+}
+
+enum State {
+    /// Its waits are registered, the connection not yet stored.
+    Preparing,
+    Parked(Hibernated),
+    /// Woken: its task runs again (or is about to).
+    Woken,
+}
+
+impl Cell {
+    /// A cell for a connection about to park; use it as the waker of every
+    /// wait first, then hand the connection to [`Parker::park`].
+    pub fn preparing() -> Arc<Cell> {
+        Arc::new(Cell {
+            state: Mutex::new(State::Preparing),
+        })
+    }
+}
+
+impl Wake for Cell {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let previous = std::mem::replace(&mut *self.state.lock(), State::Woken);
+        if let State::Parked(conn) = previous {
+            let runtime = conn.parker().runtime.clone();
+            runtime.spawn(connection::resume(conn, true));
+        }
+    }
+}
+
+impl Parker {
+    /// Creates the epoll set and starts the task that watches it, until
+    /// `shutdown` turns true.
+    pub fn start(shutdown: watch::Receiver<bool>) -> std::io::Result<Arc<Parker>> {
+        let poll = mio::Poll::new()?;
+        let parker = Arc::new(Parker {
+            registry: poll.registry().try_clone()?,
+            parked: Mutex::new(Parked::default()),
+            epoch: Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        // SAFETY: `mio::Poll` owns its epoll descriptor, keeps it open
+        // until dropped and always reports the same one.
+        let events = unsafe { AsyncFd::register_with_interest(poll, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        tokio::spawn(parker.clone().watch(events, shutdown));
+        Ok(parker)
+    }
+
+    /// Parks `conn`, whose waits already hold `cell` as their waker.
+    pub fn park(&self, cell: Arc<Cell>, mut conn: Hibernated) -> Result<(), NotParked> {
+        let deadline_ms = conn
+            .keep_alive_deadline()
+            .map_or(u64::MAX, |at| self.millis(at));
+        {
+            let mut parked = self.parked.lock();
+            if parked.closed {
+                return Err(NotParked::Refused(conn));
+            }
+            let entry = parked.slots.vacant_entry();
+            let token = mio::Token(entry.key());
+            // Registering reports data that is already there: nothing that
+            // arrived since the task last read is missed.
+            if let Err(e) =
+                self.registry
+                    .register(conn.socket_mut(), token, mio::Interest::READABLE)
+            {
+                tracing::warn!("cannot hibernate a connection: {e}");
+                return Err(NotParked::Refused(conn));
+            }
+            conn.token = token.0;
+            entry.insert(Slot {
+                cell: cell.clone(),
+                deadline_ms,
+            });
+        }
+        let mut state = cell.state.lock();
+        if let State::Woken = *state {
+            drop(state);
+            self.forget(&mut conn);
+            return Err(NotParked::Woken(conn));
+        }
+        *state = State::Parked(conn);
+        Ok(())
+    }
+
+    /// Takes a resuming connection's socket out of the epoll set and its
+    /// slot out of the table (once; a connection that never parked has
+    /// no slot).
+    pub fn forget(&self, conn: &mut Hibernated) {
+        if conn.token == Hibernated::NO_SLOT {
+            return;
+        }
+        let _ = self.registry.deregister(conn.socket_mut());
+        self.parked.lock().slots.try_remove(conn.token);
+        conn.token = Hibernated::NO_SLOT;
+    }
+
+    /// How many connections are parked now.
+    pub fn len(&self) -> usize {
+        self.parked.lock().slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The parker's task: wakes connections whose socket became readable
+    /// and, every `SWEEP`, those whose keep-alive ran out.
+    async fn watch(
+        self: Arc<Self>,
+        mut poll: AsyncFd<mio::Poll>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut events = mio::Events::with_capacity(256);
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut ready = Vec::new();
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+                guard = poll.readable_mut() => {
+                    let Ok(mut guard) = guard else { break };
+                    loop {
+                        match guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                tracing::error!("hibernation epoll failed: {e}");
+                                break;
+                            }
+                        }
+                        if events.is_empty() {
+                            guard.clear_ready();
+                            break;
+                        }
+                        {
+                            let parked = self.parked.lock();
+                            ready.extend(
+                                events
+                                    .iter()
+                                    .filter_map(|e| parked.slots.get(e.token().0))
+                                    .map(|slot| slot.cell.clone()),
+                            );
+                        }
+                        for cell in ready.drain(..) {
+                            cell.wake_by_ref();
+                        }
+                    }
+                }
+                _ = sweep.tick() => {
+                    let now = self.millis(Instant::now());
+                    {
+                        let parked = self.parked.lock();
+                        ready.extend(
+                            parked
+                                .slots
+                                .iter()
+                                .filter(|(_, slot)| slot.deadline_ms <= now)
+                                .map(|(_, slot)| slot.cell.clone()),
+                        );
+                    }
+                    for cell in ready.drain(..) {
+                        cell.wake_by_ref();
+                    }
+                }
+            }
+        }
+        // Stopping: whatever is still parked runs again and sees the
+        // shutdown (or its kick) itself.
+        let left: Vec<Arc<Cell>> = {
+            let mut parked = self.parked.lock();
+            parked.closed = true;
+            parked.slots.iter().map(|(_, s)| s.cell.clone()).collect()
+        };
+        for cell in left {
+            cell.wake_by_ref();
+        }
+    }
+}
