@@ -5,12 +5,10 @@
 
 use bytes::BytesMut;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::connect::{self, write_refusal};
@@ -56,7 +54,7 @@ async fn connect<S: ByteStream>(
 ) -> Option<Conn<S>> {
     let mut rbuf = BytesMut::new();
     let mut out = BytesMut::new();
-    let (mut session, keep_alive, version) = establish(
+    let (session, keep_alive, version) = establish(
         &mut stream,
         peer,
         certificate.as_deref(),
@@ -73,7 +71,6 @@ async fn connect<S: ByteStream>(
     Some(Conn {
         stream,
         peer,
-        kicked: session.take_kicked(),
         session,
         slot,
         version,
@@ -90,7 +87,6 @@ struct Conn<S> {
     stream: S,
     peer: SocketAddr,
     session: Box<ClientSession>,
-    kicked: oneshot::Receiver<ReasonCode>,
     slot: Slot,
     version: ProtocolVersion,
     /// 1.5 × the keep-alive the client asked for; `None` without one.
@@ -109,7 +105,6 @@ pub struct Hibernated {
     /// Its slot in the parker's table.
     pub(super) token: usize,
     session: Box<ClientSession>,
-    kicked: oneshot::Receiver<ReasonCode>,
     slot: Slot,
     keep_alive: Option<Duration>,
     last_read: Instant,
@@ -154,7 +149,6 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
     let Hibernated {
         socket,
         session,
-        kicked,
         slot,
         keep_alive,
         last_read,
@@ -177,7 +171,6 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
         stream,
         peer,
         session,
-        kicked,
         slot,
         version,
         keep_alive,
@@ -215,7 +208,6 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
         stream,
         peer,
         session,
-        kicked,
         slot,
         version,
         keep_alive,
@@ -243,7 +235,6 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
         socket: mio::net::TcpStream::from_std(socket),
         token: Hibernated::NO_SLOT,
         session,
-        kicked,
         slot,
         keep_alive,
         last_read,
@@ -302,6 +293,10 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
         if stopping {
             return Exit::Close(Close::shutdown());
         }
+        // Kicks arrive as a mailbox wake-up (see `Session::kick`).
+        if let Some(reason) = conn.session.kicked() {
+            return Exit::Close(kick_close(reason));
+        }
         // Packets already buffered first: a client may pipeline CONNECT
         // with more packets in one segment.
         loop {
@@ -332,9 +327,8 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
             let quiet = !more && conn.rbuf.is_empty() && !conn.session.awaits_commit();
             if quiet && (fresh || last_active.elapsed() >= after) {
                 let cell = Cell::preparing();
-                match interruption(&mut conn.kicked, &mailbox, &acl, &cell) {
+                match interruption(&mailbox, &acl, &cell) {
                     None => return Exit::Hibernate(cell),
-                    Some(Interruption::Kicked(reason)) => return Exit::Close(kick_close(reason)),
                     Some(Interruption::Revoked) => {
                         let close = revoked(conn.peer, client_id);
                         return Exit::Close(close);
@@ -347,9 +341,6 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
         fresh = false;
         tokio::select! {
             biased;
-            reason = &mut conn.kicked => {
-                return Exit::Close(kick_close(reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER)));
-            }
             read = read_when_ready(&mut conn.stream, &mut conn.rbuf) => {
                 match read {
                     Ok(0) | Err(_) => return Exit::Close(Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false }),
@@ -428,28 +419,17 @@ fn revoked(peer: SocketAddr, client_id: &str) -> Close {
 
 /// What was already due when a connection was about to hibernate.
 enum Interruption {
-    Kicked(ReasonCode),
     Revoked,
-    /// Mail, or an ACL update: another turn.
+    /// Mail, a kick or an ACL update: another turn.
     Work,
 }
 
 /// Makes `cell` the waker of every wait of a connection about to
 /// hibernate, and reports a wait that is already due (its wake-up is
 /// consumed, so the caller acts on it).
-fn interruption(
-    kicked: &mut oneshot::Receiver<ReasonCode>,
-    mailbox: &Mailbox,
-    acl: &LiveAcl,
-    cell: &Arc<Cell>,
-) -> Option<Interruption> {
+fn interruption(mailbox: &Mailbox, acl: &LiveAcl, cell: &Arc<Cell>) -> Option<Interruption> {
     let waker = Waker::from(cell.clone());
     let mut cx = Context::from_waker(&waker);
-    if let Poll::Ready(reason) = Pin::new(kicked).poll(&mut cx) {
-        return Some(Interruption::Kicked(
-            reason.unwrap_or(ReasonCode::SESSION_TAKEN_OVER),
-        ));
-    }
     let acl_changed = acl.poll_changed(&mut cx).is_ready();
     let mail = mailbox.poll_ready(&mut cx).is_ready();
     if acl_changed && acl.is_revoked() {

@@ -90,6 +90,11 @@ impl Mailbox {
         }
     }
 
+    /// Wakes the connection serving this mailbox without mail (a kick).
+    pub fn wake(&self) {
+        self.ready.notify();
+    }
+
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
     }

@@ -5,7 +5,7 @@
 use bytes::BytesMut;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::{
     Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry,
@@ -153,10 +153,11 @@ impl ClientSession {
         self.attached.as_ref().is_some_and(|a| a.session_present)
     }
 
-    /// The signal that another connection took this session over (or an
-    /// administrator closed it); the connection task selects on it.
-    pub fn take_kicked(&mut self) -> oneshot::Receiver<ReasonCode> {
-        std::mem::replace(&mut self.attached().kicked, oneshot::channel().1)
+    /// Why this connection must leave (another connection took the
+    /// session over, an administrator or shutdown), once it must. The
+    /// mailbox's wake-up tells the connection to look.
+    pub fn kicked(&self) -> Option<ReasonCode> {
+        self.attached.as_ref().and_then(|a| a.session.kicked())
     }
 
     fn write(&self, packet: &Packet, out: &mut BytesMut) {

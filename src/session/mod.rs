@@ -17,8 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -129,11 +128,16 @@ pub struct Session {
     /// Held by the connection that owns the session; a new connection for
     /// the same client id kicks the holder and waits for it.
     attach_lock: Arc<tokio::sync::Mutex<()>>,
-    kick: Mutex<Option<oneshot::Sender<ReasonCode>>>,
+    /// Why the attached connection must leave (0: it need not). Set by a
+    /// takeover, an administrator or shutdown; the connection learns of it
+    /// through its mailbox's wake-up, so a kick costs no channel.
+    kick: AtomicU8,
     /// Bumped on each attach, so expiry and will timers can tell whether
     /// the client came back meanwhile.
     generation: AtomicU64,
-    state: Mutex<SessionState>,
+    /// Boxed and present only while no connection holds the session: an
+    /// attached session's state lives in its connection.
+    state: Mutex<Option<Box<SessionState>>>,
 }
 
 impl Session {
@@ -142,9 +146,9 @@ impl Session {
             mailbox: Arc::new(Mailbox::new(client_id.clone(), limits)),
             client_id,
             attach_lock: Arc::new(tokio::sync::Mutex::new(())),
-            kick: Mutex::new(None),
+            kick: AtomicU8::new(0),
             generation: AtomicU64::new(0),
-            state: Mutex::new(SessionState::default()),
+            state: Mutex::new(None),
         }
     }
 
@@ -154,8 +158,24 @@ impl Session {
 
     /// Asks the connected client (if any) to leave with `reason`.
     pub fn kick(&self, reason: ReasonCode) {
-        if let Some(kick) = self.kick.lock().take() {
-            let _ = kick.send(reason);
+        if self.mailbox.is_online() {
+            let _ =
+                self.kick
+                    .compare_exchange(0, reason.0.max(1), Ordering::AcqRel, Ordering::Acquire);
+            self.mailbox.wake();
         }
+    }
+
+    /// The reason the attached connection was asked to leave, if it was.
+    pub fn kicked(&self) -> Option<ReasonCode> {
+        match self.kick.load(Ordering::Acquire) {
+            0 => None,
+            reason => Some(ReasonCode(reason)),
+        }
+    }
+
+    /// Takes the state out (attach, expiry); a fresh one if there is none.
+    fn take_state(&self) -> SessionState {
+        self.state.lock().take().map(|s| *s).unwrap_or_default()
     }
 }

@@ -5,7 +5,7 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{OwnedMutexGuard, oneshot};
+use tokio::sync::OwnedMutexGuard;
 
 use super::{Services, Session, SessionState, SubscriptionEntry};
 use crate::protocol::{MqttStr, ReasonCode, Will};
@@ -16,9 +16,6 @@ pub struct Attached {
     pub session: Arc<Session>,
     pub state: SessionState,
     pub session_present: bool,
-    /// Fires when another connection takes the session over (or an
-    /// administrator closes it).
-    pub kicked: oneshot::Receiver<ReasonCode>,
     generation: u64,
     _guard: OwnedMutexGuard<()>,
 }
@@ -75,10 +72,10 @@ impl Registry {
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
                 continue;
             }
-            let (kick_tx, kicked) = oneshot::channel();
-            *session.kick.lock() = Some(kick_tx);
+            // A kick meant for the previous holder is spent.
+            session.kick.store(0, Ordering::Release);
             let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
-            let mut state = std::mem::take(&mut *session.state.lock());
+            let mut state = session.take_state();
             if clean_start && state.established {
                 self.discard(&session, &mut state);
             }
@@ -89,7 +86,6 @@ impl Registry {
                 session,
                 state,
                 session_present,
-                kicked,
                 generation,
                 _guard: guard,
             };
@@ -125,7 +121,7 @@ impl Registry {
             ..
         } = attached;
         session.mailbox.set_online(false);
-        session.kick.lock().take();
+        session.kick.store(0, Ordering::Release);
         let expiry = state.expiry_interval;
         if expiry == 0 {
             self.discard(&session, &mut state);
@@ -136,7 +132,7 @@ impl Registry {
                 .store
                 .put_session(&session.client_id, &state.record());
             state.stored = true;
-            *session.state.lock() = state;
+            *session.state.lock() = Some(Box::new(state));
         }
         drop(_guard);
         if let Some(will) = will {
@@ -186,7 +182,7 @@ impl Registry {
         if session.generation() != generation {
             return;
         }
-        let mut state = std::mem::take(&mut *session.state.lock());
+        let mut state = session.take_state();
         tracing::debug!(client_id = %session.client_id, "session expired");
         self.discard(session, &mut state);
         self.sessions
@@ -225,7 +221,8 @@ impl Registry {
                 self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>
             ));
             session.mailbox.restore(deliveries);
-            let mut state = session.state.lock();
+            let mut guard = session.state.lock();
+            let state = guard.get_or_insert_with(Box::default);
             state.established = true;
             state.stored = true;
             state.expiry_interval = record.expiry_interval;
@@ -240,7 +237,7 @@ impl Registry {
                     .subscriptions
                     .insert(raw, SubscriptionEntry { key, options, id });
             }
-            drop(state);
+            drop(guard);
             if record.expiry_interval != u32::MAX {
                 self.schedule_expiry(&session, session.generation(), record.expiry_interval);
             }
