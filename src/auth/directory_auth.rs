@@ -86,8 +86,10 @@ impl DirectoryAuthenticator {
         );
         self.live.register(&acl);
         Identity {
-            username: Some(user.username.clone()),
-            publish_prefix: user.mqtt_publish_prefix.clone().map(MqttStr::from),
+            publish_prefix: user
+                .mqtt_publish_prefix
+                .clone()
+                .map(|prefix| Box::new(MqttStr::from(prefix))),
             acl,
         }
     }

@@ -27,10 +27,9 @@ pub struct Credentials<'a> {
 /// Who a connection is, once authenticated.
 #[derive(Clone)]
 pub struct Identity {
-    /// `None` when the core admits a client without identities.
-    pub username: Option<String>,
-    /// Prepended verbatim to every topic this client publishes.
-    pub publish_prefix: Option<MqttStr>,
+    /// Prepended verbatim to every topic this client publishes (boxed:
+    /// rare, and every connection carries the field).
+    pub publish_prefix: Option<Box<MqttStr>>,
     /// What this connection may do, kept current as the directory changes.
     pub acl: Arc<LiveAcl>,
 }
@@ -39,17 +38,21 @@ impl Identity {
     /// Everything allowed: the core's anonymous client.
     pub fn unrestricted() -> Identity {
         Identity {
-            username: None,
             publish_prefix: None,
             acl: LiveAcl::allow_all(),
         }
+    }
+
+    /// `None` when the core admits a client without identities.
+    pub fn username(&self) -> Option<&str> {
+        self.acl.username.as_deref()
     }
 }
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Identity")
-            .field("username", &self.username)
+            .field("username", &self.username())
             .finish()
     }
 }

@@ -17,7 +17,7 @@ use super::{ByteStream, Shared, Slot};
 use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
-use crate::router::Mailbox;
+use crate::router::{Delivery, Mailbox};
 use crate::session::{ClientSession, Close};
 use crate::tls::PeerCertificate;
 
@@ -78,6 +78,7 @@ async fn connect<S: ByteStream>(
         last_read: Instant::now(),
         rbuf,
         out,
+        batch: Vec::new(),
         hibernate: S::HIBERNATES,
     })
 }
@@ -94,6 +95,9 @@ struct Conn<S> {
     last_read: Instant,
     rbuf: BytesMut,
     out: BytesMut,
+    /// Deliveries taken from the mailbox for one write (reused; gone
+    /// while the connection hibernates).
+    batch: Vec<Delivery>,
     /// May hibernate: plain TCP, hibernation on, and the parker did not
     /// refuse it before.
     hibernate: bool,
@@ -177,6 +181,7 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
         last_read,
         rbuf: BytesMut::new(),
         out: BytesMut::new(),
+        batch: Vec::new(),
         hibernate,
     };
     serve(conn, false).await;
@@ -315,7 +320,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
             }
         }
         reserve_or_shrink(&mut conn.rbuf);
-        let more = conn.session.pump(&mut conn.out);
+        let more = conn.session.pump(&mut conn.out, &mut conn.batch);
         if !conn.out.is_empty() {
             Metrics::add(&services.metrics.bytes_sent, conn.out.len() as u64);
             if write_out(&mut conn.stream, &mut conn.out).await.is_err() {

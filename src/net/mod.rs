@@ -279,16 +279,16 @@ mod tests {
         };
         let run_size = std::mem::size_of_val(&connection::run(socket, peer, None, slot()));
         println!("handle future: {handle_size} bytes, tcp connection future: {run_size} bytes");
-        // Measured 504 and 1,096 bytes (release). A plain TCP connection's
-        // task is the connection future while it has work; an idle one
-        // hibernates (`park`) and has no task at all, so this is the cost
-        // of a busy connection (1,096 + header, rounded up to 128 bytes).
+        // Measured 504 and 1,120 bytes (release; 1,168 in debug builds). A
+        // plain TCP connection's task is the connection future while it has
+        // work; an idle one hibernates (`park`) and has no task at all, so
+        // this is the cost of a busy connection.
         assert!(
             handle_size <= 1024,
             "handle future grew to {handle_size} bytes"
         );
         assert!(
-            run_size <= 1152,
+            run_size <= 1216,
             "connection future grew to {run_size} bytes"
         );
         broker.shutdown().await;

@@ -82,27 +82,40 @@ impl HeldAck {
     }
 }
 
+/// Topic aliases in use, both ways: boxed on first use, most clients
+/// never use one.
+#[derive(Default)]
+pub(super) struct TopicAliases {
+    /// Inbound (index = alias - 1), grown on use.
+    pub(super) inbound: Vec<Option<MqttStr>>,
+    pub(super) outbound: HashMap<MqttStr, u16>,
+}
+
+/// Acknowledgements held until the store has committed this many
+/// operations (sync durability), in order; built when sent. Boxed while
+/// any wait, dropped once none do.
+pub(super) struct HeldAcks {
+    queue: VecDeque<(u64, HeldAck)>,
+    committed: watch::Receiver<Committed>,
+}
+
+/// Every connection keeps one for its whole life (hibernating ones too),
+/// so what most clients never use is boxed on first use.
 pub struct ClientSession {
     pub(super) services: Arc<Services>,
     pub(super) attached: Option<Attached>,
+    /// Also the session's client id (`client_id()`).
     pub(super) mailbox: Arc<Mailbox>,
     pub(super) version: ProtocolVersion,
-    pub(super) client_id: MqttStr,
     pub identity: Identity,
     /// Boxed: most sessions have none, and a will is ~500 bytes inline.
     pub(super) will: Option<Box<Will>>,
-    pub(super) window: usize,
-    pub(super) max_packet_out: usize,
-    /// Inbound topic aliases (index = alias - 1), grown on first use.
-    pub(super) aliases_in: Vec<Option<MqttStr>>,
-    pub(super) aliases_out: HashMap<MqttStr, u16>,
+    pub(super) window: u16,
     pub(super) alias_out_max: u16,
-    /// Acknowledgements held until the store has committed this many
-    /// operations (sync durability), in order; built when sent.
-    pub(super) pending_acks: VecDeque<(u64, HeldAck)>,
-    pub(super) committed: watch::Receiver<Committed>,
+    pub(super) max_packet_out: u32,
+    pub(super) aliases: Option<Box<TopicAliases>>,
+    pub(super) held_acks: Option<Box<HeldAcks>>,
     pub(super) acl_version: u64,
-    pub(super) batch: Vec<Delivery>,
 }
 
 impl ClientSession {
@@ -120,24 +133,19 @@ impl ClientSession {
         }
         let limits = &services.config.limits;
         let acl_version = params.identity.acl.version();
-        let committed = services.store.committed();
         ClientSession {
-            window: usize::from(params.receive_maximum.min(limits.max_inflight)),
-            max_packet_out: params.maximum_packet_size,
-            aliases_in: Vec::new(),
-            aliases_out: HashMap::new(),
+            window: params.receive_maximum.min(limits.max_inflight),
+            max_packet_out: u32::try_from(params.maximum_packet_size).unwrap_or(u32::MAX),
+            aliases: None,
             alias_out_max: params.topic_alias_maximum,
             services,
             attached: Some(attached),
             mailbox,
             version: params.version,
-            client_id: params.client_id,
             identity: params.identity,
             will: params.will.map(Box::new),
-            pending_acks: VecDeque::new(),
-            committed,
+            held_acks: None,
             acl_version,
-            batch: Vec::new(),
         }
     }
 
@@ -147,6 +155,10 @@ impl ClientSession {
 
     pub fn mailbox(&self) -> &Arc<Mailbox> {
         &self.mailbox
+    }
+
+    pub fn client_id(&self) -> &MqttStr {
+        self.mailbox.client_id()
     }
 
     pub fn session_present(&self) -> bool {
@@ -244,16 +256,16 @@ impl ClientSession {
                 .checked_sub(1)
                 .filter(|&i| i < max)
                 .ok_or(Close::error(ReasonCode::TOPIC_ALIAS_INVALID))?;
-            if self.aliases_in.len() <= slot {
-                // Grown on use: most clients never send an alias.
-                self.aliases_in.resize(slot + 1, None);
+            let inbound = &mut self.aliases.get_or_insert_default().inbound;
+            if inbound.len() <= slot {
+                inbound.resize(slot + 1, None);
             }
             if publish.topic.is_empty() {
-                publish.topic = self.aliases_in[slot]
+                publish.topic = inbound[slot]
                     .clone()
                     .ok_or(Close::error(ReasonCode::PROTOCOL_ERROR))?;
             } else {
-                self.aliases_in[slot] = Some(publish.topic.clone());
+                inbound[slot] = Some(publish.topic.clone());
             }
         }
         if publish.topic.is_empty() {
@@ -270,7 +282,8 @@ impl ClientSession {
             return Err(Close::error(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
         let (qos, packet_id) = (publish.qos, publish.packet_id);
-        let in_flight = self.pending_acks.len() + self.attached().state.inbound_qos2.len();
+        let held = self.held_acks.as_ref().map_or(0, |h| h.queue.len());
+        let in_flight = held + self.attached().state.inbound_qos2.len();
         if qos != QoS::AtMostOnce
             && in_flight >= usize::from(self.services.config.limits.receive_maximum)
         {
@@ -284,7 +297,7 @@ impl ClientSession {
             );
             return Ok(());
         }
-        let message = Message::from_publish(publish, Some(self.client_id.clone()));
+        let message = Message::from_publish(publish, Some(self.client_id().clone()));
         let persisted = self.services.publish(message);
         let ack = match qos {
             QoS::AtMostOnce => return Ok(()),
@@ -295,14 +308,26 @@ impl ClientSession {
             }
         };
         let sync = self.services.config.storage.durability == Durability::Sync;
-        match (persisted, self.pending_acks.back()) {
-            (Persisted::AwaitCommit(ticket), _) if sync => {
-                self.pending_acks.push_back((ticket, ack))
-            }
+        let waiting = self.held_acks.as_ref().and_then(|h| h.queue.back());
+        let ticket = match (persisted, waiting) {
+            (Persisted::AwaitCommit(ticket), _) if sync => ticket,
             // Keep acknowledgements in order behind any that still wait.
-            (_, Some(&(ticket, _))) => self.pending_acks.push_back((ticket, ack)),
-            _ => self.write(&ack.packet(), out),
-        }
+            (_, Some(&(ticket, _))) => ticket,
+            _ => {
+                self.write(&ack.packet(), out);
+                return Ok(());
+            }
+        };
+        let store = &self.services.store;
+        self.held_acks
+            .get_or_insert_with(|| {
+                Box::new(HeldAcks {
+                    queue: VecDeque::new(),
+                    committed: store.committed(),
+                })
+            })
+            .queue
+            .push_back((ticket, ack));
         Ok(())
     }
 
@@ -312,8 +337,8 @@ impl ClientSession {
     fn publish_denied(&mut self, publish: &Publish, out: &mut BytesMut) -> Result<(), Close> {
         Metrics::add(&self.services.metrics.publish_denied, 1);
         tracing::warn!(
-            client_id = %self.client_id,
-            username = self.identity.username.as_deref().unwrap_or(""),
+            client_id = %self.client_id(),
+            username = self.identity.username().unwrap_or(""),
             topic = %publish.topic,
             "publish denied"
         );
@@ -340,17 +365,20 @@ impl ClientSession {
 
     /// Acknowledgements are held for a store commit.
     pub fn awaits_commit(&self) -> bool {
-        !self.pending_acks.is_empty()
+        self.held_acks.is_some()
     }
 
     /// Waits until the oldest held acknowledgement's commit is done;
     /// `false` means a commit failed and the connection must close
     /// unacknowledged.
     pub async fn commit_done(&mut self) -> bool {
-        let Some(&(ticket, _)) = self.pending_acks.front() else {
+        let Some(held) = self.held_acks.as_mut() else {
             return std::future::pending().await;
         };
-        match self
+        let Some(&(ticket, _)) = held.queue.front() else {
+            return std::future::pending().await;
+        };
+        match held
             .committed
             .wait_for(|c| c.failed || c.ops >= ticket)
             .await
@@ -362,15 +390,18 @@ impl ClientSession {
 
     /// Sends every acknowledgement whose commit is done.
     pub fn flush_acks(&mut self, out: &mut BytesMut) {
-        let done = self.committed.borrow().ops;
-        while self
-            .pending_acks
-            .front()
-            .is_some_and(|&(ticket, _)| ticket <= done)
-        {
-            let (_, ack) = self.pending_acks.pop_front().expect("front exists");
-            self.write(&ack.packet(), out);
+        let Some(held) = self.held_acks.as_mut() else {
+            return;
+        };
+        let done = held.committed.borrow().ops;
+        while let Some(&(ticket, ack)) = held.queue.front() {
+            if ticket > done {
+                return;
+            }
+            held.queue.pop_front();
+            protocol::encode(&ack.packet(), self.version, out);
         }
+        self.held_acks = None;
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe, out: &mut BytesMut) -> Result<(), Close> {
@@ -388,7 +419,7 @@ impl ClientSession {
             };
             if !acl.can_subscribe(&key.filter) {
                 Metrics::add(&self.services.metrics.subscribe_denied, 1);
-                tracing::warn!(client_id = %self.client_id, filter = %raw, "subscribe denied");
+                tracing::warn!(client_id = %self.client_id(), filter = %raw, "subscribe denied");
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }
@@ -441,7 +472,7 @@ impl ClientSession {
                 Some(entry) => {
                     self.services
                         .router
-                        .unsubscribe(&entry.key, &self.client_id);
+                        .unsubscribe(&entry.key, self.client_id());
                     ReasonCode::SUCCESS
                 }
                 None => ReasonCode::NO_SUBSCRIPTION_EXISTED,
@@ -462,7 +493,7 @@ impl ClientSession {
         if state.expiry_interval > 0 {
             self.services
                 .store
-                .put_session(&self.client_id, &state.record());
+                .put_session(self.mailbox.client_id(), &state.record());
             state.stored = true;
         }
     }
@@ -484,7 +515,7 @@ impl ClientSession {
         let mut kept = Inflight::default();
         for entry in into_entries(inflight) {
             let shared = entry.delivery.shared.is_some() && entry.stage != Stage::AwaitPubComp;
-            if shared && router.redeliver_shared(entry.delivery.clone(), &self.client_id) {
+            if shared && router.redeliver_shared(entry.delivery.clone(), self.client_id()) {
                 self.services.store.dequeue(entry.delivery.seq);
             } else {
                 kept.push(entry);

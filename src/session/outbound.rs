@@ -39,7 +39,7 @@ impl ClientSession {
     /// Returns true when it stopped at its write budget with more to send:
     /// the connection then writes and comes back without waiting, so a deep
     /// backlog drains in bounded, reusable buffers rather than one huge one.
-    pub fn pump(&mut self, out: &mut BytesMut) -> bool {
+    pub fn pump(&mut self, out: &mut BytesMut, batch: &mut Vec<Delivery>) -> bool {
         let mut written = 0;
         let mut more = false;
         let now = now_millis();
@@ -48,17 +48,14 @@ impl ClientSession {
         }
         let acl = self.identity.acl.load_full();
         loop {
-            let room = self
-                .window
-                .saturating_sub(self.attached().state.inflight.len());
+            let room =
+                usize::from(self.window).saturating_sub(self.attached().state.inflight.len());
             if out.len() >= PUMP_BUDGET {
                 more = room > 0 && !self.mailbox.is_empty();
                 break;
             }
-            let mut batch = std::mem::take(&mut self.batch);
-            self.mailbox.pop_into(room.min(64), &mut batch);
+            self.mailbox.pop_into(room.min(64), batch);
             if batch.is_empty() {
-                self.batch = batch;
                 break;
             }
             for delivery in batch.drain(..) {
@@ -73,7 +70,7 @@ impl ClientSession {
                 let alias = self.topic_alias_for(&delivery.message.topic);
                 let publish =
                     Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
-                if protocol::encoded_len(&publish, self.version) > self.max_packet_out {
+                if protocol::encoded_len(&publish, self.version) > self.max_packet_out as usize {
                     // MQTT 5 3.1.2.11.4: too large for the client, discard.
                     self.services.store.dequeue(delivery.seq);
                     continue;
@@ -92,7 +89,6 @@ impl ClientSession {
                     });
                 }
             }
-            self.batch = batch;
         }
         Metrics::add(&self.services.metrics.messages_sent, written as u64);
         more
@@ -104,7 +100,7 @@ impl ClientSession {
         self.acl_version = self.identity.acl.version();
         let acl = self.identity.acl.load_full();
         let router = &self.services.router;
-        let client_id = &self.client_id;
+        let client_id = self.mailbox.client_id();
         let state = &mut self.attached.as_mut().expect("attached").state;
         state.subscriptions.retain(|raw, entry| {
             let keep = acl.can_subscribe(&entry.key.filter);
@@ -123,12 +119,13 @@ impl ClientSession {
         if self.alias_out_max == 0 {
             return None;
         }
-        if let Some(&alias) = self.aliases_out.get(topic) {
+        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        if let Some(&alias) = outbound.get(topic) {
             return Some((alias, false));
         }
-        if self.aliases_out.len() < usize::from(self.alias_out_max) {
-            let alias = self.aliases_out.len() as u16 + 1;
-            self.aliases_out.insert(topic.clone(), alias);
+        if outbound.len() < usize::from(self.alias_out_max) {
+            let alias = outbound.len() as u16 + 1;
+            outbound.insert(topic.clone(), alias);
             return Some((alias, true));
         }
         None
