@@ -32,8 +32,9 @@ fn bench_auth(c: &mut Criterion) {
         .unwrap();
     let auth = DirectoryAuthenticator::new(directory, &config.auth);
     let peer = "127.0.0.1:5000".parse().unwrap();
+    let client_id = gatehouse::protocol::MqttStr::from("device-1".to_owned());
     let attempt = |password: &'static [u8]| Credentials {
-        client_id: "device-1",
+        client_id: &client_id,
         username: Some("device"),
         password: Some(password),
         peer,

@@ -77,11 +77,11 @@ impl DirectoryAuthenticator {
         .unwrap_or(false)
     }
 
-    fn identity_for(&self, user: &User, client_id: &str, serial: Option<&str>) -> Identity {
+    fn identity_for(&self, user: &User, client_id: &MqttStr, serial: Option<&str>) -> Identity {
         let acl = LiveAcl::new(
-            Some(user.username.clone()),
-            client_id.to_owned(),
-            serial.map(str::to_owned),
+            Some(&user.username),
+            client_id.clone(),
+            serial,
             self.directory.compile_acl(user, client_id),
         );
         self.live.register(&acl);
@@ -132,7 +132,7 @@ impl DirectoryAuthenticator {
         }
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
-                tracing::info!(peer = %c.peer, client_id = c.client_id, "anonymous connection refused");
+                tracing::info!(peer = %c.peer, client_id = %c.client_id, "anonymous connection refused");
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
             return match self.directory.user(ANONYMOUS_USER) {
@@ -154,7 +154,7 @@ impl DirectoryAuthenticator {
             Some(user) if verified => user,
             _ => {
                 self.backoff.failed(username, c.peer.ip());
-                tracing::warn!(peer = %c.peer, username, client_id = c.client_id, "authentication failed: bad username or password");
+                tracing::warn!(peer = %c.peer, username, client_id = %c.client_id, "authentication failed: bad username or password");
                 return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
             }
         };

@@ -16,7 +16,7 @@ use crate::tls::PeerCertificate;
 
 /// What a client presented in CONNECT.
 pub struct Credentials<'a> {
-    pub client_id: &'a str,
+    pub client_id: &'a MqttStr,
     pub username: Option<&'a str>,
     pub password: Option<&'a [u8]>,
     pub peer: SocketAddr,

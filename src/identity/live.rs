@@ -9,15 +9,17 @@ use std::task::{Context, Poll};
 
 use super::acl::Acl;
 use super::directory::Directory;
+use crate::protocol::MqttStr;
 use crate::signal::Signal;
 
 /// One connection's ACL snapshot.
 pub struct LiveAcl {
     /// `None` for connections the core admits without identities.
-    pub username: Option<String>,
-    pub client_id: String,
+    pub username: Option<Box<str>>,
+    /// The session's own id (shares its bytes).
+    pub client_id: MqttStr,
     /// Serial of the client certificate the connection logged in with.
-    pub certificate_serial: Option<String>,
+    pub certificate_serial: Option<Box<str>>,
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
@@ -27,15 +29,15 @@ pub struct LiveAcl {
 
 impl LiveAcl {
     pub fn new(
-        username: Option<String>,
-        client_id: String,
-        certificate_serial: Option<String>,
+        username: Option<&str>,
+        client_id: MqttStr,
+        certificate_serial: Option<&str>,
         acl: Arc<Acl>,
     ) -> Arc<LiveAcl> {
         Arc::new(LiveAcl {
-            username,
+            username: username.map(Box::from),
             client_id,
-            certificate_serial,
+            certificate_serial: certificate_serial.map(Box::from),
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
@@ -45,7 +47,7 @@ impl LiveAcl {
 
     /// Everything allowed (the broker core without identities).
     pub fn allow_all() -> Arc<LiveAcl> {
-        LiveAcl::new(None, String::new(), None, Arc::new(Acl::allow_all()))
+        LiveAcl::new(None, MqttStr::default(), None, Arc::new(Acl::allow_all()))
     }
 
     /// The current snapshot; cheap, lock-free.

@@ -107,16 +107,18 @@ struct Conn<S> {
 pub struct Hibernated {
     socket: mio::net::TcpStream,
     /// Its slot in the parker's table.
-    pub(super) token: usize,
+    pub(super) token: u32,
+    /// `Conn::keep_alive` in milliseconds, 0 for none: parked connections
+    /// are many, so every field counts.
+    keep_alive_ms: u32,
+    version: ProtocolVersion,
     session: Box<ClientSession>,
     slot: Slot,
-    keep_alive: Option<Duration>,
     last_read: Instant,
-    version: ProtocolVersion,
 }
 
 impl Hibernated {
-    pub(super) const NO_SLOT: usize = usize::MAX;
+    pub(super) const NO_SLOT: u32 = u32::MAX;
 
     pub(super) fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
         &mut self.socket
@@ -128,8 +130,12 @@ impl Hibernated {
 
     /// When the keep-alive runs out unless the client sends something.
     pub(super) fn keep_alive_deadline(&self) -> Option<std::time::Instant> {
-        self.keep_alive
+        self.keep_alive()
             .map(|limit| (self.last_read + limit).into_std())
+    }
+
+    fn keep_alive(&self) -> Option<Duration> {
+        (self.keep_alive_ms > 0).then(|| Duration::from_millis(self.keep_alive_ms.into()))
     }
 }
 
@@ -150,11 +156,11 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
             .clients_hibernating
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
+    let keep_alive = parked.keep_alive();
     let Hibernated {
         socket,
         session,
         slot,
-        keep_alive,
         last_read,
         version,
         ..
@@ -239,9 +245,10 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
     let parked = Hibernated {
         socket: mio::net::TcpStream::from_std(socket),
         token: Hibernated::NO_SLOT,
+        // At most 1.5 × 65,535 s: it fits.
+        keep_alive_ms: keep_alive.map_or(0, |k| k.as_millis() as u32),
         session,
         slot,
-        keep_alive,
         last_read,
         version,
     };

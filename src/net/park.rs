@@ -24,6 +24,7 @@
 use parking_lot::Mutex;
 use slab::Slab;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Wake;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
@@ -46,15 +47,9 @@ pub struct Parker {
 
 #[derive(Default)]
 struct Parked {
-    slots: Slab<Slot>,
+    slots: Slab<Arc<Cell>>,
     /// Set when the parker stops (broker shutdown): nothing parks after.
     closed: bool,
-}
-
-struct Slot {
-    cell: Arc<Cell>,
-    /// Keep-alive deadline (ms since `epoch`); `u64::MAX` without one.
-    deadline_ms: u64,
 }
 
 /// Why a connection could not be parked; it goes on as a task.
@@ -68,6 +63,9 @@ pub enum NotParked {
 /// One parked connection, and the waker of everything it waits on.
 pub struct Cell {
     state: Mutex<State>,
+    /// Keep-alive deadline (ms since the parker's epoch); `u64::MAX`
+    /// without one. Written before the cell enters the table.
+    deadline_ms: AtomicU64,
 }
 
 enum State {
@@ -84,6 +82,7 @@ impl Cell {
     pub fn preparing() -> Arc<Cell> {
         Arc::new(Cell {
             state: Mutex::new(State::Preparing),
+            deadline_ms: AtomicU64::new(u64::MAX),
         })
     }
 }
@@ -126,12 +125,16 @@ impl Parker {
         let deadline_ms = conn
             .keep_alive_deadline()
             .map_or(u64::MAX, |at| self.millis(at));
+        cell.deadline_ms.store(deadline_ms, Ordering::Relaxed);
         {
             let mut parked = self.parked.lock();
             if parked.closed {
                 return Err(NotParked::Refused(conn));
             }
             let entry = parked.slots.vacant_entry();
+            let Ok(key) = u32::try_from(entry.key()) else {
+                return Err(NotParked::Refused(conn));
+            };
             let token = mio::Token(entry.key());
             // Registering reports data that is already there: nothing that
             // arrived since the task last read is missed.
@@ -142,11 +145,8 @@ impl Parker {
                 tracing::warn!("cannot hibernate a connection: {e}");
                 return Err(NotParked::Refused(conn));
             }
-            conn.token = token.0;
-            entry.insert(Slot {
-                cell: cell.clone(),
-                deadline_ms,
-            });
+            conn.token = key;
+            entry.insert(cell.clone());
         }
         let mut state = cell.state.lock();
         if let State::Woken = *state {
@@ -166,7 +166,7 @@ impl Parker {
             return;
         }
         let _ = self.registry.deregister(conn.socket_mut());
-        self.parked.lock().slots.try_remove(conn.token);
+        self.parked.lock().slots.try_remove(conn.token as usize);
         conn.token = Hibernated::NO_SLOT;
     }
 
@@ -222,7 +222,7 @@ impl Parker {
                                 events
                                     .iter()
                                     .filter_map(|e| parked.slots.get(e.token().0))
-                                    .map(|slot| slot.cell.clone()),
+                                    .cloned(),
                             );
                         }
                         for cell in ready.drain(..) {
@@ -238,8 +238,8 @@ impl Parker {
                             parked
                                 .slots
                                 .iter()
-                                .filter(|(_, slot)| slot.deadline_ms <= now)
-                                .map(|(_, slot)| slot.cell.clone()),
+                                .filter(|(_, cell)| cell.deadline_ms.load(Ordering::Relaxed) <= now)
+                                .map(|(_, cell)| cell.clone()),
                         );
                     }
                     for cell in ready.drain(..) {
@@ -253,7 +253,7 @@ impl Parker {
         let left: Vec<Arc<Cell>> = {
             let mut parked = self.parked.lock();
             parked.closed = true;
-            parked.slots.iter().map(|(_, s)| s.cell.clone()).collect()
+            parked.slots.iter().map(|(_, cell)| cell.clone()).collect()
         };
         for cell in left {
             cell.wake_by_ref();

@@ -54,7 +54,9 @@ pub trait DeliveryLog: Send + Sync {
 
 pub struct Mailbox {
     client_id: MqttStr,
-    limits: MailboxLimits,
+    /// The limits, narrowed (every session keeps a mailbox).
+    max_messages: u32,
+    max_bytes: u32,
     queue: Mutex<Queue>,
     /// The one connection serving this mailbox waits on it.
     ready: Signal,
@@ -66,7 +68,8 @@ impl Mailbox {
     pub fn new(client_id: MqttStr, limits: MailboxLimits) -> Mailbox {
         Mailbox {
             client_id,
-            limits,
+            max_messages: u32::try_from(limits.max_messages).unwrap_or(u32::MAX),
+            max_bytes: u32::try_from(limits.max_bytes).unwrap_or(u32::MAX),
             queue: Mutex::new(Queue::default()),
             ready: Signal::default(),
             online: AtomicBool::new(false),
@@ -108,8 +111,8 @@ impl Mailbox {
         }
         let weight = delivery.message.weight();
         let mut queue = self.queue.lock();
-        if queue.deliveries.len() >= self.limits.max_messages
-            || queue.bytes + weight > self.limits.max_bytes
+        if queue.deliveries.len() >= self.max_messages as usize
+            || queue.bytes + weight > self.max_bytes as usize
         {
             drop(queue);
             self.dropped.fetch_add(1, Ordering::Relaxed);

@@ -96,16 +96,16 @@ impl Registry {
     fn discard(&self, session: &Session, state: &mut SessionState) {
         let router = &self.services.router;
         for entry in state.subscriptions.values() {
-            router.unsubscribe(&entry.key, &session.client_id);
+            router.unsubscribe(&entry.key, session.client_id());
         }
         let mut leftovers: Vec<_> = state.inflight.drain().map(|o| o.delivery).collect();
         leftovers.extend(session.mailbox.take_all());
         for delivery in leftovers {
-            router.redeliver_shared(delivery, &session.client_id);
+            router.redeliver_shared(delivery, session.client_id());
         }
         session.mailbox.set_log(None);
         if state.stored {
-            self.services.store.delete_session(&session.client_id);
+            self.services.store.delete_session(session.client_id());
         }
         *state = SessionState::default();
     }
@@ -126,11 +126,11 @@ impl Registry {
         if expiry == 0 {
             self.discard(&session, &mut state);
             self.sessions
-                .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, &session));
+                .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, &session));
         } else {
             self.services
                 .store
-                .put_session(&session.client_id, &state.record());
+                .put_session(session.client_id(), &state.record());
             state.stored = true;
             *session.state.lock() = Some(Box::new(state));
         }
@@ -151,7 +151,7 @@ impl Registry {
         will: Will,
         delay: u32,
     ) {
-        let message = will_message(will, &session.client_id);
+        let message = will_message(will, session.client_id());
         if delay == 0 {
             self.services.publish(message);
             return;
@@ -183,10 +183,10 @@ impl Registry {
             return;
         }
         let mut state = session.take_state();
-        tracing::debug!(client_id = %session.client_id, "session expired");
+        tracing::debug!(client_id = %session.client_id(), "session expired");
         self.discard(session, &mut state);
         self.sessions
-            .remove_if(&session.client_id, |_, s| Arc::ptr_eq(s, session));
+            .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, session));
     }
 
     /// Kicks every connected client (shutdown or administrative action).
