@@ -15,7 +15,7 @@ pub use registry::{Attached, Registry};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -140,7 +140,7 @@ impl PacketIds {
 #[derive(Default)]
 pub struct SessionState {
     /// Keyed by the raw filter as subscribed (including `$share/...`).
-    pub subscriptions: HashMap<String, SubscriptionEntry>,
+    pub subscriptions: BTreeMap<String, SubscriptionEntry>,
     pub expiry_interval: u32,
     pub inflight: Inflight,
     /// QoS 2 packet ids received and not yet released by PUBREL.

@@ -2,6 +2,7 @@
 //! delayed wills, and restoring persistent sessions from the store.
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -22,7 +23,33 @@ pub struct Attached {
 
 pub struct Registry {
     services: Arc<Services>,
-    sessions: DashMap<MqttStr, Arc<Session>>,
+    /// Keyed by the session itself (looked up by its client id): 8 bytes
+    /// a slot instead of a 32-byte id and a pointer.
+    sessions: DashMap<ByClientId, ()>,
+}
+
+/// A session as the key of the registry's table: hashes and compares as
+/// its client id, so lookups take a `&str`.
+struct ByClientId(Arc<Session>);
+
+impl std::hash::Hash for ByClientId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.client_id().as_str().hash(state)
+    }
+}
+
+impl PartialEq for ByClientId {
+    fn eq(&self, other: &ByClientId) -> bool {
+        self.0.client_id() == other.0.client_id()
+    }
+}
+
+impl Eq for ByClientId {}
+
+impl std::borrow::Borrow<str> for ByClientId {
+    fn borrow(&self) -> &str {
+        self.0.client_id().as_str()
+    }
 }
 
 impl Registry {
@@ -46,19 +73,26 @@ impl Registry {
     }
 
     pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(client_id).map(|s| s.clone())
+        self.sessions.get(client_id).map(|s| s.key().0.clone())
     }
 
     fn get_or_create(&self, client_id: &MqttStr) -> Arc<Session> {
-        self.sessions
-            .entry(client_id.clone())
-            .or_insert_with(|| {
-                Arc::new(Session::new(
-                    client_id.clone(),
-                    self.services.mailbox_limits(),
-                ))
-            })
-            .clone()
+        if let Some(session) = self.get(client_id) {
+            return session;
+        }
+        let session = Arc::new(Session::new(
+            client_id.clone(),
+            self.services.mailbox_limits(),
+        ));
+        // Another connection may have created it meanwhile: the table's
+        // entry decides.
+        match self.sessions.entry(ByClientId(session.clone())) {
+            Entry::Occupied(existing) => existing.key().0.clone(),
+            Entry::Vacant(vacant) => {
+                vacant.insert(());
+                session
+            }
+        }
     }
 
     /// Takes the session for `client_id`, kicking a connection that holds it.
@@ -126,7 +160,9 @@ impl Registry {
         if expiry == 0 {
             self.discard(&session, &mut state);
             self.sessions
-                .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, &session));
+                .remove_if(session.client_id().as_str(), |k, _| {
+                    Arc::ptr_eq(&k.0, &session)
+                });
         } else {
             self.services
                 .store
@@ -186,19 +222,24 @@ impl Registry {
         tracing::debug!(client_id = %session.client_id(), "session expired");
         self.discard(session, &mut state);
         self.sessions
-            .remove_if(session.client_id(), |_, s| Arc::ptr_eq(s, session));
+            .remove_if(session.client_id().as_str(), |k, _| {
+                Arc::ptr_eq(&k.0, session)
+            });
     }
 
     /// Kicks every connected client (shutdown or administrative action).
     pub fn kick_all(&self, reason: ReasonCode) {
         for session in self.sessions.iter() {
-            session.kick(reason);
+            session.key().0.kick(reason);
         }
     }
 
     /// Messages refused by full session queues, over all sessions.
     pub fn dropped_messages(&self) -> u64 {
-        self.sessions.iter().map(|s| s.mailbox.dropped()).sum()
+        self.sessions
+            .iter()
+            .map(|s| s.key().0.mailbox.dropped())
+            .sum()
     }
 
     /// Recreates persistent sessions found in the store at start-up. Their
