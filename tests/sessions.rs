@@ -529,3 +529,36 @@ async fn receive_maximum_both_ways() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn simultaneous_takeovers_never_hang_and_the_last_holder_stays() {
+    let broker = TestBroker::start().await;
+    for round in 0..20 {
+        let id = format!("contested-{round}");
+        let mut first = RawClient::connect(broker.addr(), V5, &id).await;
+        // Two more connections for the same id at once: each must get its
+        // CONNACK (none may wait forever for a kick that was lost) ...
+        let (b, c) = tokio::join!(
+            RawClient::connect(broker.addr(), V5, &id),
+            RawClient::connect(broker.addr(), V5, &id)
+        );
+        match first.recv().await {
+            Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::SESSION_TAKEN_OVER),
+            other => panic!("round {round}: expected 0x8E, got {other:?}"),
+        }
+        // ... and exactly one of them is taken over by the other.
+        let mut survivors = 0;
+        for mut client in [b, c] {
+            client.send(&Packet::PingReq).await;
+            match client.recv().await {
+                Some(Packet::PingResp) => survivors += 1,
+                Some(Packet::Disconnect(d)) => {
+                    assert_eq!(d.reason, ReasonCode::SESSION_TAKEN_OVER)
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(survivors, 1, "round {round}");
+    }
+    broker.stop().await;
+}

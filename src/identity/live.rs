@@ -16,15 +16,15 @@ use crate::signal::Signal;
 pub struct LiveAcl {
     /// `None` for connections the core admits without identities.
     pub username: Option<Box<str>>,
-    /// The session's own id (shares its bytes).
+    /// The session's client id (shares its bytes; empty for `allow_all`).
     pub client_id: MqttStr,
     /// Serial of the client certificate the connection logged in with.
     pub certificate_serial: Option<Box<str>>,
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
-    /// Its one connection waits on it for updates and revocation.
-    changed: Signal,
+    /// Its one connection waits on it for revocation.
+    revoked_signal: Signal,
 }
 
 impl LiveAcl {
@@ -41,7 +41,7 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
-            changed: Signal::default(),
+            revoked_signal: Signal::default(),
         })
     }
 
@@ -69,26 +69,24 @@ impl LiveAcl {
         self.revoked.load(Ordering::Acquire)
     }
 
+    /// A new snapshot. It applies to the next check at once; the
+    /// connection is not woken for it (a directory change would otherwise
+    /// wake every hibernating connection): it prunes its subscriptions on
+    /// its next turn, and every delivery is checked in any case.
     pub fn update(&self, acl: Arc<Acl>) {
         self.acl.store(acl);
         self.version.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify();
     }
 
     /// The user was disabled or deleted: the connection must close.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Release);
-        self.changed.notify();
+        self.revoked_signal.notify();
     }
 
-    /// Ready after an update or a revoke (since the last `Ready`).
-    pub fn poll_changed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.changed.poll(cx)
-    }
-
-    /// Resolves after an update or a revoke.
-    pub async fn changed(&self) {
-        std::future::poll_fn(|cx| self.poll_changed(cx)).await
+    /// Ready after a revoke (since the last `Ready`).
+    pub fn poll_revoked(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.revoked_signal.poll(cx)
     }
 }
 

@@ -345,7 +345,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                         let close = revoked(conn.peer, client_id);
                         return Exit::Close(close);
                     }
-                    // Mail or an ACL update came first: one more turn.
+                    // Mail or a kick came first: one more turn.
                     Some(Interruption::Work) => continue,
                 }
             }
@@ -377,7 +377,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 conn.session.flush_acks(&mut conn.out);
             }
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
-            _ = std::future::poll_fn(|cx| acl.poll_changed(cx)) => {
+            _ = std::future::poll_fn(|cx| acl.poll_revoked(cx)) => {
                 if acl.is_revoked() {
                     let close = revoked(conn.peer, client_id);
                     return Exit::Close(close);
@@ -432,7 +432,7 @@ fn revoked(peer: SocketAddr, client_id: &str) -> Close {
 /// What was already due when a connection was about to hibernate.
 enum Interruption {
     Revoked,
-    /// Mail, a kick or an ACL update: another turn.
+    /// Mail or a kick: another turn.
     Work,
 }
 
@@ -442,11 +442,11 @@ enum Interruption {
 fn interruption(mailbox: &Mailbox, acl: &LiveAcl, cell: &Arc<Cell>) -> Option<Interruption> {
     let waker = Waker::from(cell.clone());
     let mut cx = Context::from_waker(&waker);
-    let acl_changed = acl.poll_changed(&mut cx).is_ready();
+    let revoked = acl.poll_revoked(&mut cx).is_ready();
     let mail = mailbox.poll_ready(&mut cx).is_ready();
-    if acl_changed && acl.is_revoked() {
+    if revoked && acl.is_revoked() {
         Some(Interruption::Revoked)
-    } else if acl_changed || mail {
+    } else if mail {
         Some(Interruption::Work)
     } else {
         None

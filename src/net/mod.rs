@@ -251,6 +251,7 @@ mod tests {
         config.listeners.mqtts = None;
         config.listeners.wss = None;
         let broker = crate::broker::start_core(config).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
         let shared = Arc::new(Shared {
             registry: broker.registry().clone(),
             auth: Arc::new(AnonymousOnly {
@@ -258,7 +259,7 @@ mod tests {
             }),
             shutdown: watch::channel(false).1,
             tls: None,
-            parker: Parker::start(watch::channel(false).1).unwrap(),
+            parker: Parker::start(stop).unwrap(),
         });
         let limit = Arc::new(Semaphore::new(2));
         let slot = || Slot {

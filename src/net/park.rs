@@ -1,15 +1,15 @@
 //! Hibernation: idle plain-TCP connections live outside tokio.
 //!
-//! A tokio task costs a connection its task cell (the future, rounded up
-//! to 128 bytes: 768 here) and the socket's I/O registration (256 bytes)
-//! for as long as it lives, even while it only waits — more than
-//! mosquitto's whole connection. Most connections of a device fleet wait
+//! A tokio task costs a connection its task cell (its future plus a
+//! header, rounded up to 128 bytes: over 1 KB here) and the socket's I/O
+//! registration (256 bytes) for as long as it lives, even while it only
+//! waits — more than mosquitto's whole connection. Most connections of a device fleet wait
 //! almost all the time, so a connection with nothing to do hands its
 //! socket and session to the [`Parker`] and its task ends:
 //!
 //! - the socket is watched through one epoll set of our own (mio), woken
 //!   by readability or hang-up;
-//! - the session's other wake-ups (mailbox, ACL change, kick) hold a waker
+//! - the session's other wake-ups (mailbox, kick, revocation) hold a waker
 //!   that is the parked connection's [`Cell`]: waking it spawns the
 //!   connection's task again;
 //! - a sweep every 250 ms wakes connections whose keep-alive ran out, so
@@ -20,11 +20,16 @@
 //! hibernates right after CONNECT or after `limits.hibernate_after_ms` of
 //! quiet (the EMQX term: `hibernate_after`), never between two packets of
 //! a busy one.
+//!
+//! Parked connections and the parker reference each other (cell → session
+//! → mailbox → waker → cell): `RunningBroker::shutdown` wakes them all, so
+//! they close and the cycles end. A runtime dropped without that shutdown
+//! leaks them, as it would leak its tasks' sockets.
 
 use parking_lot::Mutex;
 use slab::Slab;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::Wake;
 use std::time::{Duration, Instant};
 use tokio::io::Interest;
@@ -32,6 +37,27 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use super::connection::{self, Hibernated};
+
+/// An epoll token: the slot in the low half, its generation above (on
+/// 64-bit targets; elsewhere the slot alone).
+fn token_of(slot: u32, generation: u32) -> usize {
+    if usize::BITS >= 64 {
+        (u64::from(generation) << 32 | u64::from(slot)) as usize
+    } else {
+        slot as usize
+    }
+}
+
+impl Parked {
+    /// The cell an event is for, unless it has left its slot since.
+    fn cell_of(&self, token: mio::Token) -> Option<&Arc<Cell>> {
+        let token = token.0 as u64;
+        let cell = self.slots.get((token & u64::from(u32::MAX)) as usize)?;
+        let current =
+            usize::BITS < 64 || u64::from(cell.generation.load(Ordering::Relaxed)) == token >> 32;
+        current.then_some(cell)
+    }
+}
 
 /// How often parked connections' keep-alive deadlines are checked.
 const SWEEP: Duration = Duration::from_millis(250);
@@ -48,6 +74,10 @@ pub struct Parker {
 #[derive(Default)]
 struct Parked {
     slots: Slab<Arc<Cell>>,
+    /// Goes into every epoll token beside the slot, so that an event
+    /// fetched for a connection that has since left its slot does not wake
+    /// the next one to take it.
+    generation: u32,
     /// Set when the parker stops (broker shutdown): nothing parks after.
     closed: bool,
 }
@@ -66,6 +96,8 @@ pub struct Cell {
     /// Keep-alive deadline (ms since the parker's epoch); `u64::MAX`
     /// without one. Written before the cell enters the table.
     deadline_ms: AtomicU64,
+    /// The table's generation when it entered (see `Parked::generation`).
+    generation: AtomicU32,
 }
 
 enum State {
@@ -83,6 +115,7 @@ impl Cell {
         Arc::new(Cell {
             state: Mutex::new(State::Preparing),
             deadline_ms: AtomicU64::new(u64::MAX),
+            generation: AtomicU32::new(0),
         })
     }
 }
@@ -131,11 +164,14 @@ impl Parker {
             if parked.closed {
                 return Err(NotParked::Refused(conn));
             }
+            parked.generation = parked.generation.wrapping_add(1);
+            let generation = parked.generation;
             let entry = parked.slots.vacant_entry();
             let Ok(key) = u32::try_from(entry.key()) else {
                 return Err(NotParked::Refused(conn));
             };
-            let token = mio::Token(entry.key());
+            cell.generation.store(generation, Ordering::Relaxed);
+            let token = mio::Token(token_of(key, generation));
             // Registering reports data that is already there: nothing that
             // arrived since the task last read is missed.
             if let Err(e) =
@@ -194,7 +230,7 @@ impl Parker {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut ready = Vec::new();
-        loop {
+        'watch: loop {
             tokio::select! {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -208,8 +244,10 @@ impl Parker {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                             Err(e) => {
-                                tracing::error!("hibernation epoll failed: {e}");
-                                break;
+                                // Nothing parks any more; those parked
+                                // resume below and stay tasks.
+                                tracing::error!("hibernation epoll failed, hibernation stops: {e}");
+                                break 'watch;
                             }
                         }
                         if events.is_empty() {
@@ -221,7 +259,7 @@ impl Parker {
                             ready.extend(
                                 events
                                     .iter()
-                                    .filter_map(|e| parked.slots.get(e.token().0))
+                                    .filter_map(|e| parked.cell_of(e.token()))
                                     .cloned(),
                             );
                         }

@@ -166,7 +166,7 @@ impl ClientSession {
     }
 
     /// Why this connection must leave (another connection took the
-    /// session over, an administrator or shutdown), once it must. The
+    /// session over, or shutdown), once it must. The
     /// mailbox's wake-up tells the connection to look.
     pub fn kicked(&self) -> Option<ReasonCode> {
         self.attached.as_ref().and_then(|a| a.session.kicked())

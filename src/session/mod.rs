@@ -17,7 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -172,9 +172,13 @@ pub struct Session {
     /// the same client id kicks the holder and waits for it.
     attach_lock: Arc<tokio::sync::Mutex<()>>,
     /// Why the attached connection must leave (0: it need not). Set by a
-    /// takeover, an administrator or shutdown; the connection learns of it
-    /// through its mailbox's wake-up, so a kick costs no channel.
+    /// takeover or shutdown; the connection learns of it through its
+    /// mailbox's wake-up, so a kick costs no channel.
     kick: AtomicU8,
+    /// Connections waiting for `attach_lock`: the one that gets the lock
+    /// next kicks itself if someone is still waiting (their kick may have
+    /// landed before it cleared the old one).
+    attach_waiters: AtomicU32,
     /// Bumped on each attach, so expiry and will timers can tell whether
     /// the client came back meanwhile.
     generation: AtomicU64,
@@ -189,6 +193,7 @@ impl Session {
             mailbox: Arc::new(Mailbox::new(client_id, limits)),
             attach_lock: Arc::new(tokio::sync::Mutex::new(())),
             kick: AtomicU8::new(0),
+            attach_waiters: AtomicU32::new(0),
             generation: AtomicU64::new(0),
             state: Mutex::new(None),
         }
@@ -202,14 +207,13 @@ impl Session {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Asks the connected client (if any) to leave with `reason`.
+    /// Asks the connected client (if any) to leave with `reason`. The
+    /// first reason stands; the next attach clears it.
     pub fn kick(&self, reason: ReasonCode) {
-        if self.mailbox.is_online() {
-            let _ =
-                self.kick
-                    .compare_exchange(0, reason.0.max(1), Ordering::AcqRel, Ordering::Acquire);
-            self.mailbox.wake();
-        }
+        let _ = self
+            .kick
+            .compare_exchange(0, reason.0.max(1), Ordering::AcqRel, Ordering::Acquire);
+        self.mailbox.wake();
     }
 
     /// The reason the attached connection was asked to leave, if it was.

@@ -21,6 +21,23 @@ pub struct Attached {
     _guard: OwnedMutexGuard<()>,
 }
 
+/// Counts a connection waiting for a session's attach lock, for as long
+/// as it waits (also when its wait is cancelled).
+struct Waiting<'a>(&'a Session);
+
+impl<'a> Waiting<'a> {
+    fn on(session: &'a Session) -> Waiting<'a> {
+        session.attach_waiters.fetch_add(1, Ordering::AcqRel);
+        Waiting(session)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.attach_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub struct Registry {
     services: Arc<Services>,
     /// Keyed by the session itself (looked up by its client id): 8 bytes
@@ -99,8 +116,11 @@ impl Registry {
     pub async fn attach(self: &Arc<Self>, client_id: &MqttStr, clean_start: bool) -> Attached {
         loop {
             let session = self.get_or_create(client_id);
-            session.kick(ReasonCode::SESSION_TAKEN_OVER);
-            let guard = session.attach_lock.clone().lock_owned().await;
+            let guard = {
+                let _waiting = Waiting::on(&session);
+                session.kick(ReasonCode::SESSION_TAKEN_OVER);
+                session.attach_lock.clone().lock_owned().await
+            };
             // The session may have expired while we waited.
             let current = self.get(client_id);
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
@@ -116,6 +136,12 @@ impl Registry {
             let session_present = state.established;
             state.established = true;
             session.mailbox.set_online(true);
+            // Someone asked for the session while this connection took it;
+            // their kick may have been the one cleared above: leave for
+            // them at once.
+            if session.attach_waiters.load(Ordering::Acquire) > 0 {
+                session.kick(ReasonCode::SESSION_TAKEN_OVER);
+            }
             return Attached {
                 session,
                 state,
