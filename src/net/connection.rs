@@ -68,19 +68,19 @@ async fn connect<S: ByteStream>(
         &slot.shared.registry.services().metrics.clients_connected,
         1,
     );
-    Some(Conn {
+    let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+    let mut conn = Conn::new(
         stream,
         peer,
         session,
         slot,
         version,
-        keep_alive: (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        last_read: Instant::now(),
-        rbuf,
-        out,
-        batch: Vec::new(),
-        hibernate: S::HIBERNATES,
-    })
+        keep_alive,
+        Instant::now(),
+    );
+    conn.rbuf = rbuf;
+    conn.out = out;
+    Some(conn)
 }
 
 /// A connected client between two turns of its task.
@@ -101,6 +101,33 @@ struct Conn<S> {
     /// May hibernate: plain TCP, hibernation on, and the parker did not
     /// refuse it before.
     hibernate: bool,
+}
+
+impl<S: ByteStream> Conn<S> {
+    /// With empty buffers, hibernation allowed where the stream permits it.
+    fn new(
+        stream: S,
+        peer: SocketAddr,
+        session: Box<ClientSession>,
+        slot: Slot,
+        version: ProtocolVersion,
+        keep_alive: Option<Duration>,
+        last_read: Instant,
+    ) -> Conn<S> {
+        Conn {
+            stream,
+            peer,
+            session,
+            slot,
+            version,
+            keep_alive,
+            last_read,
+            rbuf: BytesMut::new(),
+            out: BytesMut::new(),
+            batch: Vec::new(),
+            hibernate: S::HIBERNATES,
+        }
+    }
 }
 
 /// A connection while it hibernates: what its task needs to run again.
@@ -177,19 +204,8 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let conn = Conn {
-        stream,
-        peer,
-        session,
-        slot,
-        version,
-        keep_alive,
-        last_read,
-        rbuf: BytesMut::new(),
-        out: BytesMut::new(),
-        batch: Vec::new(),
-        hibernate,
-    };
+    let mut conn = Conn::new(stream, peer, session, slot, version, keep_alive, last_read);
+    conn.hibernate &= hibernate;
     serve(conn, false).await;
 }
 

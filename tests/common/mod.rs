@@ -340,3 +340,17 @@ pub async fn mosquitto_roundtrip(
     assert_eq!(status, Some(0), "mosquitto_pub {args:?}: {out}");
     subscriber.await.unwrap()
 }
+
+/// Expects the broker to close `client` for its 1-second keep-alive: a v5
+/// DISCONNECT 0x8D, 1.5 s (± scheduling) after `since`.
+pub async fn expect_keep_alive_close(client: &mut RawClient, since: std::time::Instant) {
+    match client.recv().await {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::KEEP_ALIVE_TIMEOUT),
+        other => panic!("expected DISCONNECT 0x8D, got {other:?}"),
+    }
+    let waited = since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1400) && waited < Duration::from_millis(2500),
+        "closed after {waited:?}"
+    );
+}
