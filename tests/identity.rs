@@ -629,3 +629,39 @@ async fn password_hash_with_old_parameters_is_replaced_on_login() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn disabling_a_user_closes_every_connection_of_it() {
+    // Connections of one user share one ACL snapshot (no `%c` rule); each
+    // must still hear of the revocation, busy or hibernating.
+    let broker = no_backoff().await;
+    let dir = directory(&broker);
+    add_user(
+        &dir,
+        "fleet",
+        "secret1",
+        vec![perm("fleet/#", Operation::ReadWrite)],
+    );
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(login_ok(broker.addr(), V5, &format!("fleet-{i}"), "fleet", "secret1").await);
+    }
+    clients[0].subscribe("fleet/a", QoS::AtMostOnce).await;
+    clients[1]
+        .publish("fleet/a", b"shared", QoS::AtMostOnce, false)
+        .await;
+    assert_eq!(clients[0].recv_publish().await.payload.as_ref(), b"shared");
+    dir.set_enabled("fleet", false).unwrap();
+    for c in &mut clients {
+        match c.recv().await {
+            Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::ADMINISTRATIVE_ACTION),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Enabled again: a new login gets a fresh snapshot, not the revoked one.
+    dir.set_enabled("fleet", true).unwrap();
+    let mut again = login_ok(broker.addr(), V5, "fleet-9", "fleet", "secret1").await;
+    again.send(&Packet::PingReq).await;
+    assert_eq!(again.recv().await, Some(Packet::PingResp));
+    broker.stop().await;
+}

@@ -78,13 +78,17 @@ impl DirectoryAuthenticator {
     }
 
     fn identity_for(&self, user: &User, client_id: &MqttStr, serial: Option<&str>) -> Identity {
-        let acl = LiveAcl::new(
-            Some(&user.username),
-            client_id.clone(),
-            serial,
-            self.directory.compile_acl(user, client_id),
-        );
-        self.live.register(&acl);
+        let (compiled, per_client) = self.directory.compile_acl_for(user, client_id);
+        // One snapshot for all of a user's connections, unless the rules
+        // depend on the client id or a certificate (revocable on its own)
+        // is involved.
+        let acl = if per_client || serial.is_some() {
+            let acl = LiveAcl::new(Some(&user.username), client_id.clone(), serial, compiled);
+            self.live.register(&acl);
+            acl
+        } else {
+            self.live.shared(&user.username, compiled)
+        };
         Identity {
             publish_prefix: user
                 .mqtt_publish_prefix

@@ -30,11 +30,12 @@ pub struct AclCache {
 }
 
 impl AclCache {
-    /// The cached ACL for this user and client, if any.
-    pub fn get(&self, username: &str, client_id: &str) -> Option<Arc<Acl>> {
+    /// The cached ACL for this user and client, if any, and whether it
+    /// depends on the client id.
+    pub fn get(&self, username: &str, client_id: &str) -> Option<(Arc<Acl>, bool)> {
         match self.users.lock().1.get(username)? {
-            Entry::Shared(acl) => Some(acl.clone()),
-            Entry::PerClient(by_client) => by_client.get(client_id).cloned(),
+            Entry::Shared(acl) => Some((acl.clone(), false)),
+            Entry::PerClient(by_client) => by_client.get(client_id).map(|acl| (acl.clone(), true)),
         }
     }
 

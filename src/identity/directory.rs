@@ -512,8 +512,14 @@ impl Directory {
     /// pattern's structure (`+`, `#`, `/` or empty) makes `%c` rules match
     /// nothing.
     pub fn compile_acl(&self, user: &User, client_id: &str) -> Arc<Acl> {
-        if let Some(acl) = self.acl_cache.get(&user.username, client_id) {
-            return acl;
+        self.compile_acl_for(user, client_id).0
+    }
+
+    /// [`compile_acl`](Self::compile_acl), and whether the result depends
+    /// on the client id (a `%c` rule).
+    pub fn compile_acl_for(&self, user: &User, client_id: &str) -> (Arc<Acl>, bool) {
+        if let Some(cached) = self.acl_cache.get(&user.username, client_id) {
+            return cached;
         }
         let generation = self.acl_cache.generation();
         // Re-read after taking the generation: a record fetched before a
@@ -548,6 +554,6 @@ impl Directory {
             per_client,
             acl.clone(),
         );
-        acl
+        (acl, per_client)
     }
 }

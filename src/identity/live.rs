@@ -1,30 +1,42 @@
 //! Compiled permissions of live connections, swapped atomically when the
 //! directory changes so that a revoke reaches connected clients at once.
+//!
+//! One `LiveAcl` serves every connection of a user whose rules do not
+//! depend on the client id (no `%c`) and who did not log in with a
+//! certificate; others get one each. Either way each connection registers
+//! something to wake (its mailbox) and learns of a revocation from it.
 
 use arc_swap::{ArcSwap, Guard};
 use parking_lot::Mutex;
+use slab::Slab;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 
 use super::acl::Acl;
 use super::directory::Directory;
 use crate::protocol::MqttStr;
-use crate::signal::Signal;
 
-/// One connection's ACL snapshot.
+/// What a revocation wakes: the connection's own wake-up (its mailbox),
+/// so that no connection keeps a waiter in the `LiveAcl` itself.
+pub trait Wakeup: Send + Sync {
+    fn wake(&self);
+}
+
+/// An ACL snapshot of one connection, or of all of one user's connections.
 pub struct LiveAcl {
     /// `None` for connections the core admits without identities.
     pub username: Option<Box<str>>,
-    /// The session's client id (shares its bytes; empty for `allow_all`).
+    /// The client id the ACL was compiled for (shares the session's
+    /// bytes); empty when the ACL does not depend on it.
     pub client_id: MqttStr,
     /// Serial of the client certificate the connection logged in with.
     pub certificate_serial: Option<Box<str>>,
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
-    /// Its one connection waits on it for revocation.
-    revoked_signal: Signal,
+    /// Woken on revocation.
+    watchers: Mutex<Slab<Weak<dyn Wakeup>>>,
 }
 
 impl LiveAcl {
@@ -41,7 +53,7 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
-            revoked_signal: Signal::default(),
+            watchers: Mutex::new(Slab::new()),
         })
     }
 
@@ -69,24 +81,37 @@ impl LiveAcl {
         self.revoked.load(Ordering::Acquire)
     }
 
-    /// A new snapshot. It applies to the next check at once; the
-    /// connection is not woken for it (a directory change would otherwise
-    /// wake every hibernating connection): it prunes its subscriptions on
-    /// its next turn, and every delivery is checked in any case.
+    /// A new snapshot. It applies to the next check at once; connections
+    /// are not woken for it (a directory change would otherwise wake every
+    /// hibernating connection): they prune their subscriptions on their
+    /// next turn, and every delivery is checked in any case.
     pub fn update(&self, acl: Arc<Acl>) {
         self.acl.store(acl);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The user was disabled or deleted: the connection must close.
+    /// The user was disabled or deleted: its connections must close.
     pub fn revoke(&self) {
         self.revoked.store(true, Ordering::Release);
-        self.revoked_signal.notify();
+        let watchers: Vec<Weak<dyn Wakeup>> = self
+            .watchers
+            .lock()
+            .iter()
+            .map(|(_, w)| w.clone())
+            .collect();
+        for watcher in watchers.iter().filter_map(Weak::upgrade) {
+            watcher.wake();
+        }
     }
 
-    /// Ready after a revoke (since the last `Ready`).
-    pub fn poll_revoked(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.revoked_signal.poll(cx)
+    /// Registers what to wake on revocation; returns the key to give back
+    /// to [`unwatch`](Self::unwatch) when the connection ends.
+    pub fn watch(&self, watcher: Weak<dyn Wakeup>) -> usize {
+        self.watchers.lock().insert(watcher)
+    }
+
+    pub fn unwatch(&self, key: usize) {
+        self.watchers.lock().try_remove(key);
     }
 }
 
@@ -94,9 +119,34 @@ impl LiveAcl {
 #[derive(Default)]
 pub struct LiveSet {
     entries: Mutex<Vec<Weak<LiveAcl>>>,
+    /// The shared snapshot of each user whose ACL does not depend on the
+    /// client id.
+    by_user: Mutex<HashMap<Box<str>, Weak<LiveAcl>>>,
 }
 
 impl LiveSet {
+    /// The snapshot every connection of `username` without a certificate
+    /// shares (its ACL must not depend on the client id): the live one, or
+    /// a new one from `acl`.
+    pub fn shared(&self, username: &str, acl: Arc<Acl>) -> Arc<LiveAcl> {
+        let mut by_user = self.by_user.lock();
+        if let Some(live) = by_user
+            .get(username)
+            .and_then(Weak::upgrade)
+            .filter(|live| !live.is_revoked())
+        {
+            return live;
+        }
+        if by_user.len() > 64 && by_user.len().is_power_of_two() {
+            by_user.retain(|_, w| w.strong_count() > 0);
+        }
+        let live = LiveAcl::new(Some(username), MqttStr::default(), None, acl);
+        by_user.insert(username.into(), Arc::downgrade(&live));
+        drop(by_user);
+        self.register(&live);
+        live
+    }
+
     pub fn register(&self, live: &Arc<LiveAcl>) {
         let mut entries = self.entries.lock();
         if entries.len() > 64 && entries.len().is_power_of_two() {

@@ -15,7 +15,7 @@ pub mod settings;
 
 pub use acl::{Acl, Rule};
 pub use directory::{Directory, IdentityError, NewUser};
-pub use live::{LiveAcl, LiveSet};
+pub use live::{LiveAcl, LiveSet, Wakeup};
 pub use model::*;
 pub use policy::PasswordPolicy;
 pub use settings::{SettingsError, StartupSettings};

@@ -321,9 +321,13 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
         if stopping {
             return Exit::Close(Close::shutdown());
         }
-        // Kicks arrive as a mailbox wake-up (see `Session::kick`).
+        // Kicks and revocations arrive as a mailbox wake-up (see
+        // `Session::kick`, `LiveAcl::revoke`).
         if let Some(reason) = conn.session.kicked() {
             return Exit::Close(kick_close(reason));
+        }
+        if acl.is_revoked() {
+            return Exit::Close(revoked(conn.peer, client_id));
         }
         // Packets already buffered first: a client may pipeline CONNECT
         // with more packets in one segment.
@@ -393,12 +397,6 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 conn.session.flush_acks(&mut conn.out);
             }
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
-            _ = std::future::poll_fn(|cx| acl.poll_revoked(cx)) => {
-                if acl.is_revoked() {
-                    let close = revoked(conn.peer, client_id);
-                    return Exit::Close(close);
-                }
-            }
             _ = &mut sleep => {
                 if conn.keep_alive.is_some_and(|limit| conn.last_read.elapsed() >= limit) {
                     tracing::info!(peer = %conn.peer, %client_id, "keep alive timeout");
@@ -458,9 +456,8 @@ enum Interruption {
 fn interruption(mailbox: &Mailbox, acl: &LiveAcl, cell: &Arc<Cell>) -> Option<Interruption> {
     let waker = Waker::from(cell.clone());
     let mut cx = Context::from_waker(&waker);
-    let revoked = acl.poll_revoked(&mut cx).is_ready();
     let mail = mailbox.poll_ready(&mut cx).is_ready();
-    if revoked && acl.is_revoked() {
+    if acl.is_revoked() {
         Some(Interruption::Revoked)
     } else if mail {
         Some(Interruption::Work)

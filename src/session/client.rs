@@ -12,6 +12,7 @@ use super::{
 };
 use crate::auth::Identity;
 use crate::config::{Durability, OnPublishDenied};
+use crate::identity::Wakeup;
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
@@ -116,6 +117,14 @@ pub struct ClientSession {
     pub(super) aliases: Option<Box<TopicAliases>>,
     pub(super) held_acks: Option<Box<HeldAcks>>,
     pub(super) acl_version: u64,
+    /// Our registration with the `LiveAcl` (woken on revocation).
+    acl_watch: usize,
+}
+
+impl Drop for ClientSession {
+    fn drop(&mut self) {
+        self.identity.acl.unwatch(self.acl_watch);
+    }
 }
 
 impl ClientSession {
@@ -133,6 +142,10 @@ impl ClientSession {
         }
         let limits = &services.config.limits;
         let acl_version = params.identity.acl.version();
+        // A revocation wakes the connection through its mailbox; the
+        // connection then finds `is_revoked` and closes.
+        let watcher: std::sync::Weak<dyn Wakeup> = Arc::downgrade(&mailbox) as _;
+        let acl_watch = params.identity.acl.watch(watcher);
         ClientSession {
             window: params.receive_maximum.min(limits.max_inflight),
             max_packet_out: u32::try_from(params.maximum_packet_size).unwrap_or(u32::MAX),
@@ -146,6 +159,7 @@ impl ClientSession {
             will: params.will.map(Box::new),
             held_acks: None,
             acl_version,
+            acl_watch,
         }
     }
 

@@ -25,6 +25,13 @@ use crate::protocol::{MqttStr, ReasonCode, SubscriptionOptions};
 use crate::router::{FilterKey, Mailbox, MailboxLimits, Message, Router};
 use crate::store::{SessionRecord, Store};
 
+/// A revoked `LiveAcl` wakes its connections through their mailboxes.
+impl crate::identity::Wakeup for Mailbox {
+    fn wake(&self) {
+        Mailbox::wake(self);
+    }
+}
+
 /// What every session needs from the rest of the broker.
 pub struct Services {
     pub config: Config,
