@@ -1,9 +1,9 @@
 //! A wake-up with exactly one waiter: a flag and an `AtomicWaker`.
 //!
-//! A mailbox and a connection's `LiveAcl` each have one waiter, their
-//! connection. `tokio::sync::Notify` would also work, but each wait on it
-//! is a 64-byte future that every idle connection's task would carry; this
-//! is polled in place.
+//! A mailbox has one waiter, its connection (or the connection's
+//! hibernation cell). `tokio::sync::Notify` would also work, but each wait
+//! on it is a 64-byte future the connection's task would carry; this is
+//! polled in place.
 
 use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicBool, Ordering};
