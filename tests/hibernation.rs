@@ -162,7 +162,7 @@ async fn shutdown_reaches_hibernating_connections() {
 #[tokio::test]
 async fn busy_connections_stay_tasks_and_hibernation_can_be_off() {
     // A connection that keeps talking does not hibernate between packets.
-    let broker = TestBroker::start_with(|c| c.limits.hibernate_after_ms = 300).await;
+    let broker = TestBroker::start_with(|c| c.limits.hibernate_after_ms = 1000).await;
     let mut busy = RawClient::connect(broker.addr(), V5, "busy").await;
     busy.subscribe("b", QoS::AtMostOnce).await;
     for _ in 0..10 {
