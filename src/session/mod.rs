@@ -177,7 +177,8 @@ pub struct Session {
     pub mailbox: Arc<Mailbox>,
     /// Held by the connection that owns the session; a new connection for
     /// the same client id kicks the holder and waits for it.
-    attach_lock: Arc<tokio::sync::Mutex<()>>,
+    /// One permit (inline: no allocation of its own per session).
+    attach_lock: tokio::sync::Semaphore,
     /// Why the attached connection must leave (0: it need not). Set by a
     /// takeover or shutdown; the connection learns of it through its
     /// mailbox's wake-up, so a kick costs no channel.
@@ -198,7 +199,7 @@ impl Session {
     fn new(client_id: MqttStr, limits: MailboxLimits) -> Session {
         Session {
             mailbox: Arc::new(Mailbox::new(client_id, limits)),
-            attach_lock: Arc::new(tokio::sync::Mutex::new(())),
+            attach_lock: tokio::sync::Semaphore::new(1),
             kick: AtomicU8::new(0),
             attach_waiters: AtomicU32::new(0),
             generation: AtomicU64::new(0),

@@ -6,7 +6,6 @@ use dashmap::mapref::entry::Entry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::OwnedMutexGuard;
 
 use super::{Services, Session, SessionState, SubscriptionEntry};
 use crate::protocol::{MqttStr, ReasonCode, Will};
@@ -18,7 +17,17 @@ pub struct Attached {
     pub state: SessionState,
     pub session_present: bool,
     generation: u64,
-    _guard: OwnedMutexGuard<()>,
+    _guard: AttachGuard,
+}
+
+/// The attach lock held by a connection: its permit goes back when the
+/// connection gives the session back (or its attach is abandoned).
+struct AttachGuard(Arc<Session>);
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        self.0.attach_lock.add_permits(1);
+    }
 }
 
 /// Counts a connection waiting for a session's attach lock, for as long
@@ -116,11 +125,17 @@ impl Registry {
     pub async fn attach(self: &Arc<Self>, client_id: &MqttStr, clean_start: bool) -> Attached {
         loop {
             let session = self.get_or_create(client_id);
-            let guard = {
+            let acquired = {
                 let _waiting = Waiting::on(&session);
                 session.kick(ReasonCode::SESSION_TAKEN_OVER);
-                session.attach_lock.clone().lock_owned().await
+                let permit = session.attach_lock.acquire().await;
+                // Kept until the guard below gives it back.
+                permit.map(|permit| permit.forget()).is_ok()
             };
+            if !acquired {
+                continue; // only if the lock were closed, which it never is
+            }
+            let guard = AttachGuard(session.clone());
             // The session may have expired while we waited.
             let current = self.get(client_id);
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
@@ -238,7 +253,7 @@ impl Registry {
     }
 
     async fn expire(&self, session: &Arc<Session>, generation: u64) {
-        let Ok(_guard) = session.attach_lock.clone().try_lock_owned() else {
+        let Ok(_permit) = session.attach_lock.try_acquire() else {
             return; // connected again
         };
         if session.generation() != generation {
