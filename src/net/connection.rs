@@ -139,7 +139,9 @@ pub struct Hibernated {
     /// are many, so every field counts.
     keep_alive_ms: u32,
     version: ProtocolVersion,
-    session: Box<ClientSession>,
+    /// Inline, not boxed: the cell holding this is the one allocation a
+    /// parked connection adds (the task's box is freed while it sleeps).
+    session: ClientSession,
     slot: Slot,
     last_read: Instant,
 }
@@ -197,14 +199,22 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
         Err(e) => {
             tracing::warn!("cannot resume a hibernated connection: {e}");
             let close = Close::error(ReasonCode::UNSPECIFIED_ERROR);
-            ended(session, &slot, None, close);
+            ended(Box::new(session), &slot, None, close);
             return;
         }
     };
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let mut conn = Conn::new(stream, peer, session, slot, version, keep_alive, last_read);
+    let mut conn = Conn::new(
+        stream,
+        peer,
+        Box::new(session),
+        slot,
+        version,
+        keep_alive,
+        last_read,
+    );
     conn.hibernate &= hibernate;
     serve(conn, false).await;
 }
@@ -263,7 +273,7 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
         token: Hibernated::NO_SLOT,
         // At most 1.5 × 65,535 s: it fits.
         keep_alive_ms: keep_alive.map_or(0, |k| k.as_millis() as u32),
-        session,
+        session: *session,
         slot,
         last_read,
         version,

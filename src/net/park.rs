@@ -100,6 +100,9 @@ pub struct Cell {
     generation: AtomicU32,
 }
 
+// The parked connection lives in the cell itself: the cell is the one
+// allocation it keeps while parked, so the large variant is the point.
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// Its waits are registered, the connection not yet stored.
     Preparing,
@@ -154,6 +157,8 @@ impl Parker {
     }
 
     /// Parks `conn`, whose waits already hold `cell` as their waker.
+    /// (`Err` hands the connection back by value, once per attempt.)
+    #[allow(clippy::result_large_err)]
     pub fn park(&self, cell: Arc<Cell>, mut conn: Hibernated) -> Result<(), NotParked> {
         let deadline_ms = conn
             .keep_alive_deadline()
