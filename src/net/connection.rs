@@ -143,7 +143,8 @@ pub struct Hibernated {
     /// parked connection adds (the task's box is freed while it sleeps).
     session: ClientSession,
     slot: Slot,
-    last_read: Instant,
+    /// The last read, as milliseconds since the parker's epoch.
+    last_read_ms: u64,
 }
 
 impl Hibernated {
@@ -159,8 +160,11 @@ impl Hibernated {
 
     /// When the keep-alive runs out unless the client sends something.
     pub(super) fn keep_alive_deadline(&self) -> Option<std::time::Instant> {
-        self.keep_alive()
-            .map(|limit| (self.last_read + limit).into_std())
+        self.keep_alive().map(|limit| self.last_read() + limit)
+    }
+
+    fn last_read(&self) -> std::time::Instant {
+        self.parker().from_millis(self.last_read_ms)
     }
 
     fn keep_alive(&self) -> Option<Duration> {
@@ -186,11 +190,11 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
     let keep_alive = parked.keep_alive();
+    let last_read = Instant::from_std(parked.last_read());
     let Hibernated {
         socket,
         session,
         slot,
-        last_read,
         version,
         ..
     } = parked;
@@ -274,8 +278,8 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
         // At most 1.5 × 65,535 s: it fits.
         keep_alive_ms: keep_alive.map_or(0, |k| k.as_millis() as u32),
         session: *session,
+        last_read_ms: parker.to_millis(last_read.into_std()),
         slot,
-        last_read,
         version,
     };
     let (parked, hibernate) = match parker.park(cell, parked) {
