@@ -203,7 +203,7 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
         Err(e) => {
             tracing::warn!("cannot resume a hibernated connection: {e}");
             let close = Close::error(ReasonCode::UNSPECIFIED_ERROR);
-            ended(Box::new(session), &slot, None, close);
+            ended(session, &slot, None, close);
             return;
         }
     };
@@ -240,7 +240,7 @@ async fn serve<S: ByteStream>(mut conn: Conn<S>, fresh: bool) {
     // Boxed: the goodbye runs once, and its timers would otherwise widen
     // the future of every connection.
     Box::pin(goodbye(&mut conn.stream, &mut conn.out)).await;
-    ended(conn.session, &conn.slot, Some(conn.peer), close);
+    ended(*conn.session, &conn.slot, Some(conn.peer), close);
 }
 
 /// Hands the connection to the parker; its task ends here.
@@ -258,7 +258,7 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
     let Some(socket) = stream.into_std() else {
         tracing::warn!(%peer, "cannot hibernate: the socket left tokio with an error");
         ended(
-            session,
+            *session,
             &slot,
             Some(peer),
             Close::error(ReasonCode::UNSPECIFIED_ERROR),
@@ -295,7 +295,7 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
 }
 
 /// The session ends: it goes back to the registry (will, expiry).
-fn ended(session: Box<ClientSession>, slot: &Slot, peer: Option<SocketAddr>, close: Close) {
+fn ended(session: ClientSession, slot: &Slot, peer: Option<SocketAddr>, close: Close) {
     tracing::debug!(?peer, client_id = %session.mailbox().client_id(), reason = close.reason.0, "client disconnected");
     let services = slot.shared.registry.services().clone();
     session.finish(&slot.shared.registry, close);

@@ -118,12 +118,12 @@ pub struct ClientSession {
     pub(super) held_acks: Option<Box<HeldAcks>>,
     pub(super) acl_version: u64,
     /// Our registration with the `LiveAcl` (woken on revocation).
-    acl_watch: usize,
+    acl_watch: u32,
 }
 
 impl Drop for ClientSession {
     fn drop(&mut self) {
-        self.identity.acl.unwatch(self.acl_watch);
+        self.identity.acl.unwatch(self.acl_watch as usize);
     }
 }
 
@@ -146,6 +146,8 @@ impl ClientSession {
         // connection then finds `is_revoked` and closes.
         let watcher: std::sync::Weak<dyn Wakeup> = Arc::downgrade(&mailbox) as _;
         let acl_watch = params.identity.acl.watch(watcher);
+        // A slot per connection of one user: far below 2^32.
+        let acl_watch = u32::try_from(acl_watch).expect("fewer than 2^32 connections");
         ClientSession {
             window: params.receive_maximum.min(limits.max_inflight),
             max_packet_out: u32::try_from(params.maximum_packet_size).unwrap_or(u32::MAX),

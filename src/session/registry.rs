@@ -13,18 +13,27 @@ use crate::router::{FilterKey, Message};
 
 /// A connection's hold on its session.
 pub struct Attached {
-    pub session: Arc<Session>,
+    /// The session with its attach lock held.
+    pub session: Held,
     pub state: SessionState,
     pub session_present: bool,
     generation: u64,
-    _guard: AttachGuard,
 }
 
-/// The attach lock held by a connection: its permit goes back when the
-/// connection gives the session back (or its attach is abandoned).
-struct AttachGuard(Arc<Session>);
+/// A session whose attach lock a connection holds: the permit goes back
+/// when this is dropped (the connection gave the session back, or its
+/// attach was abandoned).
+pub struct Held(Arc<Session>);
 
-impl Drop for AttachGuard {
+impl std::ops::Deref for Held {
+    type Target = Arc<Session>;
+
+    fn deref(&self) -> &Arc<Session> {
+        &self.0
+    }
+}
+
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.attach_lock.add_permits(1);
     }
@@ -135,7 +144,7 @@ impl Registry {
             if !acquired {
                 continue; // only if the lock were closed, which it never is
             }
-            let guard = AttachGuard(session.clone());
+            let session = Held(session);
             // The session may have expired while we waited.
             let current = self.get(client_id);
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
@@ -162,7 +171,6 @@ impl Registry {
                 state,
                 session_present,
                 generation,
-                _guard: guard,
             };
         }
     }
@@ -189,12 +197,12 @@ impl Registry {
     /// after its delay unless the client returns first.
     pub fn detach(self: &Arc<Self>, attached: Attached, will: Option<Will>) {
         let Attached {
-            session,
+            session: held,
             mut state,
             generation,
-            _guard,
             ..
         } = attached;
+        let session = Arc::clone(&held);
         session.mailbox.set_online(false);
         session.kick.store(0, Ordering::Release);
         let expiry = state.expiry_interval;
@@ -211,7 +219,7 @@ impl Registry {
             state.stored = true;
             *session.state.lock() = Some(Box::new(state));
         }
-        drop(_guard);
+        drop(held);
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
             self.schedule_will(&session, generation, will, delay);
