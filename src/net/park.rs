@@ -212,15 +212,6 @@ impl Parker {
         conn.token = Hibernated::NO_SLOT;
     }
 
-    /// How many connections are parked now.
-    pub fn len(&self) -> usize {
-        self.parked.lock().slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Tenths of a second from the parker's epoch to `at`.
     fn tenths(&self, at: Instant) -> u32 {
         let tenths = at.saturating_duration_since(self.epoch).as_millis() / 100;

@@ -86,11 +86,11 @@ impl Mailbox {
         self.queue.lock().log = log;
     }
 
+    /// No wake-up when going online: the connection that attaches pumps
+    /// the mailbox on its first turn anyway (a wake-up here only made it
+    /// go round once more, and abandon its first hibernation attempt).
     pub fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
-        if online {
-            self.ready.notify();
-        }
     }
 
     /// Wakes the connection serving this mailbox without mail (a kick).
