@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::net::{self, Shared, Transport};
 use crate::protocol::ReasonCode;
 use crate::router::Router;
-use crate::session::{Registry, Services};
+use crate::session::{Registry, Services, WillCheck};
 use crate::store::{Store, StoreError};
 use crate::tls::{TlsContext, TlsError};
 
@@ -76,7 +76,8 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
     let store = open_store(&config)?;
     let directory = open_directory(&config, store.clone())?;
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
-    launch(config, store, auth, Some(directory)).await
+    let wills: Arc<dyn WillCheck> = auth.clone();
+    launch(config, store, auth, Some(directory), Some(wills)).await
 }
 
 /// Starts the broker core with the anonymous-only authenticator and no
@@ -86,7 +87,7 @@ pub async fn start_core(config: Config) -> Result<RunningBroker, StartError> {
     let auth = Arc::new(AnonymousOnly {
         allow_anonymous: config.auth.allow_anonymous,
     });
-    launch(config, store, auth, None).await
+    launch(config, store, auth, None, None).await
 }
 
 async fn launch(
@@ -94,6 +95,7 @@ async fn launch(
     store: Arc<Store>,
     auth: Arc<dyn Authenticator>,
     directory: Option<Arc<Directory>>,
+    will_check: Option<Arc<dyn WillCheck>>,
 ) -> Result<RunningBroker, StartError> {
     let loaded = store.take_loaded();
     let services = Arc::new(Services {
@@ -101,8 +103,12 @@ async fn launch(
         router: Router::new(),
         store,
         metrics: Metrics::default(),
+        will_check,
     });
     let registry = Registry::new(services.clone());
+    if let Some(directory) = &directory {
+        end_sessions_of_deleted_users(directory, &registry);
+    }
     if let Some(loaded) = loaded {
         for message in loaded.retained {
             services.router.retained().set(&Arc::new(message));
@@ -212,6 +218,7 @@ impl RunningBroker {
     /// to five seconds for connections to end, and commits the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.registry.stop();
         self.registry.kick_all(ReasonCode::SERVER_SHUTTING_DOWN);
         let wait_all = async {
             for (permits, max) in &self.limits {
@@ -230,6 +237,23 @@ impl RunningBroker {
             .ok();
         tracing::info!("broker stopped");
     }
+}
+
+/// A deleted user's stored sessions end with it: nobody may resume them,
+/// not even a new user of the same name.
+fn end_sessions_of_deleted_users(directory: &Arc<Directory>, registry: &Arc<Registry>) {
+    let runtime = tokio::runtime::Handle::current();
+    let (directory_ref, registry) = (Arc::downgrade(directory), Arc::downgrade(registry));
+    directory.on_user_change(move |username| {
+        let gone = directory_ref
+            .upgrade()
+            .is_some_and(|d| d.user(username).is_none());
+        let Some(registry) = registry.upgrade().filter(|_| gone) else {
+            return;
+        };
+        let username = username.to_owned();
+        runtime.spawn(async move { registry.end_sessions_of(&username).await });
+    });
 }
 
 /// Rebuilds the TLS configuration (with a new CRL) whenever the directory

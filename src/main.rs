@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_cert;
+mod cli_session;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Command {
     /// The built-in certificate authority (on the store of a stopped broker).
     #[command(subcommand)]
     Cert(cli_cert::CertCommand),
+    /// Stored MQTT sessions (on the store of a stopped broker).
+    #[command(subcommand)]
+    Session(cli_session::SessionCommand),
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -78,6 +82,7 @@ fn main() -> anyhow::Result<()> {
         Command::User(command) => cli::user(&config, command),
         Command::Role(command) => cli::role(&config, command),
         Command::Cert(command) => cli_cert::cert(&config, command),
+        Command::Session(command) => cli_session::session(&config, command),
     }
 }
 

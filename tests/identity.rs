@@ -5,72 +5,14 @@
 mod common;
 
 use bytes::Bytes;
+use common::users::*;
 use common::*;
-use gatehouse::identity::{Context, Directory, Effect, NewUser, Operation, Permission};
+use gatehouse::identity::{NewUser, Operation};
 use gatehouse::protocol::*;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const V3: ProtocolVersion = ProtocolVersion::V311;
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-fn perm(resource: &str, operation: Operation) -> Permission {
-    Permission {
-        resource: resource.into(),
-        operation,
-        context: Context::Mqtt,
-        effect: Effect::Allow,
-    }
-}
-
-fn deny(resource: &str, operation: Operation) -> Permission {
-    Permission {
-        effect: Effect::Deny,
-        ..perm(resource, operation)
-    }
-}
-
-fn directory(broker: &TestBroker) -> Arc<Directory> {
-    broker.broker.as_ref().unwrap().directory().unwrap().clone()
-}
-
-fn add_user(dir: &Directory, name: &str, password: &str, permissions: Vec<Permission>) {
-    dir.add_user(NewUser {
-        username: name.into(),
-        password: Some(password.into()),
-        permissions,
-        ..NewUser::default()
-    })
-    .unwrap();
-}
-
-async fn login(
-    addr: SocketAddr,
-    version: ProtocolVersion,
-    client_id: &str,
-    user: &str,
-    password: &str,
-) -> (RawClient, ConnAck) {
-    let mut c = RawClient::tcp(addr, version).await;
-    let mut connect = connect_packet(version, client_id, true);
-    connect.username = Some(user.into());
-    connect.password = Some(Bytes::copy_from_slice(password.as_bytes()));
-    let ack = c.connect_with(connect).await;
-    (c, ack)
-}
-
-async fn login_ok(
-    addr: SocketAddr,
-    version: ProtocolVersion,
-    client_id: &str,
-    user: &str,
-    password: &str,
-) -> RawClient {
-    let (c, ack) = login(addr, version, client_id, user, password).await;
-    assert_eq!(ack.reason, ReasonCode::SUCCESS, "login of {user}");
-    c
-}
 
 async fn no_backoff() -> TestBroker {
     TestBroker::start_with(|c| {

@@ -15,6 +15,7 @@ use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
 use crate::identity::{Directory, GrantMethod, LiveAcl, LiveSet, User, password};
 use crate::protocol::{MqttStr, ReasonCode};
+use crate::session::WillCheck;
 use crate::tls::PeerCertificate;
 
 pub struct DirectoryAuthenticator {
@@ -197,6 +198,20 @@ impl DirectoryAuthenticator {
                 tracing::warn!(username, "rehash failed: {e}");
             }
         });
+    }
+}
+
+impl WillCheck for DirectoryAuthenticator {
+    /// A will goes out only while its owner exists, is enabled and may
+    /// still write the topic.
+    fn may_publish_will(&self, owner: &str, client_id: &MqttStr, topic: &MqttStr) -> bool {
+        match self.directory.user(owner) {
+            Some(user) if user.enabled => {
+                let (acl, _) = self.directory.compile_acl_for(&user, client_id);
+                acl.can_publish(topic)
+            }
+            _ => false,
+        }
     }
 }
 

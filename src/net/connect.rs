@@ -9,7 +9,7 @@ use crate::auth::{AuthOutcome, Credentials};
 use crate::protocol::{
     self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
-use crate::session::{ClientSession, ConnectParams};
+use crate::session::{AttachError, ClientSession, ConnectParams};
 use crate::tls::PeerCertificate;
 
 /// A CONNECT refused before any session exists.
@@ -129,10 +129,27 @@ pub async fn accept(
             connect.keep_alive
         };
 
-    let attached = shared
+    let owner = identity.username().unwrap_or("");
+    let attached = match shared
         .registry
-        .attach(&client_id, connect.clean_start)
-        .await;
+        .attach(&client_id, connect.clean_start, owner)
+        .await
+    {
+        Ok(attached) => attached,
+        Err(AttachError::OwnedByAnother) => {
+            tracing::warn!(%peer, %client_id, username = owner, "connection refused: the client id belongs to another user's session");
+            return Err(refuse(
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "client id owned by another user",
+            ));
+        }
+        Err(AttachError::Busy) => {
+            return Err(refuse(
+                ReasonCode::SERVER_BUSY,
+                "the session's current connection did not let go",
+            ));
+        }
+    };
     let session_present = attached.session_present;
     let params = ConnectParams {
         version: connect.protocol_version,

@@ -135,9 +135,10 @@ impl ClientSession {
             (params.expiry_interval > 0).then(|| services.store.clone() as Arc<dyn DeliveryLog>);
         mailbox.set_log(log);
         if params.expiry_interval > 0 {
+            let owner = params.identity.username();
             services
                 .store
-                .put_session(&params.client_id, &attached.state.record());
+                .put_session(&params.client_id, &attached.state.record(owner));
             attached.state.stored = true;
         }
         let limits = &services.config.limits;
@@ -507,9 +508,10 @@ impl ClientSession {
     pub(super) fn persist_session(&mut self) {
         let state = &mut self.attached.as_mut().expect("attached").state;
         if state.expiry_interval > 0 {
-            self.services
-                .store
-                .put_session(self.mailbox.client_id(), &state.record());
+            self.services.store.put_session(
+                self.mailbox.client_id(),
+                &state.record(self.identity.acl.username.as_deref()),
+            );
             state.stored = true;
         }
     }
@@ -539,7 +541,8 @@ impl ClientSession {
         }
         attached.state.inflight = kept;
         let will = if close.publish_will {
-            self.will.take().map(|will| *will)
+            let acl = self.identity.acl.clone();
+            self.will.take().map(|will| (*will, acl))
         } else {
             None
         };

@@ -5,21 +5,23 @@
 //! [`ClientSession`], so the per-message path touches no shared lock.
 
 mod client;
+mod deadlines;
 mod inflight;
 mod outbound;
 mod registry;
 
 pub use client::{ClientSession, Close, ConnectParams};
 pub use inflight::{Inflight, Outgoing, Stage};
-pub use registry::{Attached, Registry};
+pub use registry::{AttachError, Attached, Registry, SessionInfo};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use crate::config::Config;
+use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{MqttStr, ReasonCode, SubscriptionOptions};
 use crate::router::{FilterKey, Mailbox, MailboxLimits, Message, Router};
@@ -32,12 +34,21 @@ impl crate::identity::Wakeup for Mailbox {
     }
 }
 
+/// Decides, when a will is due, whether its owner may still publish it
+/// (the user may have been disabled, deleted or lost the permission since
+/// it connected). Implemented by the directory authenticator.
+pub trait WillCheck: Send + Sync {
+    fn may_publish_will(&self, owner: &str, client_id: &MqttStr, topic: &MqttStr) -> bool;
+}
+
 /// What every session needs from the rest of the broker.
 pub struct Services {
     pub config: Config,
     pub router: Router,
     pub store: Arc<Store>,
     pub metrics: Metrics,
+    /// `None` for the broker core without identities.
+    pub will_check: Option<Arc<dyn WillCheck>>,
 }
 
 /// Whether a publish must wait for a store commit before it is acknowledged.
@@ -160,14 +171,58 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    pub fn record(&self) -> SessionRecord {
+    /// The durable part, as written while the client is connected.
+    pub fn record(&self, owner: Option<&str>) -> SessionRecord {
         SessionRecord {
             expiry_interval: self.expiry_interval,
+            owner: owner.map(str::to_owned),
+            disconnected_at: 0,
+            will: None,
             subscriptions: self
                 .subscriptions
                 .iter()
                 .map(|(raw, e)| (raw.clone(), e.options, e.id))
                 .collect(),
+        }
+    }
+}
+
+/// A will waiting for its delay (or for its session to end).
+pub struct PendingWill {
+    pub message: Message,
+    /// Unix ms.
+    pub due: u64,
+    /// The owner's live permissions while it was connected (`None` after a
+    /// restart: the directory decides then).
+    pub acl: Option<Arc<LiveAcl>>,
+}
+
+/// A session while no connection holds it. Boxed: only detached sessions
+/// carry it, so a connected one pays nothing for these fields.
+pub struct Detached {
+    pub state: SessionState,
+    /// Unix ms of the disconnect.
+    pub disconnected_at: u64,
+    pub will: Option<PendingWill>,
+    /// The registry's timer key for this session (Unix ms; 0: none).
+    pub deadline: u64,
+}
+
+impl Detached {
+    /// When the session expires (Unix ms); `None`: never.
+    pub fn expires_at(&self) -> Option<u64> {
+        (self.state.expiry_interval != u32::MAX).then(|| {
+            self.disconnected_at
+                .saturating_add(u64::from(self.state.expiry_interval) * 1000)
+        })
+    }
+
+    /// The next moment something is due: the will or the expiry.
+    pub fn next_due(&self) -> Option<u64> {
+        let will = self.will.as_ref().map(|w| w.due);
+        match (will, self.expires_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
@@ -187,12 +242,15 @@ pub struct Session {
     /// next kicks itself if someone is still waiting (their kick may have
     /// landed before it cleared the old one).
     attach_waiters: AtomicU32,
-    /// Bumped on each attach, so expiry and will timers can tell whether
-    /// the client came back meanwhile.
-    generation: AtomicU64,
-    /// Boxed and present only while no connection holds the session: an
-    /// attached session's state lives in its connection.
-    state: Mutex<Option<Box<SessionState>>>,
+    /// Bumped on each attach.
+    generation: AtomicU32,
+    /// The user the session belongs to, interned by the registry (0: not
+    /// claimed yet). Claimed before any kick, so another user can neither
+    /// take the session over nor knock its owner off.
+    owner: AtomicU32,
+    /// Present only while no connection holds the session: an attached
+    /// session's state lives in its connection.
+    state: Mutex<Option<Box<Detached>>>,
 }
 
 impl Session {
@@ -202,7 +260,8 @@ impl Session {
             attach_lock: tokio::sync::Semaphore::new(1),
             kick: AtomicU8::new(0),
             attach_waiters: AtomicU32::new(0),
-            generation: AtomicU64::new(0),
+            generation: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
             state: Mutex::new(None),
         }
     }
@@ -211,8 +270,20 @@ impl Session {
         self.mailbox.client_id()
     }
 
-    pub fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u32 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Claims the session for `owner` unless another user holds it;
+    /// returns the owner it belongs to.
+    fn claim(&self, owner: u32) -> u32 {
+        match self
+            .owner
+            .compare_exchange(0, owner, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => owner,
+            Err(current) => current,
+        }
     }
 
     /// Asks the connected client (if any) to leave with `reason`. The
@@ -232,8 +303,8 @@ impl Session {
         }
     }
 
-    /// Takes the state out (attach, expiry); a fresh one if there is none.
-    fn take_state(&self) -> SessionState {
-        self.state.lock().take().map(|s| *s).unwrap_or_default()
+    /// Takes the detached part out (attach, expiry, removal).
+    fn take_detached(&self) -> Option<Box<Detached>> {
+        self.state.lock().take()
     }
 }

@@ -1,15 +1,21 @@
-//! All sessions by client id: attach (with takeover), detach, expiry,
-//! delayed wills, and restoring persistent sessions from the store.
+//! All sessions by client id: attach (with ownership and takeover),
+//! detach, expiry and delayed wills, administrative removal, and restoring
+//! persistent sessions from the store.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{Services, Session, SessionState, SubscriptionEntry};
+use super::deadlines::{self, Deadlines};
+use super::{Detached, PendingWill, Services, Session, SessionState, SubscriptionEntry};
+use crate::identity::LiveAcl;
 use crate::protocol::{MqttStr, ReasonCode, Will};
-use crate::router::{FilterKey, Message};
+use crate::router::{FilterKey, Message, now_millis};
+use crate::store::SessionRecord;
 
 /// A connection's hold on its session.
 pub struct Attached {
@@ -17,7 +23,17 @@ pub struct Attached {
     pub session: Held,
     pub state: SessionState,
     pub session_present: bool,
-    generation: u64,
+}
+
+/// Why a CONNECT could not have the session it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AttachError {
+    /// The client id belongs to another user's live or stored session.
+    #[error("the client id belongs to another user's session")]
+    OwnedByAnother,
+    /// The connection holding the session did not let go in time.
+    #[error("the session's current connection did not give it back in time")]
+    Busy,
 }
 
 /// A session whose attach lock a connection holds: the permit goes back
@@ -56,11 +72,58 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// What an administrator sees of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub client_id: String,
+    /// The user it belongs to (`None`: not claimed yet, e.g. a record
+    /// from before sessions had owners).
+    pub owner: Option<String>,
+    pub connected: bool,
+    /// Known while the session is detached.
+    pub expiry_interval: Option<u32>,
+    /// Unix ms; `None` while connected.
+    pub disconnected_at: Option<u64>,
+    /// When it expires (Unix ms); `None` while connected or never.
+    pub expires_at: Option<u64>,
+    /// Messages waiting in its queue.
+    pub queued: usize,
+}
+
+/// User names interned as small numbers, so each session records its
+/// owner in four bytes.
+#[derive(Default)]
+struct Owners {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Owners {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 users");
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: u32) -> Option<Arc<str>> {
+        let index = usize::try_from(id).ok()?.checked_sub(1)?;
+        self.names.get(index).cloned()
+    }
+}
+
 pub struct Registry {
     services: Arc<Services>,
     /// Keyed by the session itself (looked up by its client id): 8 bytes
     /// a slot instead of a 32-byte id and a pointer.
     sessions: DashMap<ByClientId, ()>,
+    owners: Mutex<Owners>,
+    deadlines: Arc<Deadlines>,
+    stopping: AtomicBool,
 }
 
 /// A session as the key of the registry's table: hashes and compares as
@@ -88,11 +151,20 @@ impl std::borrow::Borrow<str> for ByClientId {
 }
 
 impl Registry {
+    /// A registry with its timer task (expiry and delayed wills) running.
     pub fn new(services: Arc<Services>) -> Arc<Registry> {
-        Arc::new(Registry {
+        let registry = Arc::new(Registry {
             services,
             sessions: DashMap::new(),
-        })
+            owners: Mutex::default(),
+            deadlines: Arc::default(),
+            stopping: AtomicBool::new(false),
+        });
+        tokio::spawn(deadlines::run(
+            registry.deadlines.clone(),
+            Arc::downgrade(&registry),
+        ));
+        registry
     }
 
     pub fn services(&self) -> &Arc<Services> {
@@ -105,6 +177,15 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// Sessions waiting for their expiry or will delay.
+    pub fn pending_deadlines(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     pub fn get(&self, client_id: &str) -> Option<Arc<Session>> {
@@ -130,30 +211,77 @@ impl Registry {
         }
     }
 
-    /// Takes the session for `client_id`, kicking a connection that holds it.
-    pub async fn attach(self: &Arc<Self>, client_id: &MqttStr, clean_start: bool) -> Attached {
+    fn remove(&self, session: &Arc<Session>) {
+        self.sessions
+            .remove_if(session.client_id().as_str(), |k, _| {
+                Arc::ptr_eq(&k.0, session)
+            });
+    }
+
+    /// The name of a session's owner.
+    pub fn owner_of(&self, session: &Session) -> Option<Arc<str>> {
+        self.owners
+            .lock()
+            .name(session.owner.load(Ordering::Acquire))
+    }
+
+    /// Takes the session for `client_id` on behalf of `owner` (a user name;
+    /// `""` for the core's clients without identities), kicking a
+    /// connection of the same owner that holds it. Another user's session
+    /// is refused without disturbing it; a holder that does not give the
+    /// session back within the connect timeout makes this `Busy`.
+    pub async fn attach(
+        self: &Arc<Self>,
+        client_id: &MqttStr,
+        clean_start: bool,
+        owner: &str,
+    ) -> Result<Attached, AttachError> {
+        let owner = self.owners.lock().intern(owner);
+        let limit = Duration::from_secs(self.services.config.limits.connect_timeout_secs);
+        let give_up = tokio::time::Instant::now() + limit;
         loop {
             let session = self.get_or_create(client_id);
+            if session.claim(owner) != owner {
+                return Err(AttachError::OwnedByAnother);
+            }
             let acquired = {
                 let _waiting = Waiting::on(&session);
                 session.kick(ReasonCode::SESSION_TAKEN_OVER);
-                let permit = session.attach_lock.acquire().await;
-                // Kept until the guard below gives it back.
-                permit.map(|permit| permit.forget()).is_ok()
+                match tokio::time::timeout_at(give_up, session.attach_lock.acquire()).await {
+                    Err(_) => return Err(AttachError::Busy),
+                    // Kept until `Held` gives it back.
+                    Ok(Ok(permit)) => {
+                        permit.forget();
+                        true
+                    }
+                    Ok(Err(_)) => false, // only if the lock were closed, which it never is
+                }
             };
             if !acquired {
-                continue; // only if the lock were closed, which it never is
+                continue;
             }
             let session = Held(session);
-            // The session may have expired while we waited.
+            // The session may have ended while we waited.
             let current = self.get(client_id);
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
                 continue;
             }
             // A kick meant for the previous holder is spent.
             session.kick.store(0, Ordering::Release);
-            let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
-            let mut state = session.take_state();
+            session.generation.fetch_add(1, Ordering::AcqRel);
+            let mut state = match session.take_detached() {
+                Some(detached) => {
+                    self.deadlines.cancel(detached.deadline, &session);
+                    let Detached { state, will, .. } = *detached;
+                    // Back before its will delay ran out: no will, unless
+                    // the session ends here (clean start).
+                    if let Some(will) = will.filter(|_| clean_start) {
+                        self.fire_will(&session, will);
+                    }
+                    state
+                }
+                None => SessionState::default(),
+            };
             if clean_start && state.established {
                 self.discard(&session, &mut state);
             }
@@ -166,12 +294,11 @@ impl Registry {
             if session.attach_waiters.load(Ordering::Acquire) > 0 {
                 session.kick(ReasonCode::SESSION_TAKEN_OVER);
             }
-            return Attached {
+            return Ok(Attached {
                 session,
                 state,
                 session_present,
-                generation,
-            };
+            });
         }
     }
 
@@ -193,87 +320,201 @@ impl Registry {
         *state = SessionState::default();
     }
 
-    /// Gives the session back when its connection ends. `will` is published
-    /// after its delay unless the client returns first.
-    pub fn detach(self: &Arc<Self>, attached: Attached, will: Option<Will>) {
+    /// Gives the session back when its connection ends. `will` (with the
+    /// owner's live permissions) is published after its delay unless the
+    /// client returns first; at once when the session ends now.
+    pub fn detach(&self, attached: Attached, will: Option<(Will, Arc<LiveAcl>)>) {
         let Attached {
             session: held,
             mut state,
-            generation,
             ..
         } = attached;
         let session = Arc::clone(&held);
         session.mailbox.set_online(false);
         session.kick.store(0, Ordering::Release);
+        let now = now_millis();
         let expiry = state.expiry_interval;
-        if expiry == 0 {
-            self.discard(&session, &mut state);
-            self.sessions
-                .remove_if(session.client_id().as_str(), |k, _| {
-                    Arc::ptr_eq(&k.0, &session)
-                });
-        } else {
-            self.services
-                .store
-                .put_session(session.client_id(), &state.record());
-            state.stored = true;
-            *session.state.lock() = Some(Box::new(state));
-        }
-        drop(held);
-        if let Some(will) = will {
+        let mut will = will.map(|(will, acl)| {
             let delay = will.properties.will_delay_interval.unwrap_or(0).min(expiry);
-            self.schedule_will(&session, generation, will, delay);
-        }
-        if expiry != 0 && expiry != u32::MAX {
-            self.schedule_expiry(&session, generation, expiry);
-        }
-    }
-
-    fn schedule_will(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        generation: u64,
-        will: Will,
-        delay: u32,
-    ) {
-        let message = will_message(will, session.client_id());
-        if delay == 0 {
-            self.services.publish(message);
-            return;
-        }
-        let services = self.services.clone();
-        let session = session.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(delay.into())).await;
-            if session.generation() == generation {
-                services.publish(message);
+            PendingWill {
+                message: will_message(will, session.client_id()),
+                due: now.saturating_add(u64::from(delay) * 1000),
+                acl: Some(acl),
             }
         });
-    }
-
-    fn schedule_expiry(self: &Arc<Self>, session: &Arc<Session>, generation: u64, secs: u32) {
-        let registry = self.clone();
-        let session = session.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(secs.into())).await;
-            registry.expire(&session, generation).await;
-        });
-    }
-
-    async fn expire(&self, session: &Arc<Session>, generation: u64) {
-        let Ok(_permit) = session.attach_lock.try_acquire() else {
-            return; // connected again
-        };
-        if session.generation() != generation {
+        if let Some(due_now) = will.take_if(|w| w.due <= now) {
+            self.fire_will(&session, due_now);
+        }
+        if expiry == 0 {
+            self.discard(&session, &mut state);
+            self.remove(&session);
+            drop(held);
             return;
         }
-        let mut state = session.take_state();
-        tracing::debug!(client_id = %session.client_id(), "session expired");
-        self.discard(session, &mut state);
-        self.sessions
-            .remove_if(session.client_id().as_str(), |k, _| {
-                Arc::ptr_eq(&k.0, session)
-            });
+        let mut detached = Box::new(Detached {
+            state,
+            disconnected_at: now,
+            will,
+            deadline: 0,
+        });
+        self.persist(&session, &detached);
+        detached.state.stored = true;
+        detached.deadline = detached.next_due().unwrap_or(0);
+        let deadline = detached.deadline;
+        *session.state.lock() = Some(detached);
+        // Armed once the lock is back: a timer that fired while the lock
+        // was still held would take the session for connected.
+        drop(held);
+        if deadline != 0 {
+            self.deadlines.arm(deadline, &session);
+        }
+    }
+
+    /// Writes a detached session's record (with its will, if one waits).
+    fn persist(&self, session: &Session, detached: &Detached) {
+        let owner = self.owner_of(session);
+        let mut record = detached.state.record(owner.as_deref());
+        record.disconnected_at = detached.disconnected_at;
+        record.will = detached.will.as_ref().map(|w| (w.message.clone(), w.due));
+        self.services
+            .store
+            .put_session(session.client_id(), &record);
+    }
+
+    /// Publishes a will if its owner may still publish it: not revoked
+    /// (disabled, deleted, certificate revoked) and still allowed to write
+    /// its topic.
+    fn fire_will(&self, session: &Session, will: PendingWill) {
+        let topic = &will.message.topic;
+        let allowed = match (&will.acl, &self.services.will_check) {
+            (Some(acl), _) => !acl.is_revoked() && acl.load().can_publish(topic),
+            (None, Some(check)) => {
+                let owner = self.owner_of(session);
+                check.may_publish_will(owner.as_deref().unwrap_or(""), session.client_id(), topic)
+            }
+            (None, None) => true,
+        };
+        if allowed {
+            self.services.publish(will.message);
+        } else {
+            tracing::info!(client_id = %session.client_id(), %topic, "will not published: its owner may no longer publish it");
+        }
+    }
+
+    /// The timer reached `due` for `session`: publish its will, or end it.
+    pub(super) fn deadline_reached(&self, due: u64, session: &Arc<Session>) {
+        let Ok(permit) = session.attach_lock.try_acquire() else {
+            return; // connected again (its attach cancelled the timer)
+        };
+        let now = now_millis();
+        let mut slot = session.state.lock();
+        let Some(detached) = slot.as_mut().filter(|d| d.deadline == due) else {
+            return; // a stale entry: the session was re-armed or ended
+        };
+        let will = detached.will.take_if(|w| w.due <= now);
+        let expired = detached.expires_at().is_some_and(|at| at <= now);
+        if expired {
+            let detached = slot.take().expect("checked above");
+            drop(slot);
+            let Detached {
+                mut state,
+                will: left,
+                ..
+            } = *detached;
+            // The session ends: a will still waiting goes now (MQTT 5
+            // §3.1.2.5).
+            for will in will.into_iter().chain(left) {
+                self.fire_will(session, will);
+            }
+            tracing::debug!(client_id = %session.client_id(), "session expired");
+            self.discard(session, &mut state);
+            self.remove(session);
+            drop(permit);
+            return;
+        }
+        detached.deadline = detached.next_due().unwrap_or(0);
+        let next = detached.deadline;
+        if will.is_some() {
+            self.persist(session, detached);
+        }
+        drop(slot);
+        drop(permit);
+        if let Some(will) = will {
+            self.fire_will(session, will);
+        }
+        if next != 0 {
+            self.deadlines.arm(next, session);
+        }
+    }
+
+    /// Ends a session (administrative action): its connection, if any, is
+    /// closed (v5 DISCONNECT 0x98), a waiting will is published, and its
+    /// subscriptions, queue and stored record are removed. `false` when
+    /// no such session exists or its connection did not let go in time.
+    pub async fn end_session(&self, client_id: &str) -> bool {
+        let Some(session) = self.get(client_id) else {
+            return false;
+        };
+        let limit = Duration::from_secs(self.services.config.limits.connect_timeout_secs);
+        let acquired = {
+            let _waiting = Waiting::on(&session);
+            session.kick(ReasonCode::ADMINISTRATIVE_ACTION);
+            match tokio::time::timeout(limit, session.attach_lock.acquire()).await {
+                Ok(Ok(permit)) => {
+                    permit.forget();
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !acquired {
+            return false;
+        }
+        let held = Held(session);
+        session_ended_by(self, &held);
+        true
+    }
+
+    /// Ends every stored session of `owner` (its user was deleted, so no
+    /// one may resume them). Connected ones are closed by the revocation
+    /// of their permissions and end when they detach.
+    pub async fn end_sessions_of(&self, owner: &str) {
+        let Some(id) = self.owners.lock().ids.get(owner).copied() else {
+            return;
+        };
+        let owned: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.key().0.owner.load(Ordering::Acquire) == id)
+            .map(|s| s.key().0.client_id().to_string())
+            .collect();
+        for client_id in owned {
+            self.end_session(&client_id).await;
+        }
+    }
+
+    /// Every session, for administrators, sorted by client id.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let all: Vec<Arc<Session>> = self.sessions.iter().map(|s| s.key().0.clone()).collect();
+        let mut infos: Vec<SessionInfo> = all
+            .iter()
+            .map(|session| {
+                let owner = self.owner_of(session).map(|o| o.to_string());
+                let slot = session.state.lock();
+                let detached = slot.as_deref();
+                SessionInfo {
+                    client_id: session.client_id().to_string(),
+                    owner,
+                    connected: detached.is_none(),
+                    expiry_interval: detached.map(|d| d.state.expiry_interval),
+                    disconnected_at: detached.map(|d| d.disconnected_at),
+                    expires_at: detached.and_then(Detached::expires_at),
+                    queued: session.mailbox.len(),
+                }
+            })
+            .collect();
+        infos.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        infos
     }
 
     /// Kicks every connected client (shutdown or administrative action).
@@ -281,6 +522,13 @@ impl Registry {
         for session in self.sessions.iter() {
             session.key().0.kick(reason);
         }
+    }
+
+    /// Stops the timer (shutdown): wills and expiries wait for the next
+    /// start, where they continue from the stored disconnect times.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.deadlines.stop();
     }
 
     /// Messages refused by full session queues, over all sessions.
@@ -292,30 +540,29 @@ impl Registry {
     }
 
     /// Recreates persistent sessions found in the store at start-up. Their
-    /// expiry restarts now, as the broker cannot know how long it was down.
-    pub fn restore(
-        self: &Arc<Self>,
-        sessions: Vec<(
-            String,
-            crate::store::SessionRecord,
-            Vec<crate::router::Delivery>,
-        )>,
-    ) {
+    /// expiry and will delay continue from the stored disconnect time (a
+    /// session that was connected when the broker stopped counts from now).
+    pub fn restore(&self, sessions: Vec<(String, SessionRecord, Vec<crate::router::Delivery>)>) {
+        let now = now_millis();
         for (client_id, record, deliveries) in sessions {
             let Some(client_id) = MqttStr::from_bytes(client_id.into()) else {
                 tracing::warn!("skipping a stored session with an invalid client id");
                 continue;
             };
             let session = self.get_or_create(&client_id);
+            if let Some(owner) = &record.owner {
+                session.claim(self.owners.lock().intern(owner));
+            }
             session.mailbox.set_log(Some(
                 self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>
             ));
             session.mailbox.restore(deliveries);
-            let mut guard = session.state.lock();
-            let state = guard.get_or_insert_with(Box::default);
-            state.established = true;
-            state.stored = true;
-            state.expiry_interval = record.expiry_interval;
+            let mut state = SessionState {
+                established: true,
+                stored: true,
+                expiry_interval: record.expiry_interval,
+                ..SessionState::default()
+            };
             for (raw, options, id) in record.subscriptions {
                 let Some(key) = FilterKey::parse(&raw) else {
                     continue;
@@ -327,12 +574,52 @@ impl Registry {
                     .subscriptions
                     .insert(raw, SubscriptionEntry { key, options, id });
             }
-            drop(guard);
-            if record.expiry_interval != u32::MAX {
-                self.schedule_expiry(&session, session.generation(), record.expiry_interval);
+            let disconnected_at = match record.disconnected_at {
+                0 => now,
+                at => at,
+            };
+            let mut detached = Box::new(Detached {
+                state,
+                disconnected_at,
+                will: record.will.map(|(message, due)| PendingWill {
+                    message,
+                    due,
+                    acl: None,
+                }),
+                deadline: 0,
+            });
+            detached.deadline = detached.next_due().unwrap_or(0);
+            let deadline = detached.deadline;
+            *session.state.lock() = Some(detached);
+            if deadline != 0 {
+                self.deadlines.arm(deadline, &session);
             }
         }
     }
+}
+
+/// Ends a session whose attach lock `held` holds (see
+/// [`Registry::end_session`]).
+fn session_ended_by(registry: &Registry, held: &Held) {
+    let session: &Arc<Session> = held;
+    let current = registry.get(session.client_id());
+    if !current.is_some_and(|c| Arc::ptr_eq(&c, session)) {
+        return; // it ended meanwhile
+    }
+    let mut state = match session.take_detached() {
+        Some(detached) => {
+            registry.deadlines.cancel(detached.deadline, session);
+            let Detached { state, will, .. } = *detached;
+            if let Some(will) = will {
+                registry.fire_will(session, will);
+            }
+            state
+        }
+        None => SessionState::default(),
+    };
+    tracing::info!(client_id = %session.client_id(), "session ended by an administrator");
+    registry.discard(session, &mut state);
+    registry.remove(session);
 }
 
 /// The message a will becomes (the will's properties ride along).

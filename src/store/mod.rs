@@ -82,6 +82,7 @@ pub struct Committed {
 }
 
 /// What the store held at start-up.
+#[derive(Default)]
 pub struct Loaded {
     pub retained: Vec<Message>,
     pub sessions: Vec<(String, SessionRecord, Vec<Delivery>)>,

@@ -15,12 +15,23 @@ const FORMAT: u8 = 1;
 pub struct RecordError(&'static str);
 
 /// A persistent session's durable part.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionRecord {
     pub expiry_interval: u32,
+    /// The user who created the session (the only one who may resume it);
+    /// `None` in records written before sessions had owners.
+    pub owner: Option<String>,
+    /// When the client disconnected (Unix ms); 0 while it is connected.
+    /// Expiry and will delay count from here, also across restarts.
+    pub disconnected_at: u64,
+    /// A will waiting for its delay, and when it is due (Unix ms).
+    pub will: Option<(Message, u64)>,
     /// Raw SUBSCRIBE filters with their options and identifier.
     pub subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
 }
+
+/// Session records since owners, disconnect times and wills were kept.
+const SESSION_FORMAT: u8 = 2;
 
 fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_u16(s.len() as u16);
@@ -65,37 +76,55 @@ fn options_from(b: u8) -> Result<SubscriptionOptions, RecordError> {
 impl SessionRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = BytesMut::new();
-        buf.put_u8(FORMAT);
+        buf.put_u8(SESSION_FORMAT);
         buf.put_u32(self.expiry_interval);
+        put_str(&mut buf, self.owner.as_deref().unwrap_or(""));
+        buf.put_u64(self.disconnected_at);
         buf.put_u32(self.subscriptions.len() as u32);
         for (filter, options, id) in &self.subscriptions {
             put_str(&mut buf, filter);
             buf.put_u8(options_byte(options));
             buf.put_u32(id.unwrap_or(0));
         }
+        if let Some((message, due)) = &self.will {
+            buf.put_u64(*due);
+            put_message(&mut buf, message);
+        }
         buf.to_vec()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
         let mut buf = Bytes::copy_from_slice(bytes);
-        need(&buf, 9)?;
-        if buf.get_u8() != FORMAT {
+        need(&buf, 5)?;
+        let format = buf.get_u8();
+        if format != FORMAT && format != SESSION_FORMAT {
             return Err(RecordError("unknown format"));
         }
         let expiry_interval = buf.get_u32();
+        let mut record = SessionRecord {
+            expiry_interval,
+            ..SessionRecord::default()
+        };
+        if format == SESSION_FORMAT {
+            record.owner = Some(get_str(&mut buf)?).filter(|o| !o.is_empty());
+            need(&buf, 8)?;
+            record.disconnected_at = buf.get_u64();
+        }
+        need(&buf, 4)?;
         let count = buf.get_u32();
-        let mut subscriptions = Vec::new();
         for _ in 0..count {
             let filter = get_str(&mut buf)?;
             need(&buf, 5)?;
             let options = options_from(buf.get_u8())?;
             let id = Some(buf.get_u32()).filter(|&id| id != 0);
-            subscriptions.push((filter, options, id));
+            record.subscriptions.push((filter, options, id));
         }
-        Ok(SessionRecord {
-            expiry_interval,
-            subscriptions,
-        })
+        if format == SESSION_FORMAT && buf.has_remaining() {
+            need(&buf, 8)?;
+            let due = buf.get_u64();
+            record.will = Some((get_message(&mut buf)?, due));
+        }
+        Ok(record)
     }
 }
 

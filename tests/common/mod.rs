@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod process;
+pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
 pub use process::{Binary, free_port};
 
