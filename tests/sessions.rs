@@ -26,17 +26,6 @@ async fn persistent(
     (c, ack)
 }
 
-/// A non-retained will without properties.
-fn will(topic: &str, payload: &'static [u8], qos: QoS) -> Will {
-    Will {
-        topic: topic.into(),
-        payload: Bytes::from_static(payload),
-        qos,
-        retain: false,
-        properties: Properties::default(),
-    }
-}
-
 #[tokio::test]
 async fn offline_messages_survive_a_restart() {
     let mut broker = TestBroker::start().await;

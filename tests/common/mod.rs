@@ -288,6 +288,17 @@ pub fn publish(topic: &str, payload: &[u8], qos: QoS, retain: bool, packet_id: u
     }
 }
 
+/// A will on `topic` without properties.
+pub fn will(topic: &str, payload: &'static [u8], qos: QoS) -> Will {
+    Will {
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        qos,
+        retain: false,
+        properties: Properties::default(),
+    }
+}
+
 /// Runs a command with a timeout, returning (status, stdout).
 pub async fn run_cmd(program: &str, args: &[&str], wait: Duration) -> (Option<i32>, String) {
     let child = tokio::process::Command::new(program)
