@@ -19,7 +19,8 @@ pub fn session(config: &Config, command: SessionCommand) -> anyhow::Result<()> {
     let loaded = store.take_loaded().unwrap_or_default();
     match command {
         SessionCommand::List => {
-            for (client_id, record, queued) in &loaded.sessions {
+            for session in &loaded.sessions {
+                let (client_id, record) = (&session.client_id, &session.record);
                 let expiry = match record.expiry_interval {
                     u32::MAX => "never".to_string(),
                     secs => format!("{secs}s"),
@@ -27,12 +28,12 @@ pub fn session(config: &Config, command: SessionCommand) -> anyhow::Result<()> {
                 println!(
                     "{client_id}\towner={}\texpiry={expiry}\tqueued={}",
                     record.owner.as_deref().unwrap_or("-"),
-                    queued.len()
+                    session.deliveries.len()
                 );
             }
         }
         SessionCommand::Rm { client_id } => {
-            if !loaded.sessions.iter().any(|(id, _, _)| *id == client_id) {
+            if !loaded.sessions.iter().any(|s| s.client_id == client_id) {
                 bail!("no stored session for client id `{client_id}`");
             }
             store.delete_session(&client_id);

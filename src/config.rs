@@ -168,6 +168,9 @@ pub struct Limits {
     /// A plain-TCP connection quiet for this long leaves its task and
     /// waits in the parker (it also does right after CONNECT); 0: never.
     pub hibernate_after_ms: u64,
+    /// A client that does not take what is written to it within this
+    /// long is disconnected.
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,11 +230,17 @@ impl Default for Limits {
             max_keep_alive_secs: 3600,
             max_session_expiry_secs: 7 * 24 * 3600,
             hibernate_after_ms: 1000,
+            write_timeout_secs: 30,
         }
     }
 }
 
 impl Limits {
+    /// The write deadline (at least a second).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_secs.max(1))
+    }
+
     /// `None` when hibernation is off.
     pub fn hibernate_after(&self) -> Option<std::time::Duration> {
         (self.hibernate_after_ms > 0)

@@ -15,6 +15,14 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     pub publish_denied: AtomicU64,
     pub subscribe_denied: AtomicU64,
+    /// Deliveries dropped because the subscriber may no longer read them.
+    pub deliveries_denied: AtomicU64,
+    /// Deliveries dropped because their message expired on the way.
+    pub messages_expired: AtomicU64,
+    /// Deliveries dropped as larger than the client's maximum packet size.
+    pub messages_too_large: AtomicU64,
+    /// QoS 1/2 publishes refused because the store could not take them.
+    pub publish_unstored: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -30,6 +38,10 @@ impl Default for Metrics {
             protocol_errors: AtomicU64::new(0),
             publish_denied: AtomicU64::new(0),
             subscribe_denied: AtomicU64::new(0),
+            deliveries_denied: AtomicU64::new(0),
+            messages_expired: AtomicU64::new(0),
+            messages_too_large: AtomicU64::new(0),
+            publish_unstored: AtomicU64::new(0),
         }
     }
 }

@@ -55,6 +55,18 @@ fn publish_all(registry: &Registry) {
         ("messages/sent", Metrics::get(&m.messages_sent).to_string()),
         ("messages/dropped", registry.dropped_messages().to_string()),
         (
+            "messages/refused/denied",
+            Metrics::get(&m.deliveries_denied).to_string(),
+        ),
+        (
+            "messages/refused/expired",
+            Metrics::get(&m.messages_expired).to_string(),
+        ),
+        (
+            "messages/refused/too large",
+            Metrics::get(&m.messages_too_large).to_string(),
+        ),
+        (
             "bytes/received",
             Metrics::get(&m.bytes_received).to_string(),
         ),

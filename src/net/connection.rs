@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -324,6 +324,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
     // a connection that attached after that sees the flag here.
     let stopping = *conn.slot.shared.shutdown.borrow();
     let mut last_active = Instant::now();
+    let mut woken_during_write = false;
     let sleep = tokio::time::sleep_until(next_timer(
         conn.last_read,
         conn.keep_alive,
@@ -344,8 +345,9 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
             return Exit::Close(revoked(conn.peer, client_id));
         }
         // Packets already buffered first: a client may pipeline CONNECT
-        // with more packets in one segment.
-        loop {
+        // with more packets in one segment. A 3.1.1 client whose
+        // acknowledgements wait for the store is not read meanwhile.
+        while conn.session.accepts_input() {
             match protocol::decode(&mut conn.rbuf, Some(conn.version), max_packet) {
                 Ok(Some(packet)) => {
                     if let Err(close) = conn.session.handle(packet, &mut conn.out) {
@@ -362,15 +364,33 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
         }
         reserve_or_shrink(&mut conn.rbuf);
         let more = conn.session.pump(&mut conn.out, &mut conn.batch);
-        if !conn.out.is_empty() {
+        if !conn.out.is_empty() && conn.session.may_write() {
             Metrics::add(&services.metrics.bytes_sent, conn.out.len() as u64);
-            if write_out(&mut conn.stream, &mut conn.out).await.is_err() {
-                return Exit::Close(Close::error(ReasonCode::UNSPECIFIED_ERROR));
+            // Most writes complete at once; only one that has to wait pays
+            // for the deadline and the watch (boxed, off the task's size).
+            let at_once = {
+                let write = write_out(&mut conn.stream, &mut conn.out);
+                tokio::pin!(write);
+                futures_util::poll!(write)
+            };
+            match at_once {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Exit::Close(Close::lost()),
+                Poll::Pending => {
+                    match Box::pin(write_or_leave(conn, &mailbox, &acl, &mut sleep)).await {
+                        Ok(woken) => woken_during_write |= woken,
+                        Err(close) => return Exit::Close(close),
+                    }
+                }
             }
             last_active = Instant::now();
         }
         if let Some(after) = hibernate_after {
-            let quiet = !more && conn.rbuf.is_empty() && !conn.session.awaits_commit();
+            let quiet = !more
+                && !woken_during_write
+                && conn.rbuf.is_empty()
+                && conn.out.is_empty()
+                && !conn.session.awaits_commit();
             if quiet && (fresh || last_active.elapsed() >= after) {
                 let cell = Cell::preparing();
                 match interruption(&mailbox, &acl, &cell) {
@@ -385,30 +405,31 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
             }
         }
         fresh = false;
+        let reading = conn.session.accepts_input();
+        let woken = std::mem::take(&mut woken_during_write);
         tokio::select! {
             biased;
-            read = read_when_ready(&mut conn.stream, &mut conn.rbuf) => {
+            read = read_when_ready(&mut conn.stream, &mut conn.rbuf), if reading => {
                 match read {
-                    Ok(0) | Err(_) => return Exit::Close(Close { reason: ReasonCode::UNSPECIFIED_ERROR, publish_will: true, notify: false }),
+                    Ok(0) | Err(_) => return Exit::Close(Close::lost()),
                     Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
                 }
                 conn.last_read = Instant::now();
                 last_active = conn.last_read;
             }
-            // Only sync durability waits for commits; the wait is boxed so
-            // that it costs nothing on connections that never do.
-            committed = async {
+            // Only what waits for the store waits here; the wait is boxed
+            // so that it costs nothing on connections that never do.
+            _ = async {
                 if conn.session.awaits_commit() {
                     Box::pin(conn.session.commit_done()).await
                 } else {
                     std::future::pending().await
                 }
             } => {
-                if !committed {
+                if let Err(close) = conn.session.flush_acks(&mut conn.out) {
                     tracing::error!(%client_id, "store commit failed; closing without acknowledgement");
-                    return Exit::Close(Close::error(ReasonCode::UNSPECIFIED_ERROR));
+                    return Exit::Close(close);
                 }
-                conn.session.flush_acks(&mut conn.out);
             }
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
             _ = &mut sleep => {
@@ -419,8 +440,64 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 // Otherwise hibernation may be due: the next turn checks.
                 sleep.as_mut().reset(next_timer(conn.last_read, conn.keep_alive, last_active, hibernate_after));
             }
-            // More queued than one write holds: go round again at once.
-            _ = std::future::ready(()), if more => {}
+            // More queued than one write holds, or a wake-up came during
+            // the last write: go round again at once.
+            _ = std::future::ready(()), if more || woken => {}
+        }
+    }
+}
+
+/// Writes the output buffer, unless something that ends the connection
+/// comes first: a kick or revocation (shutdown is a kick), the keep-alive
+/// deadline, or the write deadline (a peer that stopped reading must not
+/// hold its connection, or a takeover waiting for it, forever). Returns
+/// whether the mailbox was woken meanwhile (its wake-up was consumed).
+async fn write_or_leave<S: ByteStream>(
+    conn: &mut Conn<S>,
+    mailbox: &Mailbox,
+    acl: &LiveAcl,
+    keep_alive: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<bool, Close> {
+    let limit = conn
+        .slot
+        .shared
+        .registry
+        .services()
+        .config
+        .limits
+        .write_timeout();
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut woken = false;
+    let write = write_out(&mut conn.stream, &mut conn.out);
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            biased;
+            written = &mut write => {
+                return written.map(|()| woken).map_err(|_| Close::lost());
+            }
+            _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
+                woken = true;
+                if let Some(reason) = conn.session.kicked() {
+                    return Err(kick_close(reason));
+                }
+                if acl.is_revoked() {
+                    return Err(revoked(conn.peer, mailbox.client_id()));
+                }
+            }
+            _ = keep_alive.as_mut() => {
+                if conn.keep_alive.is_some_and(|limit| conn.last_read.elapsed() >= limit) {
+                    tracing::info!(peer = %conn.peer, client_id = %mailbox.client_id(), "keep alive timeout while writing");
+                    return Err(Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT));
+                }
+                let far = Instant::now() + FAR;
+                keep_alive.as_mut().reset(conn.keep_alive.map_or(far, |k| conn.last_read + k));
+            }
+            _ = &mut deadline => {
+                tracing::info!(peer = %conn.peer, client_id = %mailbox.client_id(), "closing: the client stopped reading ({limit:?} write deadline)");
+                return Err(Close::lost());
+            }
         }
     }
 }
@@ -506,7 +583,7 @@ async fn establish<S: ByteStream>(
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
                 out,
             );
-            let _ = stream.write_all(out).await;
+            goodbye(stream, out).await;
             return None;
         }
         Ok(Err(ReadError::Decode(e))) => {
@@ -529,29 +606,44 @@ async fn establish<S: ByteStream>(
         Err(refused) => {
             tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
             write_refusal(version, refused.reason, out);
-            let _ = stream.write_all(out).await;
+            goodbye(stream, out).await;
             None
         }
     }
 }
 
-/// Flushes what is left and closes the stream, each within a second.
+/// Flushes what is left and closes gracefully: shuts down writing, then
+/// discards input until the client closes too (at most a second), so
+/// that unread input does not turn the close into a reset that would
+/// discard a DISCONNECT or CONNACK carrying the reason.
 async fn goodbye<S: ByteStream>(stream: &mut S, out: &mut BytesMut) {
+    let second = Duration::from_secs(1);
     if !out.is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_out(stream, out)).await;
+        let _ = tokio::time::timeout(second, write_out(stream, out)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+    let _ = tokio::time::timeout(second, stream.shutdown()).await;
+    let _ = tokio::time::timeout(second, async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
+/// Writes all of `out`; on an interrupted write, `out` keeps exactly what
+/// was not written yet.
 async fn write_out<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
-    stream.write_all(out).await?;
+    let written = out.len();
+    stream.write_all_buf(out).await?;
     stream.flush().await?;
     // A small write (a PINGRESP, an acknowledgement) suggests a quiet
     // connection: give the buffer back. Busy ones keep theirs, up to a cap.
-    let written = out.len();
     out.clear();
     if written < SMALL_WRITE || out.capacity() > IDLE_BUFFER_LIMIT {
         *out = BytesMut::new();

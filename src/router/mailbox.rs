@@ -86,10 +86,19 @@ impl Mailbox {
         self.queue.lock().log = log;
     }
 
+    /// Deliveries to this mailbox are stored (a persistent session).
+    pub fn is_logged(&self) -> bool {
+        self.queue.lock().log.is_some()
+    }
+
     /// No wake-up when going online: the connection that attaches pumps
     /// the mailbox on its first turn anyway (a wake-up here only made it
     /// go round once more, and abandon its first hibernation attempt).
+    /// Switched under the queue's lock, which `push` reads it under: a
+    /// delivery either lands before the switch (and the first pump finds
+    /// it) or sees the mailbox online (and wakes the connection).
     pub fn set_online(&self, online: bool) {
+        let _queue = self.queue.lock();
         self.online.store(online, Ordering::Release);
     }
 
@@ -105,12 +114,12 @@ impl Mailbox {
     /// Queues a delivery. A full queue (by count or bytes) drops the new
     /// message and counts it; QoS 0 to an offline client is not queued.
     pub fn push(&self, mut delivery: Delivery) -> bool {
+        let weight = delivery.message.weight();
+        let mut queue = self.queue.lock();
         let online = self.is_online();
         if !online && delivery.qos == QoS::AtMostOnce {
             return false;
         }
-        let weight = delivery.message.weight();
-        let mut queue = self.queue.lock();
         if queue.deliveries.len() >= self.max_messages as usize
             || queue.bytes + weight > self.max_bytes as usize
         {

@@ -124,6 +124,16 @@ impl Router {
         }
     }
 
+    /// Whether a persistent session subscribes to `topic` at QoS 1 or 2
+    /// (its deliveries would be stored).
+    pub fn has_persistent_subscriber(&self, topic: &str) -> bool {
+        let mut found = false;
+        self.subscriptions.read().for_each_match(topic, |sub, _| {
+            found |= sub.options.qos != crate::protocol::QoS::AtMostOnce && sub.mailbox.is_logged();
+        });
+        found
+    }
+
     /// Number of subscriptions (for `$SYS`).
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.read().len()

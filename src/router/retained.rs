@@ -18,13 +18,24 @@ impl RetainedStore {
     /// Stores, replaces or (empty payload) deletes the topic's message.
     /// Returns true when the stored state changed.
     pub fn set(&self, message: &Arc<Message>) -> bool {
+        self.set_with(message, |_| {})
+    }
+
+    /// [`set`](Self::set), calling `changed` (which persists the change)
+    /// under the same lock, so that changes reach the store in the order
+    /// they reached memory.
+    pub fn set_with(&self, message: &Arc<Message>, changed: impl FnOnce(&Arc<Message>)) -> bool {
         let mut messages = self.messages.write();
-        if message.payload.is_empty() {
+        let did = if message.payload.is_empty() {
             messages.remove(&message.topic).is_some()
         } else {
             messages.insert(message.topic.clone(), message.clone());
             true
+        };
+        if did {
+            changed(message);
         }
+        did
     }
 
     /// Unexpired retained messages matching `filter`.
@@ -46,19 +57,18 @@ impl RetainedStore {
             .collect()
     }
 
-    /// Drops expired messages; returns their topics (so the store can too).
-    pub fn purge_expired(&self) -> Vec<MqttStr> {
+    /// Drops expired messages, calling `removed` for each topic under the
+    /// lock (a newer message for the topic cannot slip in between).
+    pub fn purge_expired_with(&self, mut removed: impl FnMut(&str)) {
         let now = now_millis();
         let mut messages = self.messages.write();
-        let expired: Vec<MqttStr> = messages
-            .values()
-            .filter(|m| m.is_expired(now))
-            .map(|m| m.topic.clone())
-            .collect();
-        for topic in &expired {
-            messages.remove(topic);
-        }
-        expired
+        messages.retain(|topic, m| {
+            let keep = !m.is_expired(now);
+            if !keep {
+                removed(topic);
+            }
+            keep
+        });
     }
 
     pub fn len(&self) -> usize {

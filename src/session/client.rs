@@ -3,15 +3,15 @@
 //! Pure with respect to I/O: everything it sends is appended to a buffer.
 
 use bytes::BytesMut;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::watch;
 
+use super::acks::{Held, HeldAck};
 use super::{
     Attached, Inflight, Outgoing, Persisted, Registry, Services, Stage, SubscriptionEntry,
 };
 use crate::auth::Identity;
-use crate::config::{Durability, OnPublishDenied};
+use crate::config::OnPublishDenied;
 use crate::identity::Wakeup;
 use crate::metrics::Metrics;
 use crate::protocol::{
@@ -19,7 +19,7 @@ use crate::protocol::{
     ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message};
-use crate::store::Committed;
+use crate::store::StoredStage;
 
 /// Why and how a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,16 @@ impl Close {
             reason,
             publish_will: true,
             notify: true,
+        }
+    }
+
+    /// The network connection is gone (or useless: the peer stopped
+    /// reading): will, no DISCONNECT.
+    pub fn lost() -> Close {
+        Close {
+            reason: ReasonCode::UNSPECIFIED_ERROR,
+            publish_will: true,
+            notify: false,
         }
     }
 
@@ -66,23 +76,6 @@ pub struct ConnectParams {
     pub topic_alias_maximum: u16,
 }
 
-/// A successful PUBACK or PUBREC waiting for its commit: 4 bytes, not a
-/// `Packet`, in the queue every sync-mode publish passes through.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum HeldAck {
-    PubAck(u16),
-    PubRec(u16),
-}
-
-impl HeldAck {
-    fn packet(self) -> Packet {
-        match self {
-            HeldAck::PubAck(id) => Packet::PubAck(PubResponse::new(id, ReasonCode::SUCCESS)),
-            HeldAck::PubRec(id) => Packet::PubRec(PubResponse::new(id, ReasonCode::SUCCESS)),
-        }
-    }
-}
-
 /// Topic aliases in use, both ways: boxed on first use, most clients
 /// never use one.
 #[derive(Default)]
@@ -90,14 +83,6 @@ pub(super) struct TopicAliases {
     /// Inbound (index = alias - 1), grown on use.
     pub(super) inbound: Vec<Option<MqttStr>>,
     pub(super) outbound: HashMap<MqttStr, u16>,
-}
-
-/// Acknowledgements held until the store has committed this many
-/// operations (sync durability), in order; built when sent. Boxed while
-/// any wait, dropped once none do.
-pub(super) struct HeldAcks {
-    queue: VecDeque<(u64, HeldAck)>,
-    committed: watch::Receiver<Committed>,
 }
 
 /// Every connection keeps one for its whole life (hibernating ones too),
@@ -115,7 +100,8 @@ pub struct ClientSession {
     pub(super) alias_out_max: u16,
     pub(super) max_packet_out: u32,
     pub(super) aliases: Option<Box<TopicAliases>>,
-    pub(super) held_acks: Option<Box<HeldAcks>>,
+    /// What waits for the store (see `acks.rs`).
+    pub(super) held: Option<Box<Held>>,
     pub(super) acl_version: u64,
     /// Our registration with the `LiveAcl` (woken on revocation).
     acl_watch: u32,
@@ -160,7 +146,7 @@ impl ClientSession {
             version: params.version,
             identity: params.identity,
             will: params.will.map(Box::new),
-            held_acks: None,
+            held: None,
             acl_version,
             acl_watch,
         }
@@ -205,10 +191,22 @@ impl ClientSession {
                 if rec.reason.is_error() {
                     self.complete(rec.packet_id, Stage::AwaitPubRec);
                 } else {
-                    let reason = if self.attached().state.inflight.released(rec.packet_id) {
-                        ReasonCode::SUCCESS
-                    } else {
-                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                    let reason = match self.attached().state.inflight.released(rec.packet_id) {
+                        Some(seq) => {
+                            // The PUBREL stage goes to the disk before the
+                            // PUBREL goes out: a restart then resends the
+                            // PUBREL, never the PUBLISH again.
+                            let stage = StoredStage {
+                                packet_id: rec.packet_id,
+                                released: true,
+                            };
+                            if seq != 0 {
+                                self.services.store.stage(self.client_id(), seq, stage);
+                                self.hold_output();
+                            }
+                            ReasonCode::SUCCESS
+                        }
+                        None => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
                     };
                     self.write(
                         &Packet::PubRel(PubResponse::new(rec.packet_id, reason)),
@@ -222,15 +220,22 @@ impl ClientSession {
                 Ok(())
             }
             Packet::PubRel(rel) => {
-                let reason = if self.attached().state.inbound_qos2.remove(&rel.packet_id) {
-                    ReasonCode::SUCCESS
-                } else {
-                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
-                };
-                self.write(
-                    &Packet::PubComp(PubResponse::new(rel.packet_id, reason)),
-                    out,
-                );
+                let id = rel.packet_id;
+                if !self.attached().state.inbound_qos2.remove(&id) {
+                    let reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+                    self.write(&Packet::PubComp(PubResponse::new(id, reason)), out);
+                    return Ok(());
+                }
+                let mut persisted = Persisted::Nothing;
+                if self.persistent() {
+                    // Released on the disk before PUBCOMP: after a restart
+                    // a reused id must not look like a duplicate.
+                    self.services
+                        .store
+                        .inbound_qos2(self.client_id(), id, false);
+                    persisted = Persisted::AwaitCommit(self.services.store.submitted());
+                }
+                self.acknowledge(HeldAck::PubComp(id), persisted, out);
                 Ok(())
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe, out),
@@ -292,30 +297,40 @@ impl ClientSession {
             publish.topic = prefixed(prefix, &publish.topic)
                 .ok_or(Close::error(ReasonCode::TOPIC_NAME_INVALID))?;
         }
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        if qos == QoS::ExactlyOnce && self.attached().state.inbound_qos2.contains(&packet_id) {
+            // A resend of a message we already routed: acknowledge again
+            // only, and not before the first copy's commit.
+            self.acknowledge(HeldAck::PubRec(packet_id), Persisted::Nothing, out);
+            return Ok(());
+        }
+        if qos != QoS::AtMostOnce
+            && self.version == ProtocolVersion::V5
+            && self.inbound_in_flight() >= usize::from(self.services.config.limits.receive_maximum)
+        {
+            return Err(Close::error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+        }
         if !self.identity.acl.load().can_publish(&publish.topic) {
             return self.publish_denied(&publish, out);
         }
         if publish.retain && !self.services.config.mqtt.retain_available {
             return Err(Close::error(ReasonCode::RETAIN_NOT_SUPPORTED));
         }
-        let (qos, packet_id) = (publish.qos, publish.packet_id);
-        let held = self.held_acks.as_ref().map_or(0, |h| h.queue.len());
-        let in_flight = held + self.attached().state.inbound_qos2.len();
-        if qos != QoS::AtMostOnce
-            && in_flight >= usize::from(self.services.config.limits.receive_maximum)
-        {
-            return Err(Close::error(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED));
+        let store = &self.services.store;
+        if qos != QoS::AtMostOnce && !store.is_healthy() && self.services.would_persist(&publish) {
+            // Refused before routing: a retry must not fan out copies.
+            return self.refuse_unstored(qos, packet_id, out);
         }
-        if qos == QoS::ExactlyOnce && self.attached().state.inbound_qos2.contains(&packet_id) {
-            // A resend of a message we already routed: acknowledge again only.
-            self.write(
-                &Packet::PubRec(PubResponse::new(packet_id, ReasonCode::SUCCESS)),
-                out,
-            );
-            return Ok(());
-        }
+        let keep_id = qos == QoS::ExactlyOnce && self.persistent();
         let message = Message::from_publish(publish, Some(self.client_id().clone()));
-        let persisted = self.services.publish(message);
+        let client_id = self.mailbox.client_id();
+        let persisted = self.services.publish_with(message, || {
+            if keep_id {
+                // In the same transaction as the message: a resend after a
+                // restart is recognised, and never routed twice.
+                store.inbound_qos2(client_id, packet_id, true);
+            }
+        });
         let ack = match qos {
             QoS::AtMostOnce => return Ok(()),
             QoS::AtLeastOnce => HeldAck::PubAck(packet_id),
@@ -324,27 +339,7 @@ impl ClientSession {
                 HeldAck::PubRec(packet_id)
             }
         };
-        let sync = self.services.config.storage.durability == Durability::Sync;
-        let waiting = self.held_acks.as_ref().and_then(|h| h.queue.back());
-        let ticket = match (persisted, waiting) {
-            (Persisted::AwaitCommit(ticket), _) if sync => ticket,
-            // Keep acknowledgements in order behind any that still wait.
-            (_, Some(&(ticket, _))) => ticket,
-            _ => {
-                self.write(&ack.packet(), out);
-                return Ok(());
-            }
-        };
-        let store = &self.services.store;
-        self.held_acks
-            .get_or_insert_with(|| {
-                Box::new(HeldAcks {
-                    queue: VecDeque::new(),
-                    committed: store.committed(),
-                })
-            })
-            .queue
-            .push_back((ticket, ack));
+        self.acknowledge(ack, persisted, out);
         Ok(())
     }
 
@@ -378,47 +373,6 @@ impl ClientSession {
             }
         }
         Ok(())
-    }
-
-    /// Acknowledgements are held for a store commit.
-    pub fn awaits_commit(&self) -> bool {
-        self.held_acks.is_some()
-    }
-
-    /// Waits until the oldest held acknowledgement's commit is done;
-    /// `false` means a commit failed and the connection must close
-    /// unacknowledged.
-    pub async fn commit_done(&mut self) -> bool {
-        let Some(held) = self.held_acks.as_mut() else {
-            return std::future::pending().await;
-        };
-        let Some(&(ticket, _)) = held.queue.front() else {
-            return std::future::pending().await;
-        };
-        match held
-            .committed
-            .wait_for(|c| c.failed || c.ops >= ticket)
-            .await
-        {
-            Ok(state) => !state.failed,
-            Err(_) => false,
-        }
-    }
-
-    /// Sends every acknowledgement whose commit is done.
-    pub fn flush_acks(&mut self, out: &mut BytesMut) {
-        let Some(held) = self.held_acks.as_mut() else {
-            return;
-        };
-        let done = held.committed.borrow().ops;
-        while let Some(&(ticket, ack)) = held.queue.front() {
-            if ticket > done {
-                return;
-            }
-            held.queue.pop_front();
-            protocol::encode(&ack.packet(), self.version, out);
-        }
-        self.held_acks = None;
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe, out: &mut BytesMut) -> Result<(), Close> {
@@ -505,6 +459,13 @@ impl ClientSession {
         self.write(&Packet::UnsubAck(ack), out);
     }
 
+    /// The session outlives the connection (its state is stored).
+    pub(super) fn persistent(&self) -> bool {
+        self.attached
+            .as_ref()
+            .is_some_and(|a| a.state.expiry_interval > 0)
+    }
+
     pub(super) fn persist_session(&mut self) {
         let state = &mut self.attached.as_mut().expect("attached").state;
         if state.expiry_interval > 0 {
@@ -532,7 +493,9 @@ impl ClientSession {
         let inflight = std::mem::take(&mut attached.state.inflight);
         let mut kept = Inflight::default();
         for entry in into_entries(inflight) {
-            let shared = entry.delivery.shared.is_some() && entry.stage != Stage::AwaitPubComp;
+            // A QoS 2 message that reached this member is never sent to
+            // another (MQTT 5 §4.8.2); a QoS 1 one may be.
+            let shared = entry.delivery.shared.is_some() && entry.delivery.qos == QoS::AtLeastOnce;
             if shared && router.redeliver_shared(entry.delivery.clone(), self.client_id()) {
                 self.services.store.dequeue(entry.delivery.seq);
             } else {

@@ -19,6 +19,9 @@ pub struct Outgoing {
     pub packet_id: u16,
     pub delivery: Delivery,
     pub stage: Stage,
+    /// Sent on an earlier connection and not yet again on this one (it
+    /// waits for room in this client's receive maximum).
+    pub resend: bool,
 }
 
 /// In send order, so a reconnecting client gets resends in the original
@@ -27,11 +30,56 @@ pub struct Outgoing {
 pub struct Inflight {
     entries: VecDeque<Outgoing>,
     last_id: u16,
+    /// Entries waiting to be resent.
+    resends: u16,
 }
 
 impl Inflight {
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Entries the client counts against its receive maximum: everything
+    /// sent on this connection.
+    pub fn in_window(&self) -> usize {
+        self.entries.len() - usize::from(self.resends)
+    }
+
+    /// A new connection: everything must be sent again.
+    pub fn mark_for_resend(&mut self) {
+        for entry in &mut self.entries {
+            entry.resend = true;
+        }
+        self.resends = u16::try_from(self.entries.len()).unwrap_or(u16::MAX);
+    }
+
+    pub fn has_resends(&self) -> bool {
+        self.resends > 0
+    }
+
+    /// The oldest entry still to be resent, with its position.
+    pub fn next_resend(&self) -> Option<(usize, &Outgoing)> {
+        if self.resends == 0 {
+            return None;
+        }
+        self.entries.iter().enumerate().find(|(_, e)| e.resend)
+    }
+
+    /// The entry at `index` was resent.
+    pub fn resent(&mut self, index: usize) {
+        if let Some(entry) = self.entries.get_mut(index).filter(|e| e.resend) {
+            entry.resend = false;
+            self.resends -= 1;
+        }
+    }
+
+    /// Removes the entry at `index` (refused on resend).
+    pub fn remove_at(&mut self, index: usize) -> Option<Outgoing> {
+        let entry = self.entries.remove(index)?;
+        if entry.resend {
+            self.resends -= 1;
+        }
+        Some(entry)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,22 +114,21 @@ impl Inflight {
     /// Removes the entry acknowledged by PUBACK or PUBCOMP.
     pub fn complete(&mut self, packet_id: u16, stage: Stage) -> Option<Outgoing> {
         let index = self.position(packet_id, stage)?;
-        self.entries.remove(index)
+        self.remove_at(index)
     }
 
     /// PUBREC received: the entry moves on to waiting for PUBCOMP.
-    pub fn released(&mut self, packet_id: u16) -> bool {
-        match self.position(packet_id, Stage::AwaitPubRec) {
-            Some(index) => {
-                self.entries[index].stage = Stage::AwaitPubComp;
-                true
-            }
-            None => false,
-        }
+    /// Returns its store sequence (0: not persisted), `None` if unknown.
+    pub fn released(&mut self, packet_id: u16) -> Option<u64> {
+        let index = self.position(packet_id, Stage::AwaitPubRec)?;
+        let entry = &mut self.entries[index];
+        entry.stage = Stage::AwaitPubComp;
+        Some(entry.delivery.seq)
     }
 
     /// Everything, for redelivery elsewhere or persistence.
     pub fn drain(&mut self) -> impl Iterator<Item = Outgoing> + '_ {
+        self.resends = 0;
         self.entries.drain(..)
     }
 }

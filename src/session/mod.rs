@@ -4,6 +4,7 @@
 //! client is connected its [`SessionState`] is moved into that connection's
 //! [`ClientSession`], so the per-message path touches no shared lock.
 
+mod acks;
 mod client;
 mod deadlines;
 mod inflight;
@@ -63,21 +64,33 @@ impl Services {
     /// Routes a message (and keeps it when retained). Returns whether the
     /// store was written, so `sync` durability can wait for the commit.
     pub fn publish(&self, message: Message) -> Persisted {
+        self.publish_with(message, || {})
+    }
+
+    /// [`publish`](Self::publish), with `also`'s store operations in the
+    /// same transaction as the message's.
+    pub fn publish_with(&self, message: Message, also: impl FnOnce()) -> Persisted {
         let before = self.store.submitted();
         let message = Arc::new(message);
-        if message.retain {
-            // Own copy: the payload is a slice of a connection's read buffer.
-            let kept = Arc::new(Message {
-                topic: MqttStr::from_bytes(Bytes::copy_from_slice(message.topic.as_bytes()))
-                    .expect("already a valid MQTT string"),
-                payload: Bytes::copy_from_slice(&message.payload),
-                ..(*message).clone()
-            });
-            if self.router.retained().set(&kept) {
-                self.store.put_retained(&kept);
+        self.store.atomically(|| {
+            also();
+            if message.retain {
+                // Own copy: the payload is a slice of a connection's read
+                // buffer.
+                let kept = Arc::new(Message {
+                    topic: MqttStr::from_bytes(Bytes::copy_from_slice(message.topic.as_bytes()))
+                        .expect("already a valid MQTT string"),
+                    payload: Bytes::copy_from_slice(&message.payload),
+                    ..(*message).clone()
+                });
+                // Written under the retained store's lock: the disk gets
+                // the same order as memory.
+                self.router
+                    .retained()
+                    .set_with(&kept, |kept| self.store.put_retained(kept));
             }
-        }
-        self.router.publish(&message);
+            self.router.publish(&message);
+        });
         Metrics::add(&self.metrics.messages_received, 1);
         let after = self.store.submitted();
         if after != before {
@@ -87,11 +100,18 @@ impl Services {
         }
     }
 
-    /// Drops expired retained messages (memory and store).
+    /// Whether routing `publish` would write to the store: it is retained,
+    /// or a persistent session subscribes to it at QoS 1 or 2. Asked only
+    /// while the store fails.
+    pub fn would_persist(&self, publish: &crate::protocol::Publish) -> bool {
+        publish.retain || self.router.has_persistent_subscriber(&publish.topic)
+    }
+
+    /// Drops expired retained messages (memory and store, in one order).
     pub fn purge_expired_retained(&self) {
-        for topic in self.router.retained().purge_expired() {
-            self.store.delete_retained(&topic);
-        }
+        self.router
+            .retained()
+            .purge_expired_with(|topic| self.store.delete_retained(topic));
     }
 
     pub fn mailbox_limits(&self) -> MailboxLimits {

@@ -5,37 +5,115 @@
 use bytes::BytesMut;
 
 use super::{ClientSession, Outgoing, Stage};
+use crate::identity::Acl;
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
 use crate::router::{Delivery, now_millis};
+use crate::store::StoredStage;
 
 /// Bytes encoded per turn of the connection loop before it writes.
 const PUMP_BUDGET: usize = 64 * 1024;
 
+/// Why a delivery was not written to this client (it is dropped for this
+/// session only, and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The message expired on its way (MQTT 5 §3.3.2.3.3).
+    Expired,
+    /// The subscriber may no longer read the topic.
+    Denied,
+    /// Larger than the client's maximum packet size (MQTT 5 §3.1.2.11.4).
+    TooLarge,
+}
+
 impl ClientSession {
-    /// Re-sends what was in flight when the client last left (DUP set).
+    /// Re-sends what was in flight when the client last left (DUP set),
+    /// as far as this connection's receive maximum allows; the rest goes
+    /// out from [`pump`](Self::pump) as acknowledgements make room.
     pub fn resend_inflight(&mut self, out: &mut BytesMut) {
-        let attached = self.attached.as_ref().expect("attached");
-        for entry in attached.state.inflight.iter() {
+        self.attached().state.inflight.mark_for_resend();
+        self.resend_pending(out, &self.identity.acl.load_full(), now_millis());
+    }
+
+    /// Room in the client's receive maximum for another PUBLISH.
+    fn room(&self) -> usize {
+        let inflight = &self.attached.as_ref().expect("attached").state.inflight;
+        usize::from(self.window).saturating_sub(inflight.in_window())
+    }
+
+    /// Resends waiting entries in order while there is room: a PUBREL
+    /// always (it adds nothing to the client's count), a PUBLISH when it
+    /// fits the window and still passes the delivery checks.
+    fn resend_pending(&mut self, out: &mut BytesMut, acl: &Acl, now: u64) {
+        loop {
+            let room = self.room();
+            let inflight = &self.attached.as_ref().expect("attached").state.inflight;
+            let Some((index, entry)) = inflight.next_resend() else {
+                return;
+            };
             let packet = match entry.stage {
                 Stage::AwaitPubComp => {
                     Packet::PubRel(PubResponse::new(entry.packet_id, ReasonCode::SUCCESS))
                 }
-                _ => Packet::Publish(self.outgoing_publish(
-                    &entry.delivery,
-                    entry.packet_id,
-                    true,
-                    None,
-                )),
+                _ if room == 0 => return,
+                _ => {
+                    let publish =
+                        self.outgoing_publish(&entry.delivery, entry.packet_id, true, None);
+                    let packet = Packet::Publish(publish);
+                    if let Err(why) = self.deliverable(&entry.delivery, &packet, acl, now) {
+                        let entry = self.attached().state.inflight.remove_at(index);
+                        if let Some(entry) = entry {
+                            self.refused(&entry.delivery, why);
+                        }
+                        continue;
+                    }
+                    packet
+                }
             };
             protocol::encode(&packet, self.version, out);
+            self.attached().state.inflight.resent(index);
         }
     }
 
+    /// The checks every PUBLISH to the client passes, whichever path
+    /// writes it: not expired, readable under the live ACL, and within
+    /// the client's maximum packet size.
+    fn deliverable(
+        &self,
+        delivery: &Delivery,
+        packet: &Packet,
+        acl: &Acl,
+        now: u64,
+    ) -> Result<(), Refusal> {
+        let message = &delivery.message;
+        if message.is_expired(now) {
+            Err(Refusal::Expired)
+        } else if !acl.can_receive(&message.topic) {
+            Err(Refusal::Denied)
+        } else if protocol::encoded_len(packet, self.version) > self.max_packet_out as usize {
+            Err(Refusal::TooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Drops a refused delivery for this session: off the store, counted.
+    fn refused(&self, delivery: &Delivery, why: Refusal) {
+        self.services.store.dequeue(delivery.seq);
+        let metrics = &self.services.metrics;
+        let counter = match why {
+            Refusal::Expired => &metrics.messages_expired,
+            Refusal::Denied => &metrics.deliveries_denied,
+            Refusal::TooLarge => &metrics.messages_too_large,
+        };
+        Metrics::add(counter, 1);
+        tracing::debug!(client_id = %self.client_id(), topic = %delivery.message.topic, ?why, "delivery dropped");
+    }
+
     /// Moves deliveries from the mailbox onto the wire, within the client's
-    /// receive maximum. Returns how many were written.
+    /// receive maximum (resends first).
     /// Returns true when it stopped at its write budget with more to send:
     /// the connection then writes and comes back without waiting, so a deep
     /// backlog drains in bounded, reusable buffers rather than one huge one.
@@ -47,9 +125,14 @@ impl ClientSession {
             self.prune_subscriptions();
         }
         let acl = self.identity.acl.load_full();
+        if self.attached().state.inflight.has_resends() {
+            self.resend_pending(out, &acl, now);
+            if self.attached().state.inflight.has_resends() {
+                return false; // no room: new messages wait behind the resends
+            }
+        }
         loop {
-            let room =
-                usize::from(self.window).saturating_sub(self.attached().state.inflight.len());
+            let room = self.room();
             if out.len() >= PUMP_BUDGET {
                 more = room > 0 && !self.mailbox.is_empty();
                 break;
@@ -59,10 +142,6 @@ impl ClientSession {
                 break;
             }
             for delivery in batch.drain(..) {
-                if delivery.message.is_expired(now) || !acl.can_receive(&delivery.message.topic) {
-                    self.services.store.dequeue(delivery.seq);
-                    continue;
-                }
                 let packet_id = match delivery.qos {
                     QoS::AtMostOnce => 0,
                     _ => self.attached().state.inflight.next_packet_id(),
@@ -70,10 +149,29 @@ impl ClientSession {
                 let alias = self.topic_alias_for(&delivery.message.topic);
                 let publish =
                     Packet::Publish(self.outgoing_publish(&delivery, packet_id, false, alias));
-                if protocol::encoded_len(&publish, self.version) > self.max_packet_out as usize {
-                    // MQTT 5 3.1.2.11.4: too large for the client, discard.
-                    self.services.store.dequeue(delivery.seq);
+                if let Err(why) = self.deliverable(&delivery, &publish, &acl, now) {
+                    self.refused(&delivery, why);
                     continue;
+                }
+                if let Some((alias, true)) = alias {
+                    // Assigned only now that the message is sent: a client
+                    // must learn an alias from the message that sets it.
+                    self.aliases
+                        .get_or_insert_default()
+                        .outbound
+                        .insert(delivery.message.topic.clone(), alias);
+                }
+                if delivery.qos == QoS::ExactlyOnce && delivery.seq != 0 {
+                    // Its packet id goes to the disk before the packet goes
+                    // on the wire: a restart resends this very packet.
+                    let stage = StoredStage {
+                        packet_id,
+                        released: false,
+                    };
+                    self.services
+                        .store
+                        .stage(self.client_id(), delivery.seq, stage);
+                    self.hold_output();
                 }
                 protocol::encode(&publish, self.version, out);
                 written += 1;
@@ -86,6 +184,7 @@ impl ClientSession {
                         packet_id,
                         delivery,
                         stage,
+                        resend: false,
                     });
                 }
             }
@@ -113,19 +212,18 @@ impl ClientSession {
         self.persist_session();
     }
 
-    /// (alias, send topic too?) for an outgoing topic, when the client
-    /// accepts aliases.
+    /// (alias, new: send the topic too and record the alias once sent)
+    /// for an outgoing topic, when the client accepts aliases.
     fn topic_alias_for(&mut self, topic: &MqttStr) -> Option<(u16, bool)> {
         if self.alias_out_max == 0 {
             return None;
         }
-        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        let outbound = &self.aliases.get_or_insert_default().outbound;
         if let Some(&alias) = outbound.get(topic) {
             return Some((alias, false));
         }
         if outbound.len() < usize::from(self.alias_out_max) {
             let alias = outbound.len() as u16 + 1;
-            outbound.insert(topic.clone(), alias);
             return Some((alias, true));
         }
         None

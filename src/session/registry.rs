@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::deadlines::{self, Deadlines};
-use super::{Detached, PendingWill, Services, Session, SessionState, SubscriptionEntry};
+use super::{
+    Detached, Outgoing, PendingWill, Services, Session, SessionState, Stage, SubscriptionEntry,
+};
 use crate::identity::LiveAcl;
-use crate::protocol::{MqttStr, ReasonCode, Will};
+use crate::protocol::{MqttStr, QoS, ReasonCode, Will};
 use crate::router::{FilterKey, Message, now_millis};
-use crate::store::SessionRecord;
+use crate::store::LoadedSession;
 
 /// A connection's hold on its session.
 pub struct Attached {
@@ -308,7 +310,14 @@ impl Registry {
         for entry in state.subscriptions.values() {
             router.unsubscribe(&entry.key, session.client_id());
         }
-        let mut leftovers: Vec<_> = state.inflight.drain().map(|o| o.delivery).collect();
+        // QoS 2 messages already sent to this client end with it (MQTT 5
+        // §4.8.2); unsent ones, and QoS 1, may go to another group member.
+        let mut leftovers: Vec<_> = state
+            .inflight
+            .drain()
+            .map(|o| o.delivery)
+            .filter(|d| d.qos != QoS::ExactlyOnce)
+            .collect();
         leftovers.extend(session.mailbox.take_all());
         for delivery in leftovers {
             router.redeliver_shared(delivery, session.client_id());
@@ -542,9 +551,17 @@ impl Registry {
     /// Recreates persistent sessions found in the store at start-up. Their
     /// expiry and will delay continue from the stored disconnect time (a
     /// session that was connected when the broker stopped counts from now).
-    pub fn restore(&self, sessions: Vec<(String, SessionRecord, Vec<crate::router::Delivery>)>) {
+    /// QoS 2 deliveries that were in flight go back into the in-flight
+    /// window with their packet ids, to be resent as they were.
+    pub fn restore(&self, sessions: Vec<LoadedSession>) {
         let now = now_millis();
-        for (client_id, record, deliveries) in sessions {
+        for loaded in sessions {
+            let LoadedSession {
+                client_id,
+                record,
+                deliveries,
+                inbound_qos2,
+            } = loaded;
             let Some(client_id) = MqttStr::from_bytes(client_id.into()) else {
                 tracing::warn!("skipping a stored session with an invalid client id");
                 continue;
@@ -556,13 +573,32 @@ impl Registry {
             session.mailbox.set_log(Some(
                 self.services.store.clone() as Arc<dyn crate::router::DeliveryLog>
             ));
-            session.mailbox.restore(deliveries);
             let mut state = SessionState {
                 established: true,
                 stored: true,
                 expiry_interval: record.expiry_interval,
                 ..SessionState::default()
             };
+            let mut queued = Vec::with_capacity(deliveries.len());
+            for (delivery, stage) in deliveries {
+                match stage {
+                    Some(stage) => state.inflight.push(Outgoing {
+                        packet_id: stage.packet_id,
+                        stage: if stage.released {
+                            Stage::AwaitPubComp
+                        } else {
+                            Stage::AwaitPubRec
+                        },
+                        delivery,
+                        resend: true,
+                    }),
+                    None => queued.push(delivery),
+                }
+            }
+            session.mailbox.restore(queued);
+            for id in inbound_qos2 {
+                state.inbound_qos2.insert(id);
+            }
             for (raw, options, id) in record.subscriptions {
                 let Some(key) = FilterKey::parse(&raw) else {
                     continue;

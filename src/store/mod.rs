@@ -8,6 +8,7 @@
 //! after the commit that holds its message. Tickets are handed out in
 //! channel order, so one counter serves every publisher.
 
+mod index;
 mod record;
 mod writer;
 
@@ -15,9 +16,11 @@ pub use record::{RecordError, SessionRecord};
 
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,11 +29,16 @@ use tokio::sync::watch;
 use crate::config::Durability;
 use crate::protocol::MqttStr;
 use crate::router::{Delivery, DeliveryLog, Message};
-use writer::{Op, QueueIndex};
+use index::QueueIndex;
+use writer::{Op, Writer};
 
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
+/// (client id, delivery sequence) → a QoS 2 delivery's packet id and stage.
+const INFLIGHT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inflight");
+/// (client id, packet id) → (): QoS 2 packet ids received, not released.
+const INBOUND: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbound");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
@@ -73,19 +81,98 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into())
 }
 
-/// How far the writer has got: operations committed, in submission order.
+/// How far the writer has got, in submission order (tickets count
+/// submitted operations, see [`Store::submitted`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// Operations processed: committed, or in a commit that failed.
     pub ops: u64,
-    /// A commit failed: nothing after it will be acknowledged.
-    pub failed: bool,
+    /// Operations on the disk. A failed batch is retried with what came
+    /// after it, so this catches up with `ops` once commits succeed again.
+    pub durable: u64,
+}
+
+/// What became of the operations up to a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    /// On the disk.
+    Durable,
+    /// Its commit failed (it is being retried): the publisher must not be
+    /// told it was stored.
+    Failed,
+}
+
+impl Committed {
+    pub fn outcome(&self, ticket: u64) -> Outcome {
+        if self.durable >= ticket {
+            Outcome::Durable
+        } else if self.ops >= ticket {
+            Outcome::Failed
+        } else {
+            Outcome::Pending
+        }
+    }
+}
+
+/// A QoS 2 delivery's progress as stored: its packet id, and whether its
+/// PUBREL was sent (`true`) or only its PUBLISH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredStage {
+    pub packet_id: u16,
+    pub released: bool,
+}
+
+/// One persistent session as the store held it at start-up.
+#[derive(Default)]
+pub struct LoadedSession {
+    pub client_id: String,
+    pub record: SessionRecord,
+    /// Queued deliveries in order, each with its stage if it was in flight.
+    pub deliveries: Vec<(Delivery, Option<StoredStage>)>,
+    /// QoS 2 packet ids received from the client and not yet released.
+    pub inbound_qos2: Vec<u16>,
 }
 
 /// What the store held at start-up.
 #[derive(Default)]
 pub struct Loaded {
     pub retained: Vec<Message>,
-    pub sessions: Vec<(String, SessionRecord, Vec<Delivery>)>,
+    pub sessions: Vec<LoadedSession>,
+}
+
+/// A write fault to inject (tests of the failure paths).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// Every commit fails.
+    FailCommits = 1,
+    /// The writer waits before committing, so acknowledgements are held.
+    Stall = 2,
+}
+
+/// What the writer thread shares with the rest of the store.
+#[derive(Default)]
+pub(super) struct WriterShared {
+    healthy: AtomicBool,
+    failures: AtomicU64,
+    fault: AtomicU8,
+}
+
+impl WriterShared {
+    fn fault(&self) -> Option<Fault> {
+        match self.fault.load(Ordering::Relaxed) {
+            1 => Some(Fault::FailCommits),
+            2 => Some(Fault::Stall),
+            _ => None,
+        }
+    }
+}
+
+thread_local! {
+    /// Operations gathered by [`Store::atomically`] on this thread.
+    static GATHERED: RefCell<Option<Vec<Op>>> = const { RefCell::new(None) };
 }
 
 pub struct Store {
@@ -98,6 +185,7 @@ pub struct Store {
     submitted: AtomicU64,
     committed: watch::Receiver<Committed>,
     loaded: Mutex<Option<Loaded>>,
+    shared: Arc<WriterShared>,
 }
 
 impl Store {
@@ -108,8 +196,9 @@ impl Store {
         durability: Durability,
         interval: Duration,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
-        let mut db = match Database::create(dir.join("gatehouse.redb")) {
+        let path =
+            create_private(dir).map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
+        let mut db = match Database::create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StoreError::InUse(dir.display().to_string()));
@@ -122,16 +211,33 @@ impl Store {
         for table in [RETAINED, SESSIONS, USERS, ROLES, CERTIFICATES] {
             txn.open_table(table).map_err(db_err)?;
         }
-        txn.open_table(QUEUE).map_err(db_err)?;
+        for table in [QUEUE, INFLIGHT, INBOUND] {
+            txn.open_table(table).map_err(db_err)?;
+        }
         txn.commit().map_err(db_err)?;
         let (loaded, index, max_seq) = load(&db)?;
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(Committed::default());
-        let writer_db = db.clone();
+        let shared = Arc::new(WriterShared {
+            healthy: AtomicBool::new(true),
+            ..WriterShared::default()
+        });
+        let (writer_db, writer_shared) = (db.clone(), shared.clone());
         let writer = std::thread::Builder::new()
             .name("gatehouse-store".into())
-            .spawn(move || writer::run(&writer_db, rx, &committed_tx, durability, interval, index))
+            .spawn(move || {
+                Writer {
+                    db: &writer_db,
+                    rx,
+                    committed: &committed_tx,
+                    shared: &writer_shared,
+                    durability,
+                    interval,
+                    index,
+                }
+                .run()
+            })
             .map_err(|e| StoreError::Dir(dir.display().to_string(), e))?;
         Ok(Store {
             db: parking_lot::RwLock::new(Some(db)),
@@ -141,6 +247,7 @@ impl Store {
             submitted: AtomicU64::new(0),
             committed,
             loaded: Mutex::new(Some(loaded)),
+            shared,
         })
     }
 
@@ -150,11 +257,69 @@ impl Store {
     }
 
     /// Counting and sending under one lock keeps tickets in channel order.
+    /// Inside [`atomically`](Self::atomically) the operation is gathered
+    /// instead.
     fn send(&self, op: Op) {
+        let op = GATHERED.with_borrow_mut(|gathered| match gathered {
+            Some(ops) => {
+                ops.push(op);
+                None
+            }
+            None => Some(op),
+        });
+        if let Some(op) = op {
+            self.send_now(op);
+        }
+    }
+
+    fn send_now(&self, op: Op) {
         if let Some(tx) = self.tx.lock().as_ref() {
             self.submitted.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(op);
         }
+    }
+
+    /// Runs `f`; every store operation it submits reaches the disk in one
+    /// transaction (a publish, the copies it queued for persistent
+    /// sessions, its retained message and its QoS 2 packet id: a crash
+    /// keeps all or none of them).
+    pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> R {
+        let outer = GATHERED.with_borrow_mut(|g| g.replace(Vec::new()));
+        let result = f();
+        let mut ops = GATHERED
+            .with_borrow_mut(|g| std::mem::replace(g, outer))
+            .unwrap_or_default();
+        match ops.len() {
+            0 => {}
+            1 => self.send(ops.pop().expect("one")),
+            _ => self.send(Op::Group(ops)),
+        }
+        result
+    }
+
+    /// The store is not closed and its last commit succeeded: persisted
+    /// publishes may be accepted.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed) && !self.is_closed()
+    }
+
+    /// Commits that failed since start.
+    pub fn commit_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// Closed by shutdown: nothing more can be stored.
+    pub fn is_closed(&self) -> bool {
+        self.tx.lock().is_none()
+    }
+
+    /// Injects a write fault (`None` clears it). For tests of the failure
+    /// paths; nothing else calls it.
+    #[doc(hidden)]
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared
+            .fault
+            .store(fault.map_or(0, |f| f as u8), Ordering::Relaxed);
     }
 
     /// Count of operations submitted so far; a publisher compares it
@@ -196,6 +361,21 @@ impl Store {
         if seq != 0 {
             self.send(Op::Dequeue(seq));
         }
+    }
+
+    /// Records a persisted QoS 2 delivery's packet id and stage; the
+    /// packet may go on the wire once this is durable.
+    pub fn stage(&self, client_id: &MqttStr, seq: u64, stage: StoredStage) {
+        if seq != 0 {
+            let released = u8::from(stage.released) + 1;
+            self.send(Op::Stage(client_id.clone(), seq, stage.packet_id, released));
+        }
+    }
+
+    /// Records a QoS 2 packet id received from a persistent session's
+    /// client (`true`), or its release by PUBREL (`false`).
+    pub fn inbound_qos2(&self, client_id: &MqttStr, packet_id: u16, present: bool) {
+        self.send(Op::Inbound(client_id.clone(), packet_id, present));
     }
 
     fn db(&self) -> Result<Arc<Database>, StoreError> {
@@ -261,6 +441,26 @@ impl Drop for Store {
     }
 }
 
+/// Creates `dir` (0700) and the database file (0600) when missing, and
+/// narrows an existing file to 0600: it holds password hashes and payloads.
+fn create_private(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let path = dir.join("gatehouse.redb");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(path)
+}
+
 fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
     let txn = db.begin_read().map_err(db_err)?;
     let mut retained = Vec::new();
@@ -277,7 +477,10 @@ fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
         }
     }
     let queue = txn.open_table(QUEUE).map_err(db_err)?;
+    let inflight = txn.open_table(INFLIGHT).map_err(db_err)?;
+    let inbound = txn.open_table(INBOUND).map_err(db_err)?;
     let mut index = QueueIndex::default();
+    let undo = &mut Vec::new();
     let mut max_seq = 0;
     let mut sessions = Vec::new();
     for entry in txn
@@ -295,22 +498,56 @@ fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
                 continue;
             }
         };
-        let mut deliveries = Vec::new();
         let range = (client_id.as_str(), 0u64)..=(client_id.as_str(), u64::MAX);
-        for entry in queue.range(range).map_err(db_err)? {
+        let mut stages = HashMap::new();
+        for entry in inflight.range(range.clone()).map_err(db_err)? {
+            let (key, value) = entry.map_err(db_err)?;
+            if let [hi, lo, stage] = *value.value() {
+                let stage = StoredStage {
+                    packet_id: u16::from_be_bytes([hi, lo]),
+                    released: stage == 2,
+                };
+                stages.insert(key.value().1, stage);
+            }
+        }
+        let mut deliveries = Vec::new();
+        for entry in queue.range(range.clone()).map_err(db_err)? {
             let (key, value) = entry.map_err(db_err)?;
             let key = key.value().1;
             max_seq = max_seq.max(key);
             match record::decode_queue_record(value.value(), key) {
                 Ok(found) => {
-                    index.register(&client_id, key, found.iter().map(|d| d.seq).collect());
+                    let qos2 =
+                        found.len() == 1 && found[0].qos == crate::protocol::QoS::ExactlyOnce;
+                    index.register(
+                        &client_id,
+                        key,
+                        found.iter().map(|d| d.seq).collect(),
+                        qos2,
+                        undo,
+                    );
                     max_seq = found.iter().map(|d| d.seq).fold(max_seq, u64::max);
-                    deliveries.extend(found);
+                    deliveries.extend(found.into_iter().map(|d| {
+                        let stage = stages.get(&d.seq).copied();
+                        (d, stage)
+                    }));
                 }
                 Err(e) => tracing::warn!(client_id, key, "skipping queued messages: {e}"),
             }
         }
-        sessions.push((client_id, record, deliveries));
+        let mut inbound_qos2 = Vec::new();
+        for entry in inbound.range(range).map_err(db_err)? {
+            let (key, _) = entry.map_err(db_err)?;
+            if let Ok(id) = u16::try_from(key.value().1) {
+                inbound_qos2.push(id);
+            }
+        }
+        sessions.push(LoadedSession {
+            client_id,
+            record,
+            deliveries,
+            inbound_qos2,
+        });
     }
     Ok((Loaded { retained, sessions }, index, max_seq))
 }

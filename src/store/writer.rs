@@ -10,16 +10,22 @@
 //! deliveries come back with its unacknowledged ones: QoS 1 allows the
 //! duplicate; QoS 2 deliveries get a record of their own, which is deleted
 //! at PUBCOMP, so none is delivered twice.
+//!
+//! A failed commit is retried with what arrived meanwhile (backing off up
+//! to a few seconds), so the disk ends up with every change in order; the
+//! index's changes are undone until then, so it always describes the disk.
+//! Publishers whose batch failed are told (see [`Committed`]).
 
 use bytes::BytesMut;
 use redb::{Database, ReadableTable, Table};
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use super::{Committed, QUEUE, RETAINED, SESSIONS, record};
+use super::index::{QueueIndex, Undo};
+use super::{Committed, Fault, INBOUND, INFLIGHT, QUEUE, RETAINED, SESSIONS, WriterShared, record};
 use crate::config::Durability;
 use crate::protocol::{MqttStr, QoS};
 use crate::router::Delivery;
@@ -27,6 +33,8 @@ use crate::router::Delivery;
 /// A record is closed at this size; later deliveries of the batch start
 /// another (a huge record would be rewritten on every partial replay).
 const RECORD_LIMIT: usize = 64 * 1024;
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(5);
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -42,101 +50,30 @@ pub(super) enum Op {
     DelSession(String),
     Enqueue(MqttStr, Delivery),
     Dequeue(u64),
-}
-
-/// Which queue record holds each unacknowledged delivery.
-#[derive(Default)]
-pub(super) struct QueueIndex {
-    /// Record key sequence → the record.
-    records: HashMap<u64, Record, Hasher>,
-    /// Delivery sequence → its record's key sequence, while unacknowledged.
-    record_of: HashMap<u64, u64, Hasher>,
-    /// Each client's record keys, oldest first (acknowledged in order, so
-    /// removals are mostly at the front).
-    by_client: HashMap<Arc<str>, VecDeque<u64>, Hasher>,
-}
-
-struct Record {
-    client_id: Arc<str>,
-    /// Deliveries still unacknowledged.
-    left: u32,
-    /// Every delivery written into the record.
-    seqs: Vec<u64>,
-}
-
-impl QueueIndex {
-    pub fn register(&mut self, client_id: &str, key: u64, seqs: Vec<u64>) {
-        if seqs.is_empty() {
-            return;
-        }
-        for &seq in &seqs {
-            self.record_of.insert(seq, key);
-        }
-        let client_id = match self.by_client.get_key_value(client_id) {
-            Some((shared, _)) => shared.clone(),
-            None => Arc::from(client_id),
-        };
-        self.by_client
-            .entry(client_id.clone())
-            .or_default()
-            .push_back(key);
-        let left = seqs.len() as u32;
-        self.records.insert(
-            key,
-            Record {
-                client_id,
-                left,
-                seqs,
-            },
-        );
-    }
-
-    /// Marks `seq` acknowledged; returns the record key to delete once the
-    /// record holds no unacknowledged delivery.
-    fn acknowledge(&mut self, seq: u64) -> Option<(Arc<str>, u64)> {
-        let key = self.record_of.remove(&seq)?;
-        let record = self.records.get_mut(&key)?;
-        record.left -= 1;
-        if record.left > 0 {
-            return None;
-        }
-        let record = self.records.remove(&key)?;
-        if let Some(keys) = self.by_client.get_mut(&record.client_id) {
-            if let Some(at) = keys.iter().position(|&k| k == key) {
-                keys.remove(at);
-            }
-            if keys.is_empty() {
-                self.by_client.remove(&record.client_id);
-            }
-        }
-        Some((record.client_id, key))
-    }
-
-    /// The client's session is gone, and its records with it.
-    fn forget_client(&mut self, client_id: &str) {
-        for key in self.by_client.remove(client_id).unwrap_or_default() {
-            if let Some(record) = self.records.remove(&key) {
-                for seq in record.seqs {
-                    self.record_of.remove(&seq);
-                }
-            }
-        }
-    }
+    /// A QoS 2 delivery's packet id and stage (1: PUBLISH sent, 2: PUBREL
+    /// sent), so a restart resends the same packet.
+    Stage(MqttStr, u64, u16, u8),
+    /// A QoS 2 packet id received and not yet released (true), or released.
+    Inbound(MqttStr, u16, bool),
+    /// Operations that must reach the disk in one transaction (a publish
+    /// and everything it wrote).
+    Group(Vec<Op>),
 }
 
 /// The deliveries of one client being gathered into a record.
-struct Group {
+struct Gathering {
     client_id: MqttStr,
     key: u64,
     seqs: Vec<u64>,
     value: BytesMut,
+    qos2: bool,
 }
 
 /// Records being gathered in a batch, one per client (QoS 2 deliveries
 /// are written at once).
 #[derive(Default)]
 struct Groups {
-    open: Vec<Group>,
+    open: Vec<Gathering>,
     by_client: HashMap<MqttStr, usize, Hasher>,
 }
 
@@ -146,7 +83,7 @@ impl Groups {
         self.by_client.clear();
     }
 
-    fn take(&mut self, at: usize) -> Group {
+    fn take(&mut self, at: usize) -> Gathering {
         let group = self.open.swap_remove(at);
         self.by_client.remove(&group.client_id);
         if let Some(moved) = self.open.get(at) {
@@ -168,58 +105,262 @@ struct Scratch {
     queued: HashSet<u64, Hasher>,
     settled: HashSet<u64, Hasher>,
     groups: Groups,
+    undo: Vec<Undo>,
 }
 
-pub(super) fn run(
-    db: &Database,
-    rx: mpsc::Receiver<Op>,
-    committed: &watch::Sender<Committed>,
-    durability: Durability,
-    interval: Duration,
-    mut index: QueueIndex,
-) {
-    let mut batch = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut received = 0u64;
-    loop {
-        match durability {
-            Durability::Sync => match rx.recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            },
-            Durability::Periodic => match rx.recv_timeout(interval) {
-                Ok(op) => {
-                    batch.push(op);
-                    std::thread::sleep(interval);
+pub(super) struct Writer<'a> {
+    pub(super) db: &'a Database,
+    pub(super) rx: mpsc::Receiver<Op>,
+    pub(super) committed: &'a watch::Sender<Committed>,
+    pub(super) shared: &'a WriterShared,
+    pub(super) durability: Durability,
+    pub(super) interval: Duration,
+    pub(super) index: QueueIndex,
+}
+
+impl Writer<'_> {
+    pub(super) fn run(mut self) {
+        // Operations to commit: what arrived, plus a failed batch's.
+        let mut batch = Vec::new();
+        let mut scratch = Scratch::default();
+        // Channel items taken (tickets count these).
+        let mut received = 0u64;
+        let mut retry = FIRST_RETRY;
+        let mut open = true;
+        while open {
+            let retrying = !batch.is_empty();
+            let first = if retrying {
+                self.rx.recv_timeout(retry)
+            } else {
+                match self.durability {
+                    Durability::Sync => self
+                        .rx
+                        .recv()
+                        .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    Durability::Periodic => self.rx.recv_timeout(self.interval),
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            },
+            };
+            match first {
+                Ok(op) => {
+                    push(&mut batch, op);
+                    received += 1;
+                    if self.durability == Durability::Periodic && !retrying {
+                        std::thread::sleep(self.interval);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !retrying => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+            }
+            for op in self.rx.try_iter().take(100_000) {
+                push(&mut batch, op);
+                received += 1;
+            }
+            while self.shared.fault() == Some(Fault::Stall) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            match self.commit(&batch, &mut scratch) {
+                Ok(()) => {
+                    batch.clear();
+                    retry = FIRST_RETRY;
+                    self.report(received, true);
+                }
+                Err(e) => {
+                    self.index.undo(&mut scratch.undo);
+                    self.report(received, false);
+                    if self.shared.healthy.swap(false, Ordering::AcqRel) {
+                        tracing::error!(
+                            "store commit failed: {e}; persisted QoS 1/2 publishes are refused until commits succeed again (retrying)"
+                        );
+                    }
+                    self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                    if open {
+                        retry = (retry * 2).min(LAST_RETRY);
+                    }
+                }
+            }
         }
-        batch.extend(rx.try_iter().take(100_000));
-        received += batch.len() as u64;
-        let ok = commit(db, &mut batch, &mut scratch, &mut index);
-        publish_progress(committed, received, ok);
+        if !batch.is_empty() {
+            tracing::error!(
+                operations = batch.len(),
+                "store closed with uncommitted changes: the disk keeps its last committed state"
+            );
+        }
+        if let Err(e) = trim_partly_acknowledged(self.db, &self.index) {
+            tracing::warn!("could not trim acknowledged deliveries from the queue: {e}");
+        }
     }
-    batch.extend(rx.try_iter());
-    received += batch.len() as u64;
-    let ok = commit(db, &mut batch, &mut scratch, &mut index);
-    publish_progress(committed, received, ok);
-    if let Err(e) = trim_partly_acknowledged(db, &index) {
-        tracing::warn!("could not trim acknowledged deliveries from the queue: {e}");
+
+    /// Every channel item up to `received` was processed; `durable`: the
+    /// commit holding them succeeded (with any retried before them).
+    fn report(&self, received: u64, durable: bool) {
+        self.committed.send_modify(|c| {
+            if durable {
+                c.durable = received;
+            }
+            c.ops = received;
+        });
+        if durable && !self.shared.healthy.swap(true, Ordering::AcqRel) {
+            tracing::info!("store commits succeed again; persisted publishes are accepted");
+        }
     }
+
+    /// Applies `batch` in one transaction.
+    fn commit(&mut self, batch: &[Op], scratch: &mut Scratch) -> Result<(), redb::Error> {
+        scratch.undo.clear();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.shared.fault() == Some(Fault::FailCommits) {
+            return Err(redb::Error::Corrupted("injected write fault".into()));
+        }
+        // A delivery queued and acknowledged within the same batch never
+        // needs to reach the disk: skip both (sequence numbers are unique).
+        let Scratch {
+            queued,
+            settled,
+            groups,
+            undo,
+        } = scratch;
+        queued.clear();
+        settled.clear();
+        groups.clear();
+        queued.extend(batch.iter().filter_map(|op| match op {
+            Op::Enqueue(_, delivery) => Some(delivery.seq),
+            _ => None,
+        }));
+        settled.extend(batch.iter().filter_map(|op| match op {
+            Op::Dequeue(seq) if queued.contains(seq) => Some(*seq),
+            _ => None,
+        }));
+        let effective = batch.iter().any(|op| match op {
+            Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(seq) | Op::Stage(_, seq, ..) => {
+                !settled.contains(seq)
+            }
+            _ => true,
+        });
+        if !effective {
+            // Everything cancelled out: nothing to write, no fsync.
+            return Ok(());
+        }
+        let index = &mut self.index;
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = Tables {
+                retained: txn.open_table(RETAINED)?,
+                sessions: txn.open_table(SESSIONS)?,
+                queue: txn.open_table(QUEUE)?,
+                inflight: txn.open_table(INFLIGHT)?,
+                inbound: txn.open_table(INBOUND)?,
+            };
+            for op in batch {
+                apply(op, &mut t, index, groups, settled, undo)?;
+            }
+            for group in groups.open.drain(..) {
+                write_group(&mut t.queue, index, group, undo)?;
+            }
+            groups.by_client.clear();
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Adds a channel item to the batch (a group's operations one by one).
+fn push(batch: &mut Vec<Op>, op: Op) {
+    match op {
+        Op::Group(ops) => batch.extend(ops),
+        op => batch.push(op),
+    }
+}
+
+type QueueTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
+
+struct Tables<'t> {
+    retained: Table<'t, &'static str, &'static [u8]>,
+    sessions: Table<'t, &'static str, &'static [u8]>,
+    queue: QueueTable<'t>,
+    inflight: QueueTable<'t>,
+    inbound: QueueTable<'t>,
+}
+
+fn apply(
+    op: &Op,
+    t: &mut Tables<'_>,
+    index: &mut QueueIndex,
+    groups: &mut Groups,
+    settled: &HashSet<u64, Hasher>,
+    undo: &mut Vec<Undo>,
+) -> Result<(), redb::Error> {
+    match op {
+        Op::PutRetained(topic, value) => {
+            t.retained.insert(topic.as_str(), value.as_slice())?;
+        }
+        Op::DelRetained(topic) => {
+            t.retained.remove(topic.as_str())?;
+        }
+        Op::PutSession(id, value) => {
+            t.sessions.insert(id.as_str(), value.as_slice())?;
+        }
+        Op::DelSession(id) => {
+            groups.drop_client(id);
+            index.forget_client(id, undo);
+            t.sessions.remove(id.as_str())?;
+            let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
+            t.queue.retain_in(range.clone(), |_, _| false)?;
+            t.inflight.retain_in(range.clone(), |_, _| false)?;
+            t.inbound.retain_in(range, |_, _| false)?;
+        }
+        Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(seq) | Op::Stage(_, seq, ..)
+            if settled.contains(seq) => {}
+        Op::Enqueue(id, delivery) => {
+            gather(groups, &mut t.queue, index, id.clone(), delivery, undo)?;
+        }
+        Op::Dequeue(seq) => {
+            if let Some(gone) = index.acknowledge(*seq, undo) {
+                t.queue.remove((&*gone.client_id, gone.key))?;
+                if gone.qos2 {
+                    t.inflight.remove((&*gone.client_id, gone.key))?;
+                }
+            }
+        }
+        Op::Stage(id, seq, packet_id, stage) => {
+            // Only for a delivery still on the disk (or on its way there
+            // in this batch): a stage must not outlive its record.
+            if index.record_of.contains_key(seq) || groups_hold(groups, *seq) {
+                let mut value = packet_id.to_be_bytes().to_vec();
+                value.push(*stage);
+                t.inflight.insert((id.as_str(), *seq), value.as_slice())?;
+            }
+        }
+        Op::Inbound(id, packet_id, present) => {
+            let key = (id.as_str(), u64::from(*packet_id));
+            if *present {
+                t.inbound.insert(key, &[][..])?;
+            } else {
+                t.inbound.remove(key)?;
+            }
+        }
+        Op::Group(ops) => {
+            for op in ops {
+                apply(op, t, index, groups, settled, undo)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a record being gathered holds `seq` (QoS 2 deliveries are
+/// written at once, so this is rarely reached).
+fn groups_hold(groups: &Groups, seq: u64) -> bool {
+    groups.open.iter().any(|g| g.seqs.contains(&seq))
 }
 
 /// At a clean stop, rewrites each record that still holds acknowledged
 /// deliveries without them, so that a restart does not deliver them again
 /// (only a crash may, for QoS 1).
 fn trim_partly_acknowledged(db: &Database, index: &QueueIndex) -> Result<(), redb::Error> {
-    let partly: Vec<(&str, u64)> = index
-        .records
-        .iter()
-        .filter(|(_, record)| (record.left as usize) < record.seqs.len())
-        .map(|(&key, record)| (&*record.client_id, key))
-        .collect();
+    let partly = index.partly_acknowledged();
     if partly.is_empty() {
         return Ok(());
     }
@@ -242,115 +383,6 @@ fn trim_partly_acknowledged(db: &Database, index: &QueueIndex) -> Result<(), red
     Ok(())
 }
 
-fn publish_progress(committed: &watch::Sender<Committed>, received: u64, ok: bool) {
-    committed.send_modify(|c| {
-        if ok && !c.failed {
-            c.ops = received;
-        } else {
-            c.failed = true;
-        }
-    });
-}
-
-/// Applies `batch` in one transaction; returns whether it committed.
-fn commit(
-    db: &Database,
-    batch: &mut Vec<Op>,
-    scratch: &mut Scratch,
-    index: &mut QueueIndex,
-) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    // A delivery queued and acknowledged within the same batch never
-    // needs to reach the disk: skip both (sequence numbers are unique).
-    let Scratch {
-        queued,
-        settled,
-        groups,
-    } = scratch;
-    queued.clear();
-    settled.clear();
-    groups.clear();
-    queued.extend(batch.iter().filter_map(|op| match op {
-        Op::Enqueue(_, delivery) => Some(delivery.seq),
-        _ => None,
-    }));
-    settled.extend(batch.iter().filter_map(|op| match op {
-        Op::Dequeue(seq) if queued.contains(seq) => Some(*seq),
-        _ => None,
-    }));
-    let effective = batch.iter().any(|op| match op {
-        Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(seq) => !settled.contains(seq),
-        _ => true,
-    });
-    if !effective {
-        // Everything cancelled out: nothing to write, no fsync.
-        batch.clear();
-        return true;
-    }
-    let result = (|| -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
-        {
-            let mut retained = txn.open_table(RETAINED)?;
-            let mut sessions = txn.open_table(SESSIONS)?;
-            let mut queue = txn.open_table(QUEUE)?;
-            for op in batch.drain(..) {
-                match op {
-                    Op::PutRetained(topic, value) => {
-                        retained.insert(topic.as_str(), value.as_slice())?;
-                    }
-                    Op::DelRetained(topic) => {
-                        retained.remove(topic.as_str())?;
-                    }
-                    Op::PutSession(id, value) => {
-                        sessions.insert(id.as_str(), value.as_slice())?;
-                    }
-                    Op::DelSession(id) => {
-                        groups.drop_client(&id);
-                        index.forget_client(&id);
-                        sessions.remove(id.as_str())?;
-                        let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
-                        queue.retain_in(range, |_, _| false)?;
-                    }
-                    Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(seq)
-                        if settled.contains(&seq) => {}
-                    Op::Enqueue(id, delivery) => {
-                        gather(groups, &mut queue, index, id, &delivery)?;
-                    }
-                    Op::Dequeue(seq) => {
-                        if let Some((client_id, key)) = index.acknowledge(seq) {
-                            queue.remove((&*client_id, key))?;
-                        }
-                    }
-                }
-            }
-            for group in groups.open.drain(..) {
-                write_group(&mut queue, index, group)?;
-            }
-            groups.by_client.clear();
-        }
-        txn.commit()?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => true,
-        Err(e) => {
-            // Nothing is acknowledged after a failed commit (`failed`
-            // sticks). The index keeps this batch's changes although the
-            // disk does not: a record it already counts as acknowledged
-            // stays on disk and comes back after a restart, as a lost
-            // dequeue did before records were shared.
-            batch.clear();
-            groups.clear();
-            tracing::error!("store commit failed: {e}");
-            false
-        }
-    }
-}
-
-type QueueTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
-
 /// Adds `delivery` to its client's record of this batch (QoS 2: a record
 /// of its own, see the module comment).
 fn gather(
@@ -359,6 +391,7 @@ fn gather(
     index: &mut QueueIndex,
     client_id: MqttStr,
     delivery: &Delivery,
+    undo: &mut Vec<Undo>,
 ) -> Result<(), redb::Error> {
     let own_record = delivery.qos == QoS::ExactlyOnce;
     let found = if own_record {
@@ -374,11 +407,12 @@ fn gather(
                 .by_client
                 .insert(client_id.clone(), groups.open.len());
         }
-        groups.open.push(Group {
+        groups.open.push(Gathering {
             client_id,
             key: delivery.seq,
             seqs: Vec::new(),
             value,
+            qos2: own_record,
         });
         groups.open.len() - 1
     });
@@ -393,7 +427,7 @@ fn gather(
         } else {
             groups.take(at)
         };
-        write_group(queue, index, group)?;
+        write_group(queue, index, group, undo)?;
     }
     Ok(())
 }
@@ -401,105 +435,10 @@ fn gather(
 fn write_group(
     queue: &mut QueueTable<'_>,
     index: &mut QueueIndex,
-    group: Group,
+    group: Gathering,
+    undo: &mut Vec<Undo>,
 ) -> Result<(), redb::Error> {
     queue.insert((&*group.client_id, group.key), &group.value[..])?;
-    index.register(&group.client_id, group.key, group.seqs);
+    index.register(&group.client_id, group.key, group.seqs, group.qos2, undo);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_goes_once_all_its_deliveries_are_acknowledged() {
-        let mut index = QueueIndex::default();
-        index.register("c", 10, vec![10, 12, 15]);
-        index.register("d", 11, vec![11]);
-        assert_eq!(index.acknowledge(12), None);
-        assert_eq!(index.acknowledge(11), Some(("d".into(), 11)));
-        assert_eq!(index.acknowledge(10), None);
-        assert_eq!(index.acknowledge(10), None, "twice counts once");
-        assert_eq!(index.acknowledge(15), Some(("c".into(), 10)));
-        assert_eq!(index.acknowledge(99), None);
-    }
-
-    fn delivery(seq: u64, qos: QoS) -> Delivery {
-        Delivery {
-            message: std::sync::Arc::new(crate::router::Message {
-                topic: "t".into(),
-                payload: bytes::Bytes::from_static(b"p"),
-                qos,
-                retain: false,
-                properties: Default::default(),
-                expires_at: None,
-                origin: None,
-            }),
-            qos,
-            retain: false,
-            subscription_id: None,
-            shared: None,
-            seq,
-        }
-    }
-
-    fn record_keys(db: &Database) -> Vec<u64> {
-        use redb::ReadableDatabase;
-        let txn = db.begin_read().unwrap();
-        let queue = txn.open_table(QUEUE).unwrap();
-        queue
-            .iter()
-            .unwrap()
-            .map(|e| e.unwrap().0.value().1)
-            .collect()
-    }
-
-    /// QoS 1 deliveries of a batch share a record; each QoS 2 delivery has
-    /// its own, so acknowledging it removes it from the disk at once.
-    #[test]
-    fn batches_share_a_record_except_qos2() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("q.redb")).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(QUEUE).unwrap();
-        txn.commit().unwrap();
-        let (mut scratch, mut index) = (Scratch::default(), QueueIndex::default());
-        let c = MqttStr::from("c");
-        let mut batch = vec![
-            Op::Enqueue(c.clone(), delivery(1, QoS::AtLeastOnce)),
-            Op::Enqueue(c.clone(), delivery(2, QoS::ExactlyOnce)),
-            Op::Enqueue(c.clone(), delivery(3, QoS::AtLeastOnce)),
-            Op::Enqueue(c.clone(), delivery(4, QoS::ExactlyOnce)),
-            Op::Enqueue(c.clone(), delivery(5, QoS::AtLeastOnce)),
-            // Acknowledged within the batch: never written.
-            Op::Dequeue(5),
-        ];
-        assert!(commit(&db, &mut batch, &mut scratch, &mut index));
-        assert_eq!(record_keys(&db), [1, 2, 4]);
-        let mut batch = vec![Op::Dequeue(4), Op::Dequeue(1)];
-        assert!(commit(&db, &mut batch, &mut scratch, &mut index));
-        assert_eq!(record_keys(&db), [1, 2], "record 1 still holds 3");
-        let mut batch = vec![Op::Dequeue(3), Op::DelSession("c".into())];
-        assert!(commit(&db, &mut batch, &mut scratch, &mut index));
-        assert!(record_keys(&db).is_empty());
-        assert_eq!(index.acknowledge(2), None, "forgotten with the session");
-    }
-
-    #[test]
-    fn forgetting_a_client_drops_its_records_only() {
-        let mut index = QueueIndex::default();
-        index.register("c", 1, vec![1, 2]);
-        index.register("c", 4, vec![4]);
-        index.register("d", 3, vec![3]);
-        index.forget_client("c");
-        assert_eq!(index.acknowledge(1), None);
-        assert_eq!(index.acknowledge(4), None);
-        assert!(
-            index.record_of.keys().all(|&seq| seq == 3),
-            "no entry left behind"
-        );
-        assert_eq!(index.acknowledge(3), Some(("d".into(), 3)));
-        assert!(index.by_client.is_empty() && index.records.is_empty());
-    }
 }
