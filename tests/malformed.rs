@@ -192,3 +192,83 @@ async fn connection_limit_refuses_extra_sockets() {
     assert_eq!(c.recv().await, None, "third connection is closed");
     broker.stop().await;
 }
+
+/// MQTT 5.0 3.3.2.3.2: a PUBLISH whose payload format indicator says UTF-8
+/// but whose payload is not gets DISCONNECT 0x99 and is neither routed nor
+/// retained; a will breaking the same rule gets CONNACK 0x99 (3.1.3.2.3).
+/// Marked UTF-8 payloads, unmarked bytes and other clients are unaffected.
+#[tokio::test]
+async fn payload_marked_utf8_that_is_not_gets_0x99() {
+    let broker = TestBroker::start().await;
+    let mut sub = RawClient::connect(broker.addr(), V5, "watcher").await;
+    sub.subscribe("pf/#", QoS::AtMostOnce).await;
+    let bad: &[u8] = &[b'o', b'k', 0xC3, 0x28];
+    let marked = |topic: &str, payload: &[u8], qos: QoS, retain: bool| {
+        let mut p = publish(topic, payload, qos, retain, 1);
+        p.properties.payload_format_indicator = Some(1);
+        Packet::Publish(p)
+    };
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        let mut liar = RawClient::connect(broker.addr(), V5, &format!("liar{i}")).await;
+        liar.send(&marked("pf/bad", bad, qos, true)).await;
+        expect_disconnect(&mut liar, ReasonCode::PAYLOAD_FORMAT_INVALID).await;
+    }
+
+    // A will that breaks the rule: CONNACK 0x99, then the socket closes.
+    let mut will_liar = RawClient::tcp(broker.addr(), V5).await;
+    let mut connect = connect_packet(V5, "will-liar", true);
+    connect.will = Some(Will {
+        topic: "pf/will".into(),
+        payload: bytes::Bytes::from_static(&[0xFF]),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties {
+            payload_format_indicator: Some(1),
+            ..Properties::default()
+        },
+    });
+    let ack = will_liar.connect_with(connect).await;
+    assert_eq!(ack.reason, ReasonCode::PAYLOAD_FORMAT_INVALID);
+    assert_eq!(will_liar.recv().await, None, "socket closed after CONNACK");
+
+    // Everyone else is served: the first thing the watcher sees is the
+    // honest message (a routed bad one would have come first).
+    let mut honest = RawClient::connect(broker.addr(), V5, "honest").await;
+    honest
+        .send(&marked(
+            "pf/text",
+            "grüß\0".as_bytes(),
+            QoS::AtMostOnce,
+            false,
+        ))
+        .await;
+    let got = sub.recv_publish().await;
+    assert_eq!(
+        (
+            got.topic.as_str(),
+            &got.payload[..],
+            got.properties.payload_format_indicator
+        ),
+        ("pf/text", "grüß\0".as_bytes(), Some(1))
+    );
+    // Unmarked, the same bytes are just bytes, in v5 and in 3.1.1.
+    honest
+        .publish("pf/bytes", bad, QoS::AtLeastOnce, false)
+        .await;
+    let got = sub.recv_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("pf/bytes", bad));
+    let mut old = RawClient::connect(broker.addr(), V3, "old").await;
+    old.publish("pf/v3", bad, QoS::AtLeastOnce, false).await;
+    let got = sub.recv_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("pf/v3", bad));
+    sub.expect_silence(Duration::from_millis(200)).await;
+
+    // Nothing was retained either.
+    let mut late = RawClient::connect(broker.addr(), V5, "late").await;
+    late.subscribe("pf/#", QoS::AtMostOnce).await;
+    late.expect_silence(Duration::from_millis(300)).await;
+    broker.stop().await;
+}

@@ -414,75 +414,345 @@ fn client_config(ca: &str, identity: Option<(&str, &str)>) -> rustls::ClientConf
     }
 }
 
+/// Runs a CLI command that must fail; returns its standard error.
+fn cli_refuses(config: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "gatehouse {args:?} succeeded");
+    assert!(!stderr.contains("panicked"), "gatehouse {args:?}: {stderr}");
+    stderr
+}
+
+/// Signs `csr_pem` with `gatehouse cert sign` (extra CLI `args`) and
+/// returns the certificate's DER.
+fn sign_csr(site: &Site, name: &str, csr_pem: &str, args: &[&str]) -> Vec<u8> {
+    let (csr_path, out) = (
+        site.path(&format!("{name}.csr")),
+        site.path(&format!("{name}.crt")),
+    );
+    std::fs::write(&csr_path, csr_pem).unwrap();
+    let mut all = vec![
+        "cert",
+        "sign",
+        "--csr",
+        csr_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    cli(&site.config, &all);
+    CertificateDer::from_pem_slice(&std::fs::read(&out).unwrap())
+        .unwrap()
+        .to_vec()
+}
+
+/// Asserts that `der` is exactly the client certificate the CA issues:
+/// subject CN=`cn` and nothing else, the request's public key `spki`,
+/// signed by the CA, valid for `days`, and exactly these extensions.
+fn assert_client_leaf(site: &Site, der: &[u8], cn: &str, spki: &[u8], days: i64) {
+    use sha2::Digest;
+    use x509_parser::extensions::ParsedExtension;
+    let ca_pem = std::fs::read(site.ca()).unwrap();
+    let ca_der = CertificateDer::from_pem_slice(&ca_pem).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(cert.version(), x509_parser::x509::X509Version::V3);
+
+    // Subject: the identity's CN only; nothing else the request named.
+    let subject: Vec<(String, String)> = cert
+        .subject()
+        .iter_attributes()
+        .map(|a| (a.attr_type().to_id_string(), a.as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(subject, [("2.5.4.3".to_owned(), cn.to_owned())]);
+    assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
+    assert_eq!(cert.public_key().raw, spki, "not the request's public key");
+    cert.verify_signature(Some(ca.public_key()))
+        .expect("signed by the CA");
+    let validity = cert.validity();
+    let span = validity.not_after.timestamp() - validity.not_before.timestamp();
+    assert_eq!(span, days * 86_400 + 300, "validity: {days} days + 5 min");
+
+    // The whole extension set, with criticality, in the order written.
+    let extensions: Vec<(String, bool)> = cert
+        .extensions()
+        .iter()
+        .map(|e| (e.oid.to_id_string(), e.critical))
+        .collect();
+    let expected = [
+        ("2.5.29.35", false), // authorityKeyIdentifier
+        ("2.5.29.15", true),  // keyUsage
+        ("2.5.29.37", false), // extendedKeyUsage
+        ("2.5.29.14", false), // subjectKeyIdentifier
+        ("2.5.29.19", true),  // basicConstraints
+    ];
+    assert_eq!(
+        extensions,
+        expected.map(|(oid, critical)| (oid.to_owned(), critical)),
+        "extension set of the issued certificate"
+    );
+    let ca_key_id = match ca
+        .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+    {
+        Ok(Some(ext)) => match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => id.0.to_vec(),
+            other => panic!("CA subjectKeyIdentifier: {other:?}"),
+        },
+        other => panic!("CA without subjectKeyIdentifier: {other:?}"),
+    };
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                assert_eq!(
+                    aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                    Some(ca_key_id.clone()),
+                    "authorityKeyIdentifier is the CA's key"
+                );
+                assert!(aki.authority_cert_issuer.is_none() && aki.authority_cert_serial.is_none());
+            }
+            ParsedExtension::KeyUsage(usage) => {
+                assert_eq!(
+                    usage.flags, 1,
+                    "keyUsage: digitalSignature only, got {usage}"
+                );
+            }
+            ParsedExtension::ExtendedKeyUsage(eku) => {
+                let expected = x509_parser::extensions::ExtendedKeyUsage {
+                    any: false,
+                    server_auth: false,
+                    client_auth: true,
+                    code_signing: false,
+                    email_protection: false,
+                    time_stamping: false,
+                    ocsp_signing: false,
+                    other: Vec::new(),
+                };
+                assert_eq!(*eku, expected, "extendedKeyUsage: clientAuth only");
+            }
+            ParsedExtension::SubjectKeyIdentifier(id) => {
+                // rcgen's SHA-256 method: the first 20 bytes of the SPKI's hash.
+                assert_eq!(
+                    id.0,
+                    &sha2::Sha256::digest(spki)[..20],
+                    "subjectKeyIdentifier"
+                );
+            }
+            ParsedExtension::BasicConstraints(bc) => {
+                assert!(!bc.ca && bc.path_len_constraint.is_none(), "{bc:?}");
+            }
+            other => panic!("unexpected extension {other:?}"),
+        }
+    }
+    assert!(!cert.is_ca());
+}
+
 #[test]
 fn csr_asking_for_a_ca_gets_a_leaf() {
     let site = Site::new(true);
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sneaky");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    // Ask for everything: a CA with a path length, every key usage and
+    // extended key usage (plus one unknown), SANs of each kind, a key
+    // identifier of our choosing, a critical extension nobody knows, a CN
+    // naming another user and more name parts.
+    let mut params =
+        rcgen::CertificateParams::new(vec!["evil.example".to_owned(), "10.0.0.1".to_owned()])
+            .unwrap();
+    params.subject_alt_names.extend([
+        rcgen::SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
+        rcgen::SanType::Rfc822Name("root@evil.example".try_into().unwrap()),
+        rcgen::SanType::URI("https://evil.example/".try_into().unwrap()),
+    ]);
+    let name = &mut params.distinguished_name;
+    name.push(rcgen::DnType::CommonName, "admin");
+    name.push(rcgen::DnType::OrganizationName, "Evil Corp");
+    name.push(rcgen::DnType::OrganizationalUnitName, "root");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(3));
+    use rcgen::KeyUsagePurpose as Ku;
     params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
+        Ku::DigitalSignature,
+        Ku::ContentCommitment,
+        Ku::KeyEncipherment,
+        Ku::DataEncipherment,
+        Ku::KeyAgreement,
+        Ku::KeyCertSign,
+        Ku::CrlSign,
     ];
-    let csr = params.serialize_request(&key).unwrap();
-    let csr_path = site.path("sneaky.csr");
-    std::fs::write(&csr_path, csr.pem().unwrap()).unwrap();
-    let out = site.path("sneaky.crt");
-    cli(
-        &site.config,
-        &[
-            "cert",
-            "sign",
-            "--csr",
-            csr_path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
+    use rcgen::ExtendedKeyUsagePurpose as Eku;
+    params.extended_key_usages = vec![
+        Eku::Any,
+        Eku::ServerAuth,
+        Eku::ClientAuth,
+        Eku::CodeSigning,
+        Eku::EmailProtection,
+        Eku::TimeStamping,
+        Eku::OcspSigning,
+        Eku::Other(vec![1, 3, 6, 1, 4, 1, 55555, 2]),
+    ];
+    let mut unknown = rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 4, 1, 55555, 1],
+        vec![0x0C, 0x04, b'r', b'o', b'o', b't'],
     );
-    let der = CertificateDer::from_pem_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    assert!(!cert.is_ca(), "a CSR must never yield a CA certificate");
-    let usage = cert.key_usage().unwrap().unwrap().value;
-    assert!(usage.digital_signature() && !usage.key_cert_sign() && !usage.crl_sign());
-    assert!(
-        cert.extended_key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .client_auth
-    );
-    assert_eq!(
-        cert.subject()
-            .iter_common_name()
-            .next()
-            .unwrap()
-            .as_str()
-            .unwrap(),
-        "sneaky"
-    );
-    assert!(cli(&site.config, &["cert", "list"]).contains("sneaky"));
+    unknown.set_criticality(true);
+    let mut chosen_key_id = vec![0x04, 20];
+    chosen_key_id.extend([0xEE; 20]);
+    params.custom_extensions = vec![
+        unknown,
+        rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 14], chosen_key_id),
+    ];
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
 
-    // A CSR without a CN is refused.
+    // The operator names the user: the request's CN does not matter.
+    let der = sign_csr(&site, "named", &csr, &["--cn", "device7", "--days", "7"]);
+    assert_client_leaf(&site, &der, "device7", &spki, 7);
+    // Without --cn the request's CN is the identity; the rest is dropped all the same.
+    let der = sign_csr(&site, "unnamed", &csr, &[]);
+    assert_client_leaf(&site, &der, "admin", &spki, 365);
+    let list = cli(&site.config, &["cert", "list"]);
+    let mut recorded: Vec<&str> = list
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded, ["admin", "device7"], "{list}");
+
+    // A CSR without a CN is refused, and so is one with two (which one
+    // would be the user?) unless --cn names the user.
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    let csr = params.serialize_request(&key).unwrap();
-    std::fs::write(&csr_path, csr.pem().unwrap()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let csr_path = site.path("nameless.csr");
+    std::fs::write(
+        &csr_path,
+        params.serialize_request(&key).unwrap().pem().unwrap(),
+    )
+    .unwrap();
+    let sign = ["cert", "sign", "--csr", csr_path.to_str().unwrap()];
+    assert!(cli_refuses(&site.config, &sign).contains("no common name"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "device7");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 3]), "admin");
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    std::fs::write(&csr_path, &csr).unwrap();
+    assert!(cli_refuses(&site.config, &sign).contains("several common names"));
+    let der = sign_csr(
+        &site,
+        "two-names",
+        &csr,
+        &["--cn", "device7", "--days", "1"],
+    );
+    assert_client_leaf(&site, &der, "device7", &spki, 1);
+
+    // A request whose signature does not verify is refused.
+    let mut tampered = x509_parser::pem::parse_x509_pem(csr.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    let at = tampered.len() - 10;
+    tampered[at] ^= 1;
+    std::fs::write(&csr_path, pem_of("CERTIFICATE REQUEST", &tampered)).unwrap();
+    assert!(cli_refuses(&site.config, &sign).contains("signature"));
+
+    // Validity out of range is an error, not a panic.
+    std::fs::write(&csr_path, &csr).unwrap();
+    for days in ["0", "4294967295"] {
+        let err = cli_refuses(
+            &site.config,
+            &[&sign[..], &["--cn", "x", "--days", days]].concat(),
+        );
+        assert!(err.contains("out of range"), "--days {days}: {err}");
+    }
+}
+
+/// PEM armour for `der`.
+fn pem_of(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The onboarding recipe of docs/tls.md with a P-384 key: openssl signs the
+/// request with SHA-256 by default. The certificate must carry the P-384
+/// key as it is (rcgen's CSR import labelled it P-256 from the signature
+/// algorithm, producing a certificate nobody can parse) and work for mTLS.
+#[tokio::test]
+async fn csr_key_is_taken_from_the_key_not_the_signature_algorithm() {
+    let site = Site::new(true);
+    let (key, csr) = (site.path("p384.key"), site.path("p384.csr"));
+    let status = Command::new("openssl")
         .args([
-            "cert",
-            "sign",
-            "--csr",
-            csr_path.to_str().unwrap(),
-            "--config",
-            site.config.to_str().unwrap(),
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
         ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("common name"));
+        .args(["-sha256", "-nodes", "-subj", "/CN=p384"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(status.success());
+    let csr_pem = std::fs::read_to_string(&csr).unwrap();
+    use x509_parser::prelude::FromDer;
+    let pem = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .unwrap()
+        .1;
+    let (_, request) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .unwrap();
+    assert_eq!(
+        request.signature_algorithm.algorithm,
+        x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+    );
+    let spki = request.certification_request_info.subject_pki.raw.to_vec();
+    let der = sign_csr(&site, "p384", &csr_pem, &[]);
+    assert_client_leaf(&site, &der, "p384", &spki, 365);
+
+    // The device logs in with it.
+    cli(
+        &site.config,
+        &["user", "add", "p384", "--grant", "certificate"],
+    );
+    let grant = [
+        "--context",
+        "mqtt",
+        "--resource",
+        "p",
+        "--operation",
+        "readWrite",
+    ];
+    cli(
+        &site.config,
+        &[&["user", "grant", "p384"][..], &grant].concat(),
+    );
+    let _broker = site.start();
+    let (ca, crt) = (site.ca(), site.path("p384.crt"));
+    let tls = ["--cafile", &ca, "--cert", crt.to_str().unwrap()];
+    let tls = [&tls[..], &["--key", key.to_str().unwrap(), "-V", "5"]].concat();
+    let (status, out) = mosquitto_roundtrip(site.mqtts, "p", "p", "p-384", &tls, &tls).await;
+    assert_eq!((status, out.trim()), (Some(0), "p-384"), "{out}");
 }
 
 #[tokio::test]

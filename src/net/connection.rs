@@ -586,6 +586,15 @@ async fn establish<S: ByteStream>(
             goodbye(stream, out).await;
             return None;
         }
+        // Only a v5 will carries a payload format indicator; MQTT 5.0
+        // 3.1.3.2.3 names CONNACK 0x99 for a will that breaks it.
+        Ok(Err(ReadError::Decode(e @ DecodeError::PayloadFormatInvalid))) => {
+            Metrics::add(&services.metrics.protocol_errors, 1);
+            tracing::info!(%peer, "bad CONNECT: {e}");
+            write_refusal(ProtocolVersion::V5, e.reason_code(), out);
+            let _ = stream.write_all(out).await;
+            return None;
+        }
         Ok(Err(ReadError::Decode(e))) => {
             Metrics::add(&services.metrics.protocol_errors, 1);
             tracing::info!(%peer, "bad CONNECT: {e}");

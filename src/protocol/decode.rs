@@ -21,6 +21,10 @@ pub enum DecodeError {
     UnsupportedVersion(u8),
     #[error("invalid topic name")]
     TopicNameInvalid,
+    /// A v5 PUBLISH or will whose payload format indicator says UTF-8 but
+    /// whose payload is not (MQTT 5.0 3.3.2.3.2, 3.1.3.2.3).
+    #[error("payload marked as UTF-8 is not valid UTF-8")]
+    PayloadFormatInvalid,
 }
 
 impl DecodeError {
@@ -32,6 +36,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
             DecodeError::UnsupportedVersion(_) => ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
             DecodeError::TopicNameInvalid => ReasonCode::TOPIC_NAME_INVALID,
+            DecodeError::PayloadFormatInvalid => ReasonCode::PAYLOAD_FORMAT_INVALID,
         }
     }
 }
@@ -209,7 +214,16 @@ impl Reader {
     /// UTF-8 string: invalid UTF-8 and U+0000 are malformed.
     pub(super) fn string(&mut self) -> Result<MqttStr, DecodeError> {
         let raw = self.binary()?;
-        MqttStr::from_bytes(raw).ok_or(DecodeError::Malformed("invalid UTF-8 string"))
+        let len = raw.len();
+        MqttStr::from_bytes(raw).ok_or_else(|| {
+            // Only on failure: say which rule was broken (logs, tests).
+            let raw = &self.buf[self.pos - len..self.pos];
+            if std::str::from_utf8(raw).is_ok() {
+                DecodeError::Malformed("U+0000 in a UTF-8 string")
+            } else {
+                DecodeError::Malformed("invalid UTF-8 string")
+            }
+        })
     }
 
     fn rest(&mut self) -> Bytes {
@@ -333,6 +347,7 @@ fn connect(mut r: Reader) -> Result<Connect, DecodeError> {
         if !is_topic_name(&topic) {
             return Err(DecodeError::TopicNameInvalid);
         }
+        check_payload_format(&properties, &payload)?;
         Some(Will {
             topic,
             payload,
@@ -405,6 +420,8 @@ fn publish(first: u8, r: &mut Reader, v: ProtocolVersion) -> Result<Publish, Dec
     } else if !is_topic_name(&topic) {
         return Err(DecodeError::TopicNameInvalid);
     }
+    let payload = r.rest();
+    check_payload_format(&properties, &payload)?;
     Ok(Publish {
         dup: first & 0x08 != 0,
         qos,
@@ -412,8 +429,18 @@ fn publish(first: u8, r: &mut Reader, v: ProtocolVersion) -> Result<Publish, Dec
         topic,
         packet_id,
         properties,
-        payload: r.rest(),
+        payload,
     })
+}
+
+/// A payload marked as UTF-8 (indicator 1) must be UTF-8: the broker checks
+/// it (MQTT 5.0 lets a receiver) so subscribers can rely on the mark. Only
+/// marked payloads are scanned; 3.1.1 packets carry no indicator.
+fn check_payload_format(properties: &Properties, payload: &[u8]) -> Result<(), DecodeError> {
+    if properties.payload_format_indicator == Some(1) && std::str::from_utf8(payload).is_err() {
+        return Err(DecodeError::PayloadFormatInvalid);
+    }
+    Ok(())
 }
 
 fn pub_response(

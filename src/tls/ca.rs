@@ -1,19 +1,24 @@
 //! The built-in certificate authority: generated on first start, it signs
 //! the server certificate, device certificates and CSRs, and the CRL.
 //!
-//! Signing never copies what a request asks for: rcgen's CSR import would
-//! carry over a CA flag, key usages and extensions, so every issued
-//! certificate is built from fresh parameters (leaf, digitalSignature,
-//! clientAuth, our serial and validity) with only the request's public key.
+//! Signing never copies what a request asks for: every issued certificate
+//! is built from fresh parameters (leaf, digitalSignature, clientAuth, our
+//! serial and validity) with only the request's public key. The CSR is read
+//! here rather than by rcgen's import, which refuses requests carrying
+//! extensions it does not model and takes the key's algorithm from the
+//! request's signature algorithm (so a P-384 key signed with SHA-256, the
+//! openssl default, came out labelled as a P-256 key).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams,
-    CertificateSigningRequestParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, RevokedCertParams,
+    SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
 
 use super::files::write_new;
 
@@ -27,9 +32,19 @@ pub enum CaError {
     #[error("certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("the certificate signing request is invalid: {0}")]
-    Csr(rcgen::Error),
+    Csr(&'static str),
+    #[error("the certificate signing request's signature does not verify: {0}")]
+    CsrSignature(x509_parser::error::X509Error),
+    #[error("the certificate signing request's public key is not supported: {0}")]
+    CsrKey(rcgen::Error),
     #[error("the certificate signing request has no common name (CN)")]
     NoCommonName,
+    #[error(
+        "the certificate signing request has several common names (CN); name the user with --cn"
+    )]
+    SeveralCommonNames,
+    #[error("a validity of {0} days is out of range (1 day up to the year 9999)")]
+    Validity(u32),
     #[error("{0} exists but {1} is missing; restore it or move both away")]
     HalfPair(PathBuf, PathBuf),
 }
@@ -93,15 +108,19 @@ fn issued(cert: &rcgen::Certificate, params: &CertificateParams, cn: &str) -> Is
     }
 }
 
-/// Parameters every leaf we sign starts from.
-fn leaf_params(cn: &str, days: u32, client: bool) -> CertificateParams {
+/// Parameters every leaf we sign starts from. `days` comes from the
+/// command line or the configuration: out of range is an error, not a panic.
+fn leaf_params(cn: &str, days: u32, client: bool) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, cn);
     params.distinguished_name = name;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::minutes(5);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_after = Some(days)
+        .filter(|&d| d > 0)
+        .and_then(|d| now.checked_add(Duration::days(i64::from(d))))
+        .ok_or(CaError::Validity(days))?;
     params.serial_number = Some(random_serial());
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -111,7 +130,7 @@ fn leaf_params(cn: &str, days: u32, client: bool) -> CertificateParams {
         ExtendedKeyUsagePurpose::ServerAuth
     }];
     params.use_authority_key_identifier_extension = true;
-    params
+    Ok(params)
 }
 
 impl CertificateAuthority {
@@ -174,7 +193,7 @@ impl CertificateAuthority {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
-        let mut params = leaf_params("gatehouse", 825, false);
+        let mut params = leaf_params("gatehouse", 825, false)?;
         let mut sans = vec![
             SanType::DnsName("localhost".try_into()?),
             SanType::IpAddress([127, 0, 0, 1].into()),
@@ -208,34 +227,50 @@ impl CertificateAuthority {
             return Err(CaError::NoCommonName);
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let params = leaf_params(cn, days, true);
+        let params = leaf_params(cn, days, true)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((issued(&cert, &params, cn), key.serialize_pem()))
     }
 
     /// Signs a CSR as a client certificate. Only the request's public key
-    /// and (unless `cn` is given) its CN are used.
+    /// and (unless `cn` is given) its CN are used; everything else it asks
+    /// for (CA flag, usages, SANs, other extensions and name parts) is ignored.
     pub fn sign_csr(&self, csr_pem: &str, cn: Option<&str>, days: u32) -> Result<Issued, CaError> {
-        let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(CaError::Csr)?;
-        let requested_cn = request
-            .params
-            .distinguished_name
-            .get(&DnType::CommonName)
-            .and_then(|v| match v {
-                DnValue::Utf8String(s) => Some(s.clone()),
-                DnValue::PrintableString(s) => Some(s.as_str().to_owned()),
-                DnValue::Ia5String(s) => Some(s.as_str().to_owned()),
-                _ => None,
-            });
+        let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+            .map_err(|_| CaError::Csr("not PEM"))?;
+        if !pem.label.ends_with("CERTIFICATE REQUEST") {
+            return Err(CaError::Csr("the PEM block is not a CERTIFICATE REQUEST"));
+        }
+        let request = match X509CertificationRequest::from_der(&pem.contents) {
+            Ok(([], request)) => request,
+            Ok(_) => return Err(CaError::Csr("trailing bytes after the request")),
+            Err(_) => return Err(CaError::Csr("not a PKCS#10 certification request")),
+        };
+        // Proof of possession: the requester holds the private key.
+        request.verify_signature().map_err(CaError::CsrSignature)?;
+        let info = &request.certification_request_info;
+        // The key's algorithm comes from the key itself, never from the
+        // request's signature algorithm.
+        let public_key =
+            SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(CaError::CsrKey)?;
         let cn = match cn {
             Some(cn) => cn.to_owned(),
-            None => requested_cn.ok_or(CaError::NoCommonName)?,
+            None => {
+                let mut names = info.subject.iter_common_name();
+                match (names.next(), names.next()) {
+                    // A CN that is not a plain string type counts as none.
+                    (Some(name), None) => name.as_str().map_err(|_| CaError::NoCommonName)?,
+                    (None, _) => return Err(CaError::NoCommonName),
+                    (Some(_), Some(_)) => return Err(CaError::SeveralCommonNames),
+                }
+                .to_owned()
+            }
         };
         if cn.trim().is_empty() {
             return Err(CaError::NoCommonName);
         }
-        let params = leaf_params(&cn, days, true);
-        let cert = params.signed_by(&request.public_key, &self.issuer)?;
+        let params = leaf_params(&cn, days, true)?;
+        let cert = params.signed_by(&public_key, &self.issuer)?;
         Ok(issued(&cert, &params, &cn))
     }
 

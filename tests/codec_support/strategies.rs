@@ -273,11 +273,20 @@ pub fn will(v: ProtocolVersion) -> impl Strategy<Value = Will> {
     )
         .prop_map(|(topic, payload, qos, retain, properties)| Will {
             topic,
-            payload,
+            payload: utf8_if_marked(&properties, payload),
             qos,
             retain,
             properties,
         })
+}
+
+/// A payload marked UTF-8 (payload format indicator 1) must be UTF-8 to be
+/// valid: such payloads are made UTF-8, keeping the marked case covered.
+fn utf8_if_marked(properties: &Properties, payload: Bytes) -> Bytes {
+    match properties.payload_format_indicator {
+        Some(1) => Bytes::from(String::from_utf8_lossy(&payload).into_owned()),
+        _ => payload,
+    }
 }
 
 pub fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
@@ -339,8 +348,8 @@ pub fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 retain,
                 topic,
                 packet_id: if qos0 { 0 } else { id },
+                payload: utf8_if_marked(&properties, payload),
                 properties,
-                payload,
             })
         })
 }

@@ -208,16 +208,69 @@ fn publish_topic_names() {
 
 #[test]
 fn strings_must_be_valid_utf8_without_nul() {
-    malformed(V3, 0x30, &s(&[0xC3, 0x28]));
-    malformed(V3, 0x30, &s(b"a\0b"));
-    malformed(V3, 0x30, &s(&[0xED, 0xA0, 0x80])); // UTF-16 surrogate
-    malformed(None, 0x10, &connect(4, 0x02, &s(b"c\0")));
-    malformed(V3, 0x82, &cat(&[&[0, 1], &s(&[0xFF]), &[0]]));
-    malformed(
-        V5S,
-        0x30,
-        &cat(&[&s(b"t"), &p(&cat(&[&[0x26], &s(b"k"), &s(&[0xFF])]))]),
+    const INVALID: DecodeError = DecodeError::Malformed("invalid UTF-8 string");
+    const NUL: DecodeError = DecodeError::Malformed("U+0000 in a UTF-8 string");
+    assert_eq!(err(V3, 0x30, &s(&[0xC3, 0x28])), INVALID);
+    assert_eq!(err(V3, 0x30, &s(b"a\0b")), NUL);
+    assert_eq!(err(V3, 0x30, &s(&[0xED, 0xA0, 0x80])), INVALID); // UTF-16 surrogate
+    assert_eq!(err(V3, 0x30, &s(&[0xFF, 0x00])), INVALID); // both: UTF-8 first
+    assert_eq!(err(None, 0x10, &connect(4, 0x02, &s(b"c\0"))), NUL);
+    assert_eq!(err(V3, 0x82, &cat(&[&[0, 1], &s(&[0xFF]), &[0]])), INVALID);
+    let user_property = |value: &[u8]| {
+        let props = p(&cat(&[&[0x26], &s(b"k"), &s(value)]));
+        err(V5S, 0x30, &cat(&[&s(b"t"), &props]))
+    };
+    assert_eq!(user_property(&[0xFF]), INVALID);
+    assert_eq!(user_property(b"\0"), NUL);
+}
+
+#[test]
+fn payload_marked_utf8_must_be_utf8() {
+    let publish = |props: &[u8], payload: &[u8]| cat(&[&s(b"t"), &p(props), payload]);
+    let bad = [0xC3, 0x28];
+    let e = err(V5S, 0x30, &publish(&[0x01, 1], &bad));
+    assert_eq!(e, DecodeError::PayloadFormatInvalid);
+    assert_eq!(e.reason_code(), ReasonCode::PAYLOAD_FORMAT_INVALID);
+    for qos_flags in [0x32, 0x34] {
+        let body = cat(&[&s(b"t"), &[0, 7], &p(&[0x01, 1]), &bad]);
+        assert_eq!(
+            err(V5S, qos_flags, &body),
+            DecodeError::PayloadFormatInvalid
+        );
+    }
+    // Unmarked or marked as bytes, or marked and UTF-8 (U+0000 is UTF-8;
+    // the string rules do not apply to payloads): accepted as they are.
+    for (props, payload) in [
+        (&[][..], &bad[..]),
+        (&[0x01, 0][..], &bad[..]),
+        (&[0x01, 1][..], "grüß\0".as_bytes()),
+        (&[0x01, 1][..], &[][..]),
+    ] {
+        let Packet::Publish(pb) = ok(V5S, 0x30, &publish(props, payload)) else {
+            panic!()
+        };
+        assert_eq!(&pb.payload[..], payload);
+    }
+    // 3.1.1 has no indicator: those bytes are payload.
+    let Packet::Publish(pb) = ok(V3, 0x30, &publish(&[0x01, 1], &bad)) else {
+        panic!()
+    };
+    assert_eq!(&pb.payload[..], &cat(&[&[2, 0x01, 1], &bad])[..]);
+
+    // The same rule for a will (CONNACK 0x99).
+    let will = |props: &[u8], payload: &[u8]| {
+        connect(
+            5,
+            0x06,
+            &cat(&[&[0], &s(b"c"), &p(props), &s(b"w"), &s(payload)]),
+        )
+    };
+    assert_eq!(
+        err(None, 0x10, &will(&[0x01, 1], &bad)),
+        DecodeError::PayloadFormatInvalid
     );
+    ok(None, 0x10, &will(&[0x01, 0], &bad));
+    ok(None, 0x10, &will(&[0x01, 1], "grüß".as_bytes()));
 }
 
 #[test]
