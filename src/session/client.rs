@@ -128,7 +128,10 @@ impl ClientSession {
             attached.state.stored = true;
         }
         let limits = &services.config.limits;
-        let acl_version = params.identity.acl.version();
+        // One behind: the first pump checks the session's subscriptions
+        // against this connection's permissions (they may have changed
+        // while the client was away).
+        let acl_version = params.identity.acl.version().wrapping_sub(1);
         // A revocation wakes the connection through its mailbox; the
         // connection then finds `is_revoked` and closes.
         let watcher: std::sync::Weak<dyn Wakeup> = Arc::downgrade(&mailbox) as _;

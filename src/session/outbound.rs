@@ -201,6 +201,7 @@ impl ClientSession {
         let router = &self.services.router;
         let client_id = self.mailbox.client_id();
         let state = &mut self.attached.as_mut().expect("attached").state;
+        let before = state.subscriptions.len();
         state.subscriptions.retain(|raw, entry| {
             let keep = acl.can_subscribe(&entry.key.filter);
             if !keep {
@@ -209,7 +210,9 @@ impl ClientSession {
             }
             keep
         });
-        self.persist_session();
+        if state.subscriptions.len() != before {
+            self.persist_session();
+        }
     }
 
     /// (alias, new: send the topic too and record the alias once sent)
