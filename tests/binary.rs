@@ -7,77 +7,8 @@ use common::*;
 use gatehouse::protocol::*;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path::PathBuf {
-    let path = dir.join("broker.toml");
-    let text = format!(
-        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\nws = \"\"\nmqtts = \"\"\nwss = \"\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
-        dir.join("data").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    // Anonymous test clients may publish and subscribe anywhere.
-    let (ok, out) = gatehouse_cli(
-        &path,
-        &[
-            "user",
-            "grant",
-            "anonymous",
-            "--context",
-            "mqtt",
-            "--resource",
-            "#",
-            "--operation",
-            "readWrite",
-        ],
-        None,
-        &[],
-    );
-    assert!(ok, "{out}");
-    path
-}
-
-/// Runs `gatehouse ARGS --config CONFIG` with optional stdin and extra env;
-/// returns (success, stdout + stderr).
-fn gatehouse_cli(
-    config: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&str>,
-    env: &[(&str, &str)],
-) -> (bool, String) {
-    use std::io::Write;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.args(args).arg("--config").arg(config);
-    for var in [
-        "CYBUS_AUTH_PASSWORD_POLICY_RULES",
-        "GATEHOUSE_INITIAL_ADMIN_PASSWORD",
-        "CYBUS_INITIAL_ADMIN_USER_PASSWORD",
-        "CYBUS_ADMIN_USER_ENABLED",
-    ] {
-        command.env_remove(var);
-    }
-    command.envs(env.iter().copied());
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
-}
 
 #[test]
 fn password_policy_and_initial_admin_settings_at_start_up() {

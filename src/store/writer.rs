@@ -167,13 +167,13 @@ impl Writer<'_> {
                 }
                 Err(e) => {
                     self.index.undo(&mut scratch.undo);
-                    self.report(received, false);
+                    self.shared.failures.fetch_add(1, Ordering::Relaxed);
                     if self.shared.healthy.swap(false, Ordering::AcqRel) {
                         tracing::error!(
                             "store commit failed: {e}; persisted QoS 1/2 publishes are refused until commits succeed again (retrying)"
                         );
                     }
-                    self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                    self.report(received, false);
                     if open {
                         retry = (retry * 2).min(LAST_RETRY);
                     }

@@ -6,7 +6,7 @@
 mod process;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
-pub use process::{Binary, free_port};
+pub use process::{Binary, free_port, gatehouse_cli, write_config};
 
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
