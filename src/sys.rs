@@ -49,6 +49,14 @@ fn publish_all(registry: &Registry) {
         ),
         ("clients/total", registry.len().to_string()),
         (
+            "store/healthy",
+            u8::from(services.store.is_healthy()).to_string(),
+        ),
+        (
+            "store/commit failures",
+            services.store.commit_failures().to_string(),
+        ),
+        (
             "messages/received",
             Metrics::get(&m.messages_received).to_string(),
         ),
