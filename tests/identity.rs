@@ -550,7 +550,8 @@ async fn password_hash_with_old_parameters_is_replaced_on_login() {
     let params = argon2::Params::new(4096, 1, 1, None).unwrap();
     let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let old = hasher.hash_password(b"secret1").unwrap().to_string();
-    dir.rehash("legacy", old.clone()).unwrap();
+    let current = dir.user("legacy").unwrap().password_hash.unwrap();
+    dir.rehash("legacy", &current, old.clone()).unwrap();
     assert!(gatehouse::identity::password::needs_rehash(&old));
     login_ok(broker.addr(), V5, "l", "legacy", "secret1").await;
     let deadline = Instant::now() + Duration::from_secs(5);

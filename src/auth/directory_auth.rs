@@ -13,7 +13,10 @@ use super::{AuthOutcome, Authenticator, Credentials, Identity};
 use crate::config::Auth as AuthConfig;
 use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
-use crate::identity::{Directory, GrantMethod, LiveAcl, LiveSet, User, password};
+use crate::identity::{
+    Directory, GrantMethod, LiveAcl, LiveSet, LoginMethod, User, client_id_substitutable, password,
+    still_granted,
+};
 use crate::protocol::{MqttStr, ReasonCode};
 use crate::session::WillCheck;
 use crate::tls::PeerCertificate;
@@ -78,24 +81,96 @@ impl DirectoryAuthenticator {
         .unwrap_or(false)
     }
 
-    fn identity_for(&self, user: &User, client_id: &MqttStr, serial: Option<&str>) -> Identity {
+    /// The connection's live permissions. Refused when a deny rule needs
+    /// a client id that cannot stand in for `%c`, or when the publish
+    /// prefix is no MQTT string.
+    fn identity_for(
+        &self,
+        user: &User,
+        client_id: &MqttStr,
+        method: LoginMethod,
+        serial: Option<&str>,
+    ) -> Result<Identity, ReasonCode> {
+        if !client_id_substitutable(client_id) && self.directory.denies_by_client_id(user) {
+            tracing::warn!(username = user.username, %client_id, "connection refused: a deny rule needs %c, which this client id cannot stand for");
+            return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        }
+        let publish_prefix = match &user.mqtt_publish_prefix {
+            None => None,
+            Some(prefix) => match MqttStr::from_bytes(prefix.clone().into()) {
+                Some(prefix) => Some(Box::new(prefix)),
+                None => {
+                    tracing::warn!(
+                        username = user.username,
+                        "connection refused: the publish prefix is too long"
+                    );
+                    return Err(ReasonCode::NOT_AUTHORIZED);
+                }
+            },
+        };
         let (compiled, per_client) = self.directory.compile_acl_for(user, client_id);
         // One snapshot for all of a user's connections, unless the rules
         // depend on the client id or a certificate (revocable on its own)
         // is involved.
         let acl = if per_client || serial.is_some() {
-            let acl = LiveAcl::new(Some(&user.username), client_id.clone(), serial, compiled);
+            let acl = LiveAcl::new(
+                Some(&user.username),
+                client_id.clone(),
+                method,
+                serial,
+                compiled,
+            );
             self.live.register(&acl);
             acl
         } else {
-            self.live.shared(&user.username, compiled)
+            self.live.shared(&user.username, method, compiled)
         };
-        Identity {
-            publish_prefix: user
-                .mqtt_publish_prefix
-                .clone()
-                .map(|prefix| Box::new(MqttStr::from(prefix))),
+        Ok(Identity {
+            publish_prefix,
             acl,
+        })
+    }
+
+    /// The last step of every login: the connection's permissions are
+    /// registered for live updates, then checked against the directory as
+    /// it is now. A change that landed while this login was in flight
+    /// (password changed, user disabled or deleted, grant removed) wins:
+    /// the login is refused instead of left running on the old record.
+    fn admit(
+        &self,
+        user: &User,
+        client_id: &MqttStr,
+        method: LoginMethod,
+        serial: Option<&str>,
+        revision: u64,
+    ) -> AuthOutcome {
+        let identity = match self.identity_for(user, client_id, method, serial) {
+            Ok(identity) => identity,
+            Err(reason) => return self.refuse(reason),
+        };
+        if self.directory.revision() == revision {
+            return AuthOutcome::Allowed(identity);
+        }
+        let current = self.directory.user(&user.username);
+        let unchanged = current.as_ref().is_some_and(|now| {
+            now.enabled
+                && still_granted(now, method)
+                && now.password_hash == user.password_hash
+                && serial.is_none_or(|s| !self.directory.is_revoked(s))
+        });
+        match current {
+            Some(now) if unchanged => {
+                // Permissions may have moved since they were compiled; the
+                // refresh that followed may have run before registration.
+                identity
+                    .acl
+                    .update(self.directory.compile_acl(&now, client_id));
+                AuthOutcome::Allowed(identity)
+            }
+            _ => {
+                tracing::warn!(username = user.username, %client_id, "login refused: the user changed while it was checked");
+                self.refuse(ReasonCode::NOT_AUTHORIZED)
+            }
         }
     }
 
@@ -107,6 +182,7 @@ impl DirectoryAuthenticator {
     /// Mutual TLS: the certificate (already verified against the CA, its
     /// validity and the CRL during the handshake) names the user.
     fn authenticate_certificate(&self, c: &Credentials<'_>, cert: &PeerCertificate) -> AuthOutcome {
+        let revision = self.directory.revision();
         let cn = cert.common_name.as_str();
         if c.username.is_some_and(|u| u != cn) {
             tracing::warn!(peer = %c.peer, cn, username = c.username, "certificate refused: CONNECT username differs from the CN");
@@ -125,9 +201,13 @@ impl DirectoryAuthenticator {
                 tracing::warn!(peer = %c.peer, cn, "certificate refused: user disabled or without certificate grant");
                 self.refuse(ReasonCode::NOT_AUTHORIZED)
             }
-            Some(user) => {
-                AuthOutcome::Allowed(self.identity_for(&user, c.client_id, Some(&cert.serial)))
-            }
+            Some(user) => self.admit(
+                &user,
+                c.client_id,
+                LoginMethod::Certificate,
+                Some(&cert.serial),
+                revision,
+            ),
         }
     }
 
@@ -135,6 +215,7 @@ impl DirectoryAuthenticator {
         if let Some(cert) = c.certificate {
             return self.authenticate_certificate(&c, cert);
         }
+        let revision = self.directory.revision();
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
                 tracing::info!(peer = %c.peer, client_id = %c.client_id, "anonymous connection refused");
@@ -142,7 +223,7 @@ impl DirectoryAuthenticator {
             }
             return match self.directory.user(ANONYMOUS_USER) {
                 Some(user) if user.enabled => {
-                    AuthOutcome::Allowed(self.identity_for(&user, c.client_id, None))
+                    self.admit(&user, c.client_id, LoginMethod::Anonymous, None, revision)
                 }
                 _ => self.refuse(ReasonCode::NOT_AUTHORIZED),
             };
@@ -151,6 +232,8 @@ impl DirectoryAuthenticator {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        let revision = self.directory.revision();
+        let epoch = self.cache.epoch();
         let user = self.directory.user(username);
         let password = c.password.unwrap_or_default();
         let cached = user.is_some() && self.cache.contains(username, password);
@@ -170,13 +253,17 @@ impl DirectoryAuthenticator {
         }
         self.backoff.succeeded(username);
         if !cached {
-            self.cache.insert(username, password);
+            // Not if the user changed since it was read: the password just
+            // verified may be the old one.
+            self.cache
+                .insert_unless_changed(username, password, Some(epoch));
             self.rehash_if_needed(&user, password);
         }
-        AuthOutcome::Allowed(self.identity_for(&user, c.client_id, None))
+        self.admit(&user, c.client_id, LoginMethod::Password, None, revision)
     }
 
-    /// Stores a fresh hash when the stored one uses old parameters.
+    /// Stores a fresh hash when the stored one uses old parameters (only
+    /// while the stored hash is still the one just verified).
     fn rehash_if_needed(&self, user: &User, password: &[u8]) {
         let Some(hash) = &user.password_hash else {
             return;
@@ -187,14 +274,15 @@ impl DirectoryAuthenticator {
         let Ok(text) = std::str::from_utf8(password) else {
             return;
         };
-        let (directory, username, text) = (
+        let (directory, username, text, old) = (
             self.directory.clone(),
             user.username.clone(),
             text.to_owned(),
+            hash.clone(),
         );
         tokio::task::spawn_blocking(move || {
             let hash = password::hash_password(&text);
-            if let Err(e) = directory.rehash(&username, hash) {
+            if let Err(e) = directory.rehash(&username, &old, hash) {
                 tracing::warn!(username, "rehash failed: {e}");
             }
         });

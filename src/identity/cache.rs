@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -26,6 +27,9 @@ pub struct CredentialCache {
     max_entries: usize,
     ttl: Duration,
     entries: Mutex<HashMap<Key, Entry>>,
+    /// Moves on every invalidation (under the entries' lock): a login
+    /// verified against a record that changed meanwhile is not cached.
+    epoch: AtomicU64,
 }
 
 impl fmt::Debug for CredentialCache {
@@ -47,7 +51,14 @@ impl CredentialCache {
             max_entries,
             ttl,
             entries: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// Read before reading the user record a verification runs against;
+    /// see [`insert_unless_changed`](Self::insert_unless_changed).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
@@ -84,12 +95,21 @@ impl CredentialCache {
     /// first, then the oldest one; the O(n) scan only happens when full and
     /// is small next to the argon2 run that precedes an insert.
     pub fn insert(&self, username: &str, password: &[u8]) {
+        self.insert_unless_changed(username, password, None);
+    }
+
+    /// [`insert`](Self::insert), unless a user was invalidated since
+    /// `epoch` was read (the verified password may be an old one).
+    pub fn insert_unless_changed(&self, username: &str, password: &[u8], epoch: Option<u64>) {
         if self.max_entries == 0 || self.ttl.is_zero() {
             return;
         }
         let key = self.digest(username, password);
         let now = Instant::now();
         let mut entries = self.entries.lock();
+        if epoch.is_some_and(|seen| seen != self.epoch.load(Ordering::Acquire)) {
+            return;
+        }
         if !entries.contains_key(&key) && entries.len() >= self.max_entries {
             entries.retain(|_, e| !self.expired(e, now));
             while entries.len() >= self.max_entries {
@@ -115,7 +135,9 @@ impl CredentialCache {
     /// Drops every entry of `username` (password or roles changed, user
     /// disabled or deleted), so the next CONNECT verifies again.
     pub fn invalidate_user(&self, username: &str) {
-        self.entries.lock().retain(|_, e| &*e.username != username);
+        let mut entries = self.entries.lock();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, e| &*e.username != username);
     }
 
     pub fn clear(&self) {

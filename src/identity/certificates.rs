@@ -20,6 +20,7 @@ impl Directory {
     /// Records a certificate the CA issued and lists it on the user of
     /// that common name (if one exists).
     pub fn record_certificate(&self, cert: CertificateRecord) -> Result<(), IdentityError> {
+        let _writing = self.writing.lock();
         self.put_certificate(&cert)?;
         if self.user(&cert.common_name).is_some() {
             self.update_user(&cert.common_name, |u| {
@@ -38,6 +39,7 @@ impl Directory {
     /// Marks a certificate revoked: refused at the TLS handshake from now
     /// on, and live sessions that used it are closed.
     pub fn revoke_certificate(&self, serial: &str) -> Result<CertificateRecord, IdentityError> {
+        let _writing = self.writing.lock();
         let serial = serial
             .trim()
             .trim_start_matches("0x")
@@ -60,6 +62,29 @@ impl Directory {
         }
         self.changed();
         Ok(cert)
+    }
+
+    /// Revokes every certificate issued for `common_name` (its user is
+    /// being deleted).
+    pub(super) fn revoke_certificates_of(&self, common_name: &str) -> Result<(), IdentityError> {
+        let issued: Vec<CertificateRecord> = self
+            .state
+            .read()
+            .certificates
+            .values()
+            .filter(|c| c.common_name == common_name && !c.revoked)
+            .cloned()
+            .collect();
+        for mut cert in issued {
+            cert.revoked = true;
+            self.put_certificate(&cert)?;
+            tracing::info!(
+                serial = cert.serial,
+                common_name,
+                "certificate revoked with its user"
+            );
+        }
+        Ok(())
     }
 
     pub fn certificates(&self) -> Vec<CertificateRecord> {

@@ -1,12 +1,11 @@
 //! The directory of users and roles: validated changes, persisted in the
 //! store as JSON, announced to live connections through a watch channel.
 
-use parking_lot::RwLock;
+use parking_lot::{ReentrantMutex, RwLock};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use super::acl::{Acl, Rule};
 use super::acl_cache::AclCache;
 use super::model::*;
 use super::password;
@@ -33,6 +32,9 @@ pub enum IdentityError {
     Store(#[from] StoreError),
     #[error("corrupt identity record: {0}")]
     Corrupt(String),
+    /// A conditional change found the record changed meanwhile.
+    #[error("{0} `{1}` changed meanwhile")]
+    Changed(&'static str, String),
 }
 
 /// What a new user starts with.
@@ -71,8 +73,12 @@ type UserListener = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct Directory {
     pub(super) store: Arc<Store>,
+    /// Held by every change (read, modify, write, announce), so that two
+    /// changes to one record never lose each other's update. Reentrant:
+    /// a change may be made of smaller ones (deleting a role edits users).
+    pub(super) writing: ReentrantMutex<()>,
     user_listeners: RwLock<Vec<UserListener>>,
-    acl_cache: AclCache,
+    pub(super) acl_cache: AclCache,
     policy: PasswordPolicy,
     pub(super) state: RwLock<State>,
     changes: watch::Sender<u64>,
@@ -110,6 +116,7 @@ impl Directory {
         }
         let directory = Directory {
             store,
+            writing: ReentrantMutex::new(()),
             user_listeners: RwLock::new(Vec::new()),
             acl_cache: AclCache::default(),
             policy,
@@ -200,6 +207,11 @@ impl Directory {
         self.changes.subscribe()
     }
 
+    /// Moves on every change (the value `changes()` announces).
+    pub fn revision(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     pub(super) fn changed(&self) {
         self.acl_cache.clear();
         self.changes.send_modify(|v| *v += 1);
@@ -263,6 +275,7 @@ impl Directory {
         username: &str,
         f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
     ) -> Result<User, IdentityError> {
+        let _writing = self.writing.lock();
         let mut user = self
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()))?;
@@ -273,6 +286,7 @@ impl Directory {
     }
 
     fn update_role(&self, name: &str, f: impl FnOnce(&mut Role)) -> Result<Role, IdentityError> {
+        let _writing = self.writing.lock();
         let mut role = self
             .role(name)
             .ok_or_else(|| IdentityError::NotFound("role", name.into()))?;
@@ -283,22 +297,24 @@ impl Directory {
 
     pub fn add_user(&self, new: NewUser) -> Result<User, IdentityError> {
         validate_username(&new.username)?;
-        if self.user(&new.username).is_some() {
-            return Err(IdentityError::Exists("user", new.username));
-        }
         for p in &new.permissions {
             validate_permission(p)?;
         }
         if let Some(prefix) = &new.mqtt_publish_prefix {
             validate_prefix(prefix)?;
         }
-        let password_hash = match &new.password {
-            Some(password) => {
-                self.policy.check(password)?;
-                Some(password::hash_password(password))
-            }
-            None => None,
-        };
+        if let Some(password) = &new.password {
+            self.policy.check(password)?;
+        }
+        if self.user(&new.username).is_some() {
+            return Err(IdentityError::Exists("user", new.username));
+        }
+        // Hashed before the write lock: argon2 takes milliseconds.
+        let password_hash = new.password.as_deref().map(password::hash_password);
+        let _writing = self.writing.lock();
+        if self.user(&new.username).is_some() {
+            return Err(IdentityError::Exists("user", new.username));
+        }
         let roles = {
             let state = self.state.read();
             new.roles
@@ -348,13 +364,21 @@ impl Directory {
         })
     }
 
-    /// Stores a new hash for the same password (parameters changed).
-    pub fn rehash(&self, username: &str, hash: String) -> Result<(), IdentityError> {
-        self.update_user(username, |u| {
+    /// Stores a new hash for the same password (parameters changed),
+    /// unless the password changed meanwhile (`old` is no longer stored):
+    /// a login verified against the old password must not bring it back.
+    pub fn rehash(&self, username: &str, old: &str, hash: String) -> Result<(), IdentityError> {
+        let result = self.update_user(username, |u| {
+            if u.password_hash.as_deref() != Some(old) {
+                return Err(IdentityError::Changed("user", username.into()));
+            }
             u.password_hash = Some(hash);
             Ok(())
-        })
-        .map(drop)
+        });
+        match result {
+            Ok(_) | Err(IdentityError::Changed(..)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn set_enabled(&self, username: &str, enabled: bool) -> Result<User, IdentityError> {
@@ -389,10 +413,14 @@ impl Directory {
         })
     }
 
+    /// Deletes a user. Its certificates are revoked with it: a new user of
+    /// the same name does not inherit them.
     pub fn delete_user(&self, username: &str) -> Result<(), IdentityError> {
+        let _writing = self.writing.lock();
         let user = self
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()))?;
+        self.revoke_certificates_of(username)?;
         self.store
             .put_identity(IdentityTable::Users, &user.id, None)?;
         self.state.write().users.remove(username);
@@ -448,6 +476,7 @@ impl Directory {
 
     pub fn add_role(&self, name: &str) -> Result<Role, IdentityError> {
         validate_role_name(name)?;
+        let _writing = self.writing.lock();
         if self.role(name).is_some() {
             return Err(IdentityError::Exists("role", name.into()));
         }
@@ -461,6 +490,7 @@ impl Directory {
     }
 
     pub fn delete_role(&self, name: &str) -> Result<(), IdentityError> {
+        let _writing = self.writing.lock();
         let role = self
             .role(name)
             .ok_or_else(|| IdentityError::NotFound("role", name.into()))?;
@@ -504,56 +534,5 @@ impl Directory {
             }
         }
         out
-    }
-
-    /// The user's MQTT permissions compiled for one connection, resolving
-    /// `%u` and `%c`; shared with the user's other connections when no
-    /// rule depends on the client id. A client id that would change a
-    /// pattern's structure (`+`, `#`, `/` or empty) makes `%c` rules match
-    /// nothing.
-    pub fn compile_acl(&self, user: &User, client_id: &str) -> Arc<Acl> {
-        self.compile_acl_for(user, client_id).0
-    }
-
-    /// [`compile_acl`](Self::compile_acl), and whether the result depends
-    /// on the client id (a `%c` rule).
-    pub fn compile_acl_for(&self, user: &User, client_id: &str) -> (Arc<Acl>, bool) {
-        if let Some(cached) = self.acl_cache.get(&user.username, client_id) {
-            return cached;
-        }
-        let generation = self.acl_cache.generation();
-        // Re-read after taking the generation: a record fetched before a
-        // change must not be cached as current.
-        let current = self.user(&user.username);
-        let user = current.as_ref().unwrap_or(user);
-        let permissions: Vec<Permission> = self
-            .effective_permissions(user)
-            .into_iter()
-            .filter(|p| p.context == Context::Mqtt)
-            .collect();
-        let per_client = permissions.iter().any(|p| p.resource.contains("%c"));
-        let client_ok = !client_id.is_empty() && !client_id.contains(['+', '#', '/']);
-        let acl = Arc::new(Acl::compile(
-            permissions
-                .into_iter()
-                .filter(|p| client_ok || !p.resource.contains("%c"))
-                .map(|p| Rule {
-                    pattern: p
-                        .resource
-                        .replace("%u", &user.username)
-                        .replace("%c", client_id),
-                    read: p.operation.reads(),
-                    write: p.operation.writes(),
-                    deny: p.effect == Effect::Deny,
-                }),
-        ));
-        self.acl_cache.insert(
-            generation,
-            &user.username,
-            client_id,
-            per_client,
-            acl.clone(),
-        );
-        (acl, per_client)
     }
 }

@@ -23,6 +23,16 @@ pub trait Wakeup: Send + Sync {
     fn wake(&self);
 }
 
+/// How a connection proved who it is: removing the matching grant from
+/// its user closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMethod {
+    /// No credentials (`allow_anonymous`), or the core without identities.
+    Anonymous,
+    Password,
+    Certificate,
+}
+
 /// An ACL snapshot of one connection, or of all of one user's connections.
 pub struct LiveAcl {
     /// `None` for connections the core admits without identities.
@@ -32,6 +42,7 @@ pub struct LiveAcl {
     pub client_id: MqttStr,
     /// Serial of the client certificate the connection logged in with.
     pub certificate_serial: Option<Box<str>>,
+    pub method: LoginMethod,
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
@@ -43,6 +54,7 @@ impl LiveAcl {
     pub fn new(
         username: Option<&str>,
         client_id: MqttStr,
+        method: LoginMethod,
         certificate_serial: Option<&str>,
         acl: Arc<Acl>,
     ) -> Arc<LiveAcl> {
@@ -50,6 +62,7 @@ impl LiveAcl {
             username: username.map(Box::from),
             client_id,
             certificate_serial: certificate_serial.map(Box::from),
+            method,
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
@@ -59,7 +72,13 @@ impl LiveAcl {
 
     /// Everything allowed (the broker core without identities).
     pub fn allow_all() -> Arc<LiveAcl> {
-        LiveAcl::new(None, MqttStr::default(), None, Arc::new(Acl::allow_all()))
+        LiveAcl::new(
+            None,
+            MqttStr::default(),
+            LoginMethod::Anonymous,
+            None,
+            Arc::new(Acl::allow_all()),
+        )
     }
 
     /// The current snapshot; cheap, lock-free.
@@ -115,6 +134,15 @@ impl LiveAcl {
     }
 }
 
+/// Whether `user` still has the grant a connection logged in with.
+pub fn still_granted(user: &super::User, method: LoginMethod) -> bool {
+    match method {
+        LoginMethod::Anonymous => true,
+        LoginMethod::Password => user.has_grant(super::GrantMethod::Password),
+        LoginMethod::Certificate => user.has_grant(super::GrantMethod::Certificate),
+    }
+}
+
 /// Every live connection's ACL, refreshed on directory changes.
 #[derive(Default)]
 pub struct LiveSet {
@@ -128,19 +156,19 @@ impl LiveSet {
     /// The snapshot every connection of `username` without a certificate
     /// shares (its ACL must not depend on the client id): the live one, or
     /// a new one from `acl`.
-    pub fn shared(&self, username: &str, acl: Arc<Acl>) -> Arc<LiveAcl> {
+    pub fn shared(&self, username: &str, method: LoginMethod, acl: Arc<Acl>) -> Arc<LiveAcl> {
         let mut by_user = self.by_user.lock();
         if let Some(live) = by_user
             .get(username)
             .and_then(Weak::upgrade)
-            .filter(|live| !live.is_revoked())
+            .filter(|live| !live.is_revoked() && live.method == method)
         {
             return live;
         }
         if by_user.len() > 64 && by_user.len().is_power_of_two() {
             by_user.retain(|_, w| w.strong_count() > 0);
         }
-        let live = LiveAcl::new(Some(username), MqttStr::default(), None, acl);
+        let live = LiveAcl::new(Some(username), MqttStr::default(), method, None, acl);
         by_user.insert(username.into(), Arc::downgrade(&live));
         drop(by_user);
         self.register(&live);
@@ -177,7 +205,7 @@ impl LiveSet {
                 continue;
             }
             match directory.user(username) {
-                Some(user) if user.enabled => {
+                Some(user) if user.enabled && still_granted(&user, conn.method) => {
                     conn.update(directory.compile_acl(&user, &conn.client_id))
                 }
                 _ => conn.revoke(),

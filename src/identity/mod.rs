@@ -6,6 +6,7 @@ pub mod acl;
 mod acl_cache;
 pub mod cache;
 mod certificates;
+mod compile;
 pub mod directory;
 pub mod live;
 pub mod model;
@@ -14,8 +15,9 @@ pub mod policy;
 pub mod settings;
 
 pub use acl::{Acl, Rule};
+pub use compile::client_id_substitutable;
 pub use directory::{Directory, IdentityError, NewUser};
-pub use live::{LiveAcl, LiveSet, Wakeup};
+pub use live::{LiveAcl, LiveSet, LoginMethod, Wakeup, still_granted};
 pub use model::*;
 pub use policy::PasswordPolicy;
 pub use settings::{SettingsError, StartupSettings};

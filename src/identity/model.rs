@@ -137,7 +137,7 @@ pub struct Role {
 pub enum ValidationError {
     #[error("username must be 3 to 128 characters")]
     UsernameLength,
-    #[error("username must not contain whitespace, control characters, '+', '#' or '/'")]
+    #[error("username must not contain whitespace, control characters, '+', '#', '/' or '%'")]
     UsernameCharacters,
     #[error("permission resource `{0}` is not a valid topic pattern")]
     Resource(String),
@@ -147,10 +147,12 @@ pub enum ValidationError {
     RoleName,
     #[error("MQTT publish prefix must not contain '+', '#' or U+0000")]
     Prefix,
+    #[error("MQTT publish prefix must be shorter than 65,535 bytes (a topic's limit)")]
+    PrefixLength,
 }
 
-/// 3–128 characters; no whitespace, control characters, `+`, `#` or `/`
-/// (a username may be substituted into topic patterns as `%u`).
+/// 3–128 characters; no whitespace, control characters, `+`, `#`, `/` or
+/// `%` (a username is substituted into topic patterns as `%u`).
 pub fn validate_username(name: &str) -> Result<(), ValidationError> {
     let count = name.chars().count();
     if !(3..=128).contains(&count) {
@@ -158,7 +160,7 @@ pub fn validate_username(name: &str) -> Result<(), ValidationError> {
     }
     if name
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '+' | '#' | '/'))
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '+' | '#' | '/' | '%'))
     {
         return Err(ValidationError::UsernameCharacters);
     }
@@ -186,6 +188,10 @@ pub fn validate_prefix(prefix: &str) -> Result<(), ValidationError> {
     if prefix.contains(['+', '#', '\0']) {
         return Err(ValidationError::Prefix);
     }
+    // A prefixed topic still needs one byte of its own.
+    if prefix.len() >= usize::from(u16::MAX) {
+        return Err(ValidationError::PrefixLength);
+    }
     Ok(())
 }
 
@@ -201,7 +207,7 @@ mod tests {
             validate_username("ab"),
             Err(ValidationError::UsernameLength)
         );
-        for bad in ["a b", "a/b", "a+b", "a#b", "a\u{7}b"] {
+        for bad in ["a b", "a/b", "a+b", "a#b", "a\u{7}b", "a%cb"] {
             assert_eq!(
                 validate_username(bad),
                 Err(ValidationError::UsernameCharacters),
