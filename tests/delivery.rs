@@ -370,3 +370,61 @@ async fn an_error_disconnect_reaches_a_client_that_keeps_sending() {
 
     broker.stop().await;
 }
+
+/// Overlapping subscriptions of one client: one copy, at the highest QoS
+/// granted, carrying every matching subscription's identifier.
+#[tokio::test]
+async fn overlapping_subscriptions_get_one_copy() {
+    let broker = TestBroker::start().await;
+    let (mut sub, _) = connect(&broker, connect_packet(V5, "overlap", true)).await;
+    let with_id = |id: u32| Properties {
+        subscription_identifiers: vec![id],
+        ..Properties::default()
+    };
+    let qos = |qos| SubscriptionOptions {
+        qos,
+        ..SubscriptionOptions::default()
+    };
+    sub.subscribe_with("o/#", qos(QoS::AtLeastOnce), with_id(1))
+        .await;
+    sub.subscribe_with("o/+", qos(QoS::ExactlyOnce), with_id(2))
+        .await;
+    sub.subscribe_with("other/#", qos(QoS::AtMostOnce), with_id(3))
+        .await;
+    let mut publisher = RawClient::connect(broker.addr(), V5, "publisher").await;
+    publisher
+        .publish("o/x", b"once", QoS::ExactlyOnce, false)
+        .await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.qos, QoS::ExactlyOnce);
+    let mut ids = got.properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+    sub.send(&Packet::PubRec(PubResponse::new(
+        got.packet_id,
+        ReasonCode::SUCCESS,
+    )))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::PubRel(_))));
+    sub.send(&Packet::PubComp(PubResponse::new(
+        got.packet_id,
+        ReasonCode::SUCCESS,
+    )))
+    .await;
+    sub.expect_silence(Duration::from_millis(300)).await;
+    // Only one subscription left matching: its own identifier.
+    sub.send(&Packet::Unsubscribe(Unsubscribe {
+        packet_id: 9,
+        filters: vec!["o/+".into()],
+        properties: Properties::default(),
+    }))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::UnsubAck(_))));
+    publisher
+        .publish("o/y", b"one", QoS::AtLeastOnce, false)
+        .await;
+    let got = sub.recv_publish().await;
+    assert_eq!(got.properties.subscription_identifiers, [1]);
+    sub.expect_silence(Duration::from_millis(300)).await;
+    broker.stop().await;
+}

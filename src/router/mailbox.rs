@@ -20,6 +20,46 @@ pub struct SharedKey {
     pub filter: Arc<str>,
 }
 
+/// The subscription identifiers a delivery carries: none or one, or
+/// several when overlapping subscriptions of one client matched (it gets
+/// one copy carrying all of them, MQTT 5 §3.3.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SubscriptionIds {
+    #[default]
+    None,
+    One(u32),
+    /// Boxed: rare, and every queued delivery carries the field.
+    Several(Box<Vec<u32>>),
+}
+
+impl SubscriptionIds {
+    pub fn from_option(id: Option<u32>) -> SubscriptionIds {
+        id.map_or(SubscriptionIds::None, SubscriptionIds::One)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let (one, several): (Option<u32>, &[u32]) = match self {
+            SubscriptionIds::None => (None, &[]),
+            SubscriptionIds::One(id) => (Some(*id), &[]),
+            SubscriptionIds::Several(ids) => (None, ids),
+        };
+        one.into_iter().chain(several.iter().copied())
+    }
+
+    /// Adds `id` (once).
+    pub fn add(&mut self, id: Option<u32>) {
+        let Some(id) = id else { return };
+        match self {
+            SubscriptionIds::None => *self = SubscriptionIds::One(id),
+            SubscriptionIds::One(first) if *first != id => {
+                *self = SubscriptionIds::Several(Box::new(vec![*first, id]));
+            }
+            SubscriptionIds::Several(ids) if !ids.contains(&id) => ids.push(id),
+            _ => {}
+        }
+    }
+}
+
 /// One message on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -27,7 +67,7 @@ pub struct Delivery {
     /// min(published QoS, granted QoS).
     pub qos: QoS,
     pub retain: bool,
-    pub subscription_id: Option<u32>,
+    pub subscription_ids: SubscriptionIds,
     pub shared: Option<Arc<SharedKey>>,
     /// Store sequence number when persisted (0 = not persisted).
     pub seq: u64,

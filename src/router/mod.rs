@@ -10,7 +10,7 @@ mod message;
 mod retained;
 mod trie;
 
-pub use mailbox::{Delivery, DeliveryLog, Mailbox, MailboxLimits, SharedKey};
+pub use mailbox::{Delivery, DeliveryLog, Mailbox, MailboxLimits, SharedKey, SubscriptionIds};
 pub use message::{Message, now_millis};
 pub use retained::RetainedStore;
 pub use trie::{Subscription, SubscriptionTrie};
@@ -64,16 +64,19 @@ impl Router {
     }
 
     /// Adds or replaces `mailbox`'s subscription; returns whether it existed.
+    /// `overlapping`: the client has other plain subscriptions, which may
+    /// match the same messages (they are merged into one copy).
     pub fn subscribe(
         &self,
         key: &FilterKey,
         mailbox: &Arc<Mailbox>,
         options: SubscriptionOptions,
         id: Option<u32>,
+        overlapping: bool,
     ) -> bool {
-        self.subscriptions
-            .write()
-            .insert(key, Subscription::new(mailbox.clone(), options, id))
+        let mut sub = Subscription::new(mailbox.clone(), options, id);
+        sub.overlapping = overlapping && key.group.is_none();
+        self.subscriptions.write().insert(key, sub)
     }
 
     /// Removes `client_id`'s subscription; returns whether it existed.
@@ -83,10 +86,14 @@ impl Router {
 
     /// Delivers to every matching subscription; returns how many received it.
     /// The message's own retain flag is kept only for `retain_as_published`
-    /// subscriptions (MQTT 3.3.1.3).
+    /// subscriptions (MQTT 3.3.1.3). A client whose overlapping
+    /// subscriptions match gets one copy, at the highest QoS granted,
+    /// carrying every matching subscription's identifier (MQTT 5 §3.3.4);
+    /// only clients with several subscriptions pay for finding them.
     pub fn publish(&self, message: &Arc<Message>) -> usize {
         let trie = self.subscriptions.read();
         let mut delivered = 0;
+        let mut overlapping: Vec<(Arc<Mailbox>, Delivery)> = Vec::new();
         trie.for_each_match(&message.topic, |sub, shared| {
             if sub.options.no_local && message.origin.as_ref() == Some(sub.mailbox.client_id()) {
                 return;
@@ -95,14 +102,33 @@ impl Router {
                 message: message.clone(),
                 qos: message.qos.min(sub.options.qos),
                 retain: sub.options.retain_as_published && message.retain,
-                subscription_id: sub.id,
+                subscription_ids: SubscriptionIds::from_option(sub.id),
                 shared: shared.cloned(),
                 seq: 0,
             };
+            if sub.overlapping && shared.is_none() {
+                match overlapping
+                    .iter_mut()
+                    .find(|(m, _)| Arc::ptr_eq(m, &sub.mailbox))
+                {
+                    Some((_, merged)) => {
+                        merged.qos = merged.qos.max(delivery.qos);
+                        merged.retain |= delivery.retain;
+                        merged.subscription_ids.add(sub.id);
+                    }
+                    None => overlapping.push((sub.mailbox.clone(), delivery)),
+                }
+                return;
+            }
             if sub.mailbox.push(delivery) {
                 delivered += 1;
             }
         });
+        for (mailbox, delivery) in overlapping {
+            if mailbox.push(delivery) {
+                delivered += 1;
+            }
+        }
         delivered
     }
 
@@ -116,7 +142,7 @@ impl Router {
         match trie.pick_shared_member(&shared, Some(leaving)) {
             Some(sub) => sub.mailbox.push(Delivery {
                 qos: delivery.message.qos.min(sub.options.qos),
-                subscription_id: sub.id,
+                subscription_ids: SubscriptionIds::from_option(sub.id),
                 seq: 0,
                 ..delivery
             }),

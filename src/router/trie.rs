@@ -13,6 +13,9 @@ pub struct Subscription {
     pub mailbox: Arc<Mailbox>,
     pub options: SubscriptionOptions,
     pub id: Option<u32>,
+    /// The client has other plain subscriptions: a message matching
+    /// several of them goes out once (see `Router::publish`).
+    pub overlapping: bool,
 }
 
 impl Subscription {
@@ -21,6 +24,7 @@ impl Subscription {
             mailbox,
             options,
             id,
+            overlapping: false,
         }
     }
 }

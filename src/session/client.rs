@@ -18,7 +18,7 @@ use crate::protocol::{
     self, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
     ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
-use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message};
+use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message, SubscriptionIds};
 use crate::store::StoredStage;
 
 /// Why and how a connection ends.
@@ -386,6 +386,7 @@ impl ClientSession {
             .copied();
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let acl = self.identity.acl.load_full();
+        let overlapped = self.attached().state.overlapping();
         for (raw, options) in subscribe.filters {
             let Some(key) = FilterKey::parse(&raw) else {
                 reasons.push(ReasonCode::TOPIC_FILTER_INVALID);
@@ -400,10 +401,10 @@ impl ClientSession {
             if key.group.is_some() && options.no_local {
                 return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
             }
-            let existed = self
-                .services
-                .router
-                .subscribe(&key, &self.mailbox, options, id);
+            let existed =
+                self.services
+                    .router
+                    .subscribe(&key, &self.mailbox, options, id, overlapped);
             let send_retained = key.group.is_none()
                 && match options.retain_handling {
                     0 => true,
@@ -416,7 +417,7 @@ impl ClientSession {
                         qos: message.qos.min(options.qos),
                         message,
                         retain: true,
-                        subscription_id: id,
+                        subscription_ids: SubscriptionIds::from_option(id),
                         shared: None,
                         seq: 0,
                     });
@@ -428,6 +429,7 @@ impl ClientSession {
                 .insert(raw.to_string(), SubscriptionEntry { key, options, id });
             reasons.push(ReasonCode(options.qos as u8));
         }
+        self.sync_overlaps(overlapped);
         self.persist_session();
         let ack = SubAck {
             packet_id: subscribe.packet_id,
@@ -439,6 +441,7 @@ impl ClientSession {
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut BytesMut) {
+        let overlapped = self.attached().state.overlapping();
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for raw in unsubscribe.filters {
             let removed = self.attached().state.subscriptions.remove(raw.as_str());
@@ -453,6 +456,7 @@ impl ClientSession {
             };
             reasons.push(reason);
         }
+        self.sync_overlaps(overlapped);
         self.persist_session();
         let ack = UnsubAck {
             packet_id: unsubscribe.packet_id,
@@ -460,6 +464,21 @@ impl ClientSession {
             properties: Properties::default(),
         };
         self.write(&Packet::UnsubAck(ack), out);
+    }
+
+    /// Keeps the router's `overlapping` flags true to the client's plain
+    /// subscriptions after they changed (`was`: the flag before).
+    pub(super) fn sync_overlaps(&mut self, was: bool) {
+        let state = &self.attached.as_ref().expect("attached").state;
+        let now = state.overlapping();
+        if now == was {
+            return;
+        }
+        for entry in state.subscriptions.values() {
+            self.services
+                .router
+                .subscribe(&entry.key, &self.mailbox, entry.options, entry.id, now);
+        }
     }
 
     /// The session outlives the connection (its state is stored).

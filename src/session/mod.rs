@@ -191,6 +191,15 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// More than one plain (not shared) subscription: they may overlap.
+    pub fn overlapping(&self) -> bool {
+        self.subscriptions
+            .values()
+            .filter(|e| e.key.group.is_none())
+            .nth(1)
+            .is_some()
+    }
+
     /// The durable part, as written while the client is connected.
     pub fn record(&self, owner: Option<&str>) -> SessionRecord {
         SessionRecord {

@@ -197,6 +197,7 @@ impl ClientSession {
     /// longer hold (deliveries are checked one by one in any case).
     fn prune_subscriptions(&mut self) {
         self.acl_version = self.identity.acl.version();
+        let overlapped = self.attached().state.overlapping();
         let acl = self.identity.acl.load_full();
         let router = &self.services.router;
         let client_id = self.mailbox.client_id();
@@ -211,6 +212,7 @@ impl ClientSession {
             keep
         });
         if state.subscriptions.len() != before {
+            self.sync_overlaps(overlapped);
             self.persist_session();
         }
     }
@@ -246,7 +248,7 @@ impl ClientSession {
             properties.message_expiry_interval = message.remaining_expiry(now_millis());
             properties
                 .subscription_identifiers
-                .extend(delivery.subscription_id);
+                .extend(delivery.subscription_ids.iter());
             properties.topic_alias = alias.map(|(a, _)| a);
         }
         let topic = match alias {

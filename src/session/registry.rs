@@ -603,12 +603,19 @@ impl Registry {
                 let Some(key) = FilterKey::parse(&raw) else {
                     continue;
                 };
-                self.services
-                    .router
-                    .subscribe(&key, &session.mailbox, options, id);
                 state
                     .subscriptions
                     .insert(raw, SubscriptionEntry { key, options, id });
+            }
+            let overlapping = state.overlapping();
+            for entry in state.subscriptions.values() {
+                self.services.router.subscribe(
+                    &entry.key,
+                    &session.mailbox,
+                    entry.options,
+                    entry.id,
+                    overlapping,
+                );
             }
             let disconnected_at = match record.disconnected_at {
                 0 => now,

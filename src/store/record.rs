@@ -6,7 +6,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::sync::Arc;
 
 use crate::protocol::{self, MqttStr, Packet, ProtocolVersion, Publish, QoS, SubscriptionOptions};
-use crate::router::{Delivery, Message, SharedKey};
+use crate::router::{Delivery, Message, SharedKey, SubscriptionIds};
 
 const FORMAT: u8 = 1;
 
@@ -182,8 +182,18 @@ fn get_message(buf: &mut Bytes) -> Result<Message, RecordError> {
 
 /// Encodes a queued delivery of a persistent session into `buf`.
 pub fn encode_delivery(delivery: &Delivery, buf: &mut BytesMut) {
-    buf.put_u8(delivery.qos as u8 | (delivery.retain as u8) << 2);
-    buf.put_u32(delivery.subscription_id.unwrap_or(0));
+    let several = matches!(delivery.subscription_ids, SubscriptionIds::Several(_));
+    buf.put_u8(delivery.qos as u8 | (delivery.retain as u8) << 2 | u8::from(several) << 3);
+    match &delivery.subscription_ids {
+        SubscriptionIds::None => buf.put_u32(0),
+        SubscriptionIds::One(id) => buf.put_u32(*id),
+        SubscriptionIds::Several(ids) => {
+            buf.put_u32(ids.len() as u32);
+            for id in ids.iter() {
+                buf.put_u32(*id);
+            }
+        }
+    }
     match &delivery.shared {
         Some(shared) => {
             put_str(buf, &shared.group);
@@ -257,7 +267,13 @@ fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
     let mut buf = Bytes::copy_from_slice(bytes);
     need(&buf, 5)?;
     let flags = buf.get_u8();
-    let subscription_id = Some(buf.get_u32()).filter(|&id| id != 0);
+    let subscription_ids = if flags & 8 != 0 {
+        let count = buf.get_u32() as usize;
+        need(&buf, count.saturating_mul(4))?;
+        SubscriptionIds::Several(Box::new((0..count).map(|_| buf.get_u32()).collect()))
+    } else {
+        SubscriptionIds::from_option(Some(buf.get_u32()).filter(|&id| id != 0))
+    };
     let group = get_str(&mut buf)?;
     let filter = get_str(&mut buf)?;
     let message = get_message(&mut buf)?;
@@ -265,7 +281,7 @@ fn decode_delivery(bytes: &[u8], seq: u64) -> Result<Delivery, RecordError> {
         message: Arc::new(message),
         qos: QoS::from_u8(flags & 3).ok_or(RecordError("bad QoS"))?,
         retain: flags & 4 != 0,
-        subscription_id,
+        subscription_ids,
         shared: (!group.is_empty()).then(|| {
             Arc::new(SharedKey {
                 group: group.into(),
@@ -294,7 +310,7 @@ mod tests {
             }),
             qos: QoS::AtLeastOnce,
             retain: false,
-            subscription_id: Some(7),
+            subscription_ids: SubscriptionIds::One(7),
             shared: None,
             seq,
         }
@@ -311,7 +327,7 @@ mod tests {
         let seqs: Vec<u64> = read.iter().map(|d| d.seq).collect();
         assert_eq!(seqs, [5, 9, 12]);
         assert_eq!(read[1].message.payload.as_ref(), b"bb");
-        assert_eq!(read[0].subscription_id, Some(7));
+        assert_eq!(read[0].subscription_ids, SubscriptionIds::One(7));
 
         let trimmed = retain_batch(&buf, |seq| seq != 9).unwrap();
         let seqs: Vec<u64> = decode_queue_record(&trimmed, 5)
