@@ -207,7 +207,7 @@ stop_broker() {
 args_for() { # scenario → extra arguments
   case "$1" in
     connstorm) echo "--storm-users $STORM_USERS" ;;
-    idle) echo "--conns $IDLE_CONNS --max-broker-rss-mb 4096" ;;
+    idle|idle_storm) echo "--conns $IDLE_CONNS --max-broker-rss-mb 4096" ;;
     fanout) echo "--subscribers $FANOUT_SUBS" ;;
     *) echo "" ;;
   esac
@@ -269,7 +269,7 @@ run() {
 
 
 # GATEHOUSE_SCENARIOS="qos1 fanout" runs a subset.
-SCENARIOS="${GATEHOUSE_SCENARIOS:-fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat idle}"
+SCENARIOS="${GATEHOUSE_SCENARIOS:-fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat idle idle_storm}"
 STARTED=$(date +%s)
 for round in $(seq 1 "$ROUNDS"); do
   # Alternate which broker goes first, round by round.
@@ -341,20 +341,26 @@ SUMMARY=$TMP/summary.md
     echo "| $rate | $g50 | $g99 | $gmax | $m50 | $m99 | $mmax | $(ratio "$g99" "$m99") |"
   done
   echo
-  echo "Idle connections (target $IDLE_CONNS):"
-  echo
-  echo "| | Gatehouse | mosquitto | ratio |"
-  echo "|---|---:|---:|---:|"
-  g=$(median idle gatehouse conns); m=$(median idle mosquitto conns)
-  echo "| connections opened | $g | $m | |"
-  g=$(median idle gatehouse rss_per_conn_bytes); m=$(median idle mosquitto rss_per_conn_bytes)
-  echo "| RSS per connection (bytes) | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
-  g=$(median idle gatehouse rss_slope_per_conn_bytes); m=$(median idle mosquitto rss_slope_per_conn_bytes)
-  echo "| RSS per connection after the first 10 % (bytes) | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
-  g=$(median idle gatehouse connects_per_sec); m=$(median idle mosquitto connects_per_sec)
-  echo "| connects/s while opening | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
-  g=$(median idle gatehouse idle_broker_cpu); m=$(median idle mosquitto idle_broker_cpu)
-  echo "| broker CPU while idle | $g | $m | |"
+  for l in idle idle_storm; do
+    case $l in
+      idle) echo "Idle connections (target $IDLE_CONNS, opened 32 at a time):" ;;
+      idle_storm) echo "Idle connections opened all at once, as a fleet reconnecting after a restart (target $IDLE_CONNS):" ;;
+    esac
+    echo
+    echo "| | Gatehouse | mosquitto | ratio |"
+    echo "|---|---:|---:|---:|"
+    g=$(median $l gatehouse conns); m=$(median $l mosquitto conns)
+    echo "| connections opened | $g | $m | |"
+    g=$(median $l gatehouse rss_per_conn_bytes); m=$(median $l mosquitto rss_per_conn_bytes)
+    echo "| RSS per connection (bytes) | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
+    g=$(median $l gatehouse rss_slope_per_conn_bytes); m=$(median $l mosquitto rss_slope_per_conn_bytes)
+    echo "| RSS per connection after the first 10 % (bytes) | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
+    g=$(median $l gatehouse connects_per_sec); m=$(median $l mosquitto connects_per_sec)
+    echo "| connects/s while opening | $(fmt "$g") | $(fmt "$m") | $(ratio "$g" "$m") |"
+    g=$(median $l gatehouse idle_broker_cpu); m=$(median $l mosquitto idle_broker_cpu)
+    echo "| broker CPU while idle | $g | $m | |"
+    echo
+  done
   echo
   echo "QoS 1 publish, Gatehouse durability sync vs periodic:"
   echo

@@ -2,6 +2,7 @@
 # Where an idle connection's memory goes: heap bytes per connection by call site.
 #
 #   bash benches/idle_heap.sh [CONNECTIONS]     (default 10000)
+#   IDLE_SCENARIO=idle_storm bash benches/idle_heap.sh   (all connects at once)
 #
 # Runs the release build of Gatehouse under heaptrack (installed from
 # Debian when missing), seeds the benchmark user with a 10,000-rule ACL,
@@ -79,7 +80,7 @@ done
 
 log "opening $CONNS idle connections"
 "$LOAD" --host "127.0.0.1:$PORT" --username bench --password "$PASSWORD" --broker-pid "$PID" \
-  --duration 30 --warmup 1 --conns "$CONNS" --max-broker-rss-mb 4096 idle > "$OUT/load.txt" 2>&1 &
+  --duration 30 --warmup 1 --conns "$CONNS" --max-broker-rss-mb 4096 "${IDLE_SCENARIO:-idle}" > "$OUT/load.txt" 2>&1 &
 LOAD_PID=$!
 # The load tool connects (about 1 s), then waits 2 s before it samples RSS.
 for _ in $(seq 1 600); do

@@ -144,6 +144,13 @@ async fn launch(
         shutdown: shutdown_rx.clone(),
         tls: tls.clone(),
         parker: net::Parker::start(shutdown_rx.clone()).map_err(StartError::Hibernation)?,
+        admission: (config.limits.max_pending_connects > 0).then(|| {
+            let places = config
+                .limits
+                .max_pending_connects
+                .min(Semaphore::MAX_PERMITS);
+            Arc::new(Semaphore::new(places))
+        }),
     });
     let mut broker = RunningBroker {
         mqtt_addr: None,
@@ -164,9 +171,7 @@ async fn launch(
     ];
     for (addr, transport) in listeners {
         let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
         let local = listener
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -182,6 +187,7 @@ async fn launch(
         broker.limits.push((permits.clone(), max));
         tokio::spawn(net::serve(listener, transport, shared.clone(), permits));
     }
+    tokio::spawn(crate::trim::run(services.clone(), shutdown_rx.clone()));
     tokio::spawn(crate::sys::run(registry, shutdown_rx));
     Ok(broker)
 }
@@ -237,6 +243,18 @@ impl RunningBroker {
             .ok();
         tracing::info!("broker stopped");
     }
+}
+
+/// A listening socket with a deep accept queue: connections beyond the
+/// admission limit wait there (the kernel caps it at `somaxconn`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// A deleted user's stored sessions end with it: nobody may resume them,

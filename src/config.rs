@@ -171,6 +171,9 @@ pub struct Limits {
     /// A client that does not take what is written to it within this
     /// long is disconnected.
     pub write_timeout_secs: u64,
+    /// Connections admitted at once (handshake and CONNECT); more wait in
+    /// the listen queue. 0: no limit.
+    pub max_pending_connects: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +234,7 @@ impl Default for Limits {
             max_session_expiry_secs: 7 * 24 * 3600,
             hibernate_after_ms: 1000,
             write_timeout_secs: 30,
+            max_pending_connects: 1024,
         }
     }
 }

@@ -18,6 +18,7 @@ mod signal;
 pub mod store;
 mod sys;
 pub mod tls;
+mod trim;
 
 pub use broker::{RunningBroker, StartError, start, start_core};
 pub use config::Config;

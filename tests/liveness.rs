@@ -130,3 +130,26 @@ async fn a_delivery_during_attach_is_not_left_waiting() {
     }
     broker.stop().await;
 }
+
+/// Connections are admitted a limited number at a time, but silent
+/// sockets cannot keep the listener from accepting: each gives up its
+/// place after the admission window.
+#[tokio::test]
+async fn silent_sockets_do_not_block_admission() {
+    let broker = TestBroker::start_with(|c| c.limits.max_pending_connects = 2).await;
+    let silent: Vec<_> = futures_util::future::join_all(
+        (0..4).map(|_| tokio::net::TcpStream::connect(broker.addr())),
+    )
+    .await;
+    let started = Instant::now();
+    let mut client = RawClient::connect(broker.addr(), V5, "patient").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "admitted after {:?}",
+        started.elapsed()
+    );
+    client.send(&Packet::PingReq).await;
+    assert!(matches!(client.recv().await, Some(Packet::PingResp)));
+    drop(silent);
+    broker.stop().await;
+}

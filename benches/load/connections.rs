@@ -95,9 +95,9 @@ pub async fn connstorm(ctx: &Ctx, repeat: bool) -> anyhow::Result<String> {
     Ok(line)
 }
 
-/// N idle connections: the broker's RSS growth per connection, and its CPU
-/// while they sit idle for `--duration`.
-pub async fn idle(ctx: &Ctx) -> anyhow::Result<String> {
+/// N idle connections, opened `concurrency` at a time: the broker's RSS
+/// growth per connection, and its CPU while they sit idle for `--duration`.
+pub async fn idle(ctx: &Ctx, concurrency: usize) -> anyhow::Result<String> {
     let k = &ctx.knobs;
     let pid = ctx
         .broker_pid
@@ -120,7 +120,7 @@ pub async fn idle(ctx: &Ctx) -> anyhow::Result<String> {
             let id = ctx.client_id(&format!("idle-{i}"));
             async move { Conn::open(target, &id, true, 64).await }
         })
-        .buffer_unordered(k.connect_concurrency.max(1));
+        .buffer_unordered(concurrency.max(1));
     let mut first_error = None;
     // RSS once a tenth is connected: the slope from there on leaves out
     // one-off costs of the first logins (e.g. password hashing buffers).

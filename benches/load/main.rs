@@ -39,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "connstorm",
     "connstorm_repeat",
     "idle",
+    "idle_storm",
 ];
 
 #[derive(Parser)]
@@ -46,7 +47,7 @@ const SCENARIOS: &[&str] = &[
     name = "load",
     about = "MQTT 3.1.1 load generator",
     args_conflicts_with_subcommands = true,
-    after_help = "Scenarios: fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat idle (or all)"
+    after_help = "Scenarios: fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat idle idle_storm (or all)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -237,7 +238,7 @@ fn main() -> anyhow::Result<()> {
         bail!("--duration must be in (0, 3600]");
     }
     let nofile = raise_nofile();
-    if scenarios.iter().any(|s| s == "idle") && (nofile as usize) < cli.conns + 64 {
+    if scenarios.iter().any(|s| s.starts_with("idle")) && (nofile as usize) < cli.conns + 64 {
         bail!(
             "idle needs {} open files but the limit is {nofile}",
             cli.conns + 64
@@ -295,7 +296,7 @@ async fn run(cli: &Cli, scenarios: Vec<String>) -> usize {
     for name in scenarios {
         // Hard cap: setup + warm-up + measurement + teardown.
         let setup = match name.as_str() {
-            "idle" => ctx.knobs.idle_connect_secs + 90,
+            "idle" | "idle_storm" => ctx.knobs.idle_connect_secs + 90,
             "fanout" => 180,
             _ => 90,
         };
@@ -325,7 +326,9 @@ async fn run_one(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
         "latency" => scenarios::latency(ctx).await,
         "connstorm" => connections::connstorm(ctx, false).await,
         "connstorm_repeat" => connections::connstorm(ctx, true).await,
-        "idle" => connections::idle(ctx).await,
+        "idle" => connections::idle(ctx, ctx.knobs.connect_concurrency).await,
+        // A fleet reconnecting after a restart: every connect at once.
+        "idle_storm" => connections::idle(ctx, ctx.knobs.conns).await,
         other => bail!("unknown scenario {other}"),
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::connect::{self, write_refusal};
 use super::park::{Cell, NotParked, Parker};
-use super::{ByteStream, Shared, Slot};
+use super::{Admission, ByteStream, Shared, Slot};
 use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
@@ -23,6 +23,10 @@ use crate::tls::PeerCertificate;
 
 /// Read buffers grow for large packets but go back to this size when idle.
 const READ_CHUNK: usize = 4096;
+/// The first read: a CONNECT is usually far smaller, and thousands of them
+/// may be in flight at once when a fleet reconnects (each buffer is a
+/// hole in the heap once it is freed).
+const CONNECT_CHUNK: usize = 256;
 const IDLE_BUFFER_LIMIT: usize = 64 * 1024;
 const SMALL_WRITE: usize = 512;
 /// The keep-alive timer of a client without keep-alive.
@@ -34,12 +38,14 @@ pub async fn run<S>(
     peer: SocketAddr,
     certificate: Option<Box<PeerCertificate>>,
     slot: Slot,
+    admission: Admission,
 ) where
     S: ByteStream,
 {
     // The CONNECT phase runs once: boxed, its state does not widen the
     // future of the connection's task.
-    if let Some(conn) = Box::pin(connect(stream, peer, certificate, slot)).await {
+    let connecting = admission.during(connect(stream, peer, certificate, slot));
+    if let Some(conn) = Box::pin(connecting).await {
         serve(conn, true).await;
     }
 }
@@ -409,7 +415,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
         let woken = std::mem::take(&mut woken_during_write);
         tokio::select! {
             biased;
-            read = read_when_ready(&mut conn.stream, &mut conn.rbuf), if reading => {
+            read = read_when_ready(&mut conn.stream, &mut conn.rbuf, READ_CHUNK), if reading => {
                 match read {
                     Ok(0) | Err(_) => return Exit::Close(Close::lost()),
                     Ok(n) => Metrics::add(&services.metrics.bytes_received, n as u64),
@@ -677,10 +683,11 @@ fn reserve_or_shrink(rbuf: &mut BytesMut) {
 async fn read_when_ready<S: ByteStream>(
     stream: &mut S,
     rbuf: &mut BytesMut,
+    chunk: usize,
 ) -> std::io::Result<usize> {
     std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
-    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-        rbuf.reserve(READ_CHUNK);
+    if rbuf.capacity() - rbuf.len() < chunk / 4 {
+        rbuf.reserve(chunk);
     }
     stream.read_buf(rbuf).await
 }
@@ -700,7 +707,7 @@ async fn read_first<S: ByteStream>(
         if let Some(packet) = protocol::decode(rbuf, None, max_packet).map_err(ReadError::Decode)? {
             return Ok(packet);
         }
-        match read_when_ready(stream, rbuf).await {
+        match read_when_ready(stream, rbuf, CONNECT_CHUNK).await {
             Ok(0) | Err(_) => return Err(ReadError::Io),
             Ok(_) => {}
         }

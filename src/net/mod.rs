@@ -76,6 +76,46 @@ pub struct Shared {
     pub tls: Option<Arc<TlsContext>>,
     /// Where idle plain-TCP connections hibernate.
     pub parker: Arc<Parker>,
+    /// Places for connections being admitted (see [`Admission`]); `None`:
+    /// no limit.
+    pub admission: Option<Arc<Semaphore>>,
+}
+
+/// How long a connection may keep its place among those being admitted
+/// (TLS handshake, WebSocket upgrade, CONNECT): a client that does not
+/// get through by then goes on without it, so a few slow or silent
+/// sockets cannot keep the listeners from accepting.
+const ADMISSION_WINDOW: Duration = Duration::from_millis(500);
+
+/// A place among the connections being admitted. A fleet reconnecting at
+/// once (after a restart, a network outage) would otherwise have every
+/// connection's task, read buffer and CONNECT in memory together; glibc
+/// keeps the holes they leave among the connections that stay, and the
+/// broker's memory would stay at the peak of the burst (measured: 7.6 KB
+/// per idle connection with 10,000 opened at once, against 0.65 KB with
+/// admissions limited; `docs/performance.md`). Beyond the limit new
+/// connections wait in the kernel's listen queue.
+pub struct Admission(Option<OwnedSemaphorePermit>);
+
+impl Admission {
+    pub fn none() -> Admission {
+        Admission(None)
+    }
+
+    /// Runs `phase` holding the place, for at most [`ADMISSION_WINDOW`].
+    pub async fn during<F: std::future::Future>(self, phase: F) -> F::Output {
+        let Some(permit) = self.0 else {
+            return phase.await;
+        };
+        let mut phase = std::pin::pin!(phase);
+        tokio::select! {
+            done = &mut phase => done,
+            _ = tokio::time::sleep(ADMISSION_WINDOW) => {
+                drop(permit);
+                phase.await
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +136,13 @@ pub async fn serve(
 ) {
     let mut shutdown = shared.shutdown.clone();
     loop {
+        let admission = match &shared.admission {
+            Some(places) => tokio::select! {
+                _ = shutdown.changed() => break,
+                place = places.clone().acquire_owned() => Admission(place.ok()),
+            },
+            None => Admission::none(),
+        };
         let (socket, peer) = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
@@ -120,9 +167,9 @@ pub async fn serve(
         if transport == Transport::Tcp {
             // The common case: the task is the connection future itself
             // (one allocation), not a task that holds a box.
-            tokio::spawn(connection::run(socket, peer, None, slot));
+            tokio::spawn(connection::run(socket, peer, None, slot, admission));
         } else {
-            tokio::spawn(handle(socket, peer, transport, slot));
+            tokio::spawn(handle(socket, peer, transport, slot, admission));
         }
     }
 }
@@ -134,7 +181,13 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
-async fn handle(socket: tokio::net::TcpStream, peer: SocketAddr, transport: Transport, slot: Slot) {
+async fn handle(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    slot: Slot,
+    admission: Admission,
+) {
     let shared = &*slot.shared;
     let limits = &shared.registry.services().config.limits;
     let max = limits.max_packet_size as usize;
@@ -143,10 +196,11 @@ async fn handle(socket: tokio::net::TcpStream, peer: SocketAddr, transport: Tran
         // Each transport's connection future is boxed: the enclosing future
         // would otherwise be as large as the largest variant, for every
         // connection.
-        Transport::Tcp => Box::pin(connection::run(socket, peer, None, slot)).await,
+        Transport::Tcp => Box::pin(connection::run(socket, peer, None, slot, admission)).await,
         Transport::WebSocket => {
-            if let Some(stream) = Box::pin(websocket(socket, peer, max, upgrade_timeout)).await {
-                Box::pin(connection::run(stream, peer, None, slot)).await;
+            let upgrade = admission.during(websocket(socket, peer, max, upgrade_timeout));
+            if let Some(stream) = Box::pin(upgrade).await {
+                Box::pin(connection::run(stream, peer, None, slot, Admission::none())).await;
             }
         }
         // Separate and boxed, so plain connections do not carry TLS state.
@@ -156,8 +210,8 @@ async fn handle(socket: tokio::net::TcpStream, peer: SocketAddr, transport: Tran
                 peer,
                 transport,
                 slot,
-                max,
-                upgrade_timeout,
+                (max, upgrade_timeout),
+                admission,
             ))
             .await
         }
@@ -172,8 +226,8 @@ async fn handle_tls(
     peer: SocketAddr,
     transport: Transport,
     slot: Slot,
-    max: usize,
-    upgrade_timeout: Duration,
+    (max, upgrade_timeout): (usize, Duration),
+    admission: Admission,
 ) {
     let shared = &*slot.shared;
     let Some(tls) = &shared.tls else {
@@ -181,7 +235,10 @@ async fn handle_tls(
     };
     let timeout = Duration::from_secs(shared.registry.services().config.tls.handshake_timeout_secs);
     let accept = Box::pin(tls.acceptor().accept(socket));
-    let stream = match tokio::time::timeout(timeout, accept).await {
+    let stream = match admission
+        .during(tokio::time::timeout(timeout, accept))
+        .await
+    {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             tracing::info!(%peer, "TLS handshake refused: {e}");
@@ -206,10 +263,11 @@ async fn handle_tls(
     if let Some(cert) = &certificate {
         tracing::debug!(%peer, cn = cert.common_name, serial = cert.serial, "client certificate accepted");
     }
+    let none = Admission::none();
     if transport == Transport::Tls {
-        Box::pin(connection::run(stream, peer, certificate, slot)).await;
+        Box::pin(connection::run(stream, peer, certificate, slot, none)).await;
     } else if let Some(ws) = Box::pin(websocket(stream, peer, max, upgrade_timeout)).await {
-        Box::pin(connection::run(ws, peer, certificate, slot)).await;
+        Box::pin(connection::run(ws, peer, certificate, slot, none)).await;
     }
 }
 
@@ -260,6 +318,7 @@ mod tests {
             shutdown: watch::channel(false).1,
             tls: None,
             parker: Parker::start(stop).unwrap(),
+            admission: None,
         });
         let limit = Arc::new(Semaphore::new(2));
         let slot = || Slot {
@@ -271,14 +330,26 @@ mod tests {
             .await
             .unwrap();
         let (socket, peer) = listener.accept().await.unwrap();
-        let handle_size = std::mem::size_of_val(&handle(socket, peer, Transport::Tcp, slot()));
+        let handle_size = std::mem::size_of_val(&handle(
+            socket,
+            peer,
+            Transport::Tcp,
+            slot(),
+            Admission::none(),
+        ));
         let (socket, peer) = {
             let _c = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
                 .await
                 .unwrap();
             listener.accept().await.unwrap()
         };
-        let run_size = std::mem::size_of_val(&connection::run(socket, peer, None, slot()));
+        let run_size = std::mem::size_of_val(&connection::run(
+            socket,
+            peer,
+            None,
+            slot(),
+            Admission::none(),
+        ));
         println!("handle future: {handle_size} bytes, tcp connection future: {run_size} bytes");
         // Measured 504 and 1,120 bytes (release; 1,168 in debug builds). A
         // plain TCP connection's task is the connection future while it has
