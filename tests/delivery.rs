@@ -244,24 +244,12 @@ async fn receive_maximum_counts_a_held_qos2_publish_once() {
     stall(&broker, Some(Fault::Stall));
     for id in 1..=3 {
         publisher
-            .send(&Packet::Publish(publish(
-                "held/x",
-                b"x",
-                QoS::ExactlyOnce,
-                false,
-                id,
-            )))
+            .send_publish("held/x", b"x", QoS::ExactlyOnce, id)
             .await;
     }
     publisher.expect_silence(Duration::from_millis(300)).await;
     publisher
-        .send(&Packet::Publish(publish(
-            "held/x",
-            b"x",
-            QoS::ExactlyOnce,
-            false,
-            4,
-        )))
+        .send_publish("held/x", b"x", QoS::ExactlyOnce, 4)
         .await;
     match publisher.recv().await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
@@ -282,13 +270,7 @@ async fn a_311_client_is_paused_not_disconnected() {
     stall(&broker, Some(Fault::Stall));
     for id in 1..=8 {
         publisher
-            .send(&Packet::Publish(publish(
-                "held/x",
-                b"x",
-                QoS::AtLeastOnce,
-                false,
-                id,
-            )))
+            .send_publish("held/x", b"x", QoS::AtLeastOnce, id)
             .await;
     }
     publisher.expect_silence(Duration::from_millis(300)).await;

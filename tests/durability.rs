@@ -242,13 +242,7 @@ async fn a_failing_store_refuses_and_recovers() {
     // The first publish finds the failure at its commit: routed, but not
     // acknowledged as stored.
     publisher
-        .send(&Packet::Publish(publish(
-            "f/x",
-            b"failed",
-            QoS::AtLeastOnce,
-            false,
-            2,
-        )))
+        .send_publish("f/x", b"failed", QoS::AtLeastOnce, 2)
         .await;
     match publisher.recv().await {
         Some(Packet::PubAck(ack)) => assert_eq!(ack.reason, ReasonCode::UNSPECIFIED_ERROR),
@@ -259,13 +253,7 @@ async fn a_failing_store_refuses_and_recovers() {
     let _ = watcher.recv_publish().await; // it was routed before the failure
     // Now refused before routing: no copy fans out.
     publisher
-        .send(&Packet::Publish(publish(
-            "f/x",
-            b"refused",
-            QoS::AtLeastOnce,
-            false,
-            3,
-        )))
+        .send_publish("f/x", b"refused", QoS::AtLeastOnce, 3)
         .await;
     match publisher.recv().await {
         Some(Packet::PubAck(ack)) => {
@@ -279,14 +267,7 @@ async fn a_failing_store_refuses_and_recovers() {
     watcher.expect_silence(Duration::from_millis(300)).await;
     // A 3.1.1 publisher cannot be told: closed without acknowledgement.
     let mut old = RawClient::connect(broker.addr(), V3, "p3").await;
-    old.send(&Packet::Publish(publish(
-        "f/x",
-        b"v3",
-        QoS::AtLeastOnce,
-        false,
-        4,
-    )))
-    .await;
+    old.send_publish("f/x", b"v3", QoS::AtLeastOnce, 4).await;
     assert!(old.recv().await.is_none(), "closed, not acknowledged");
     // Non-persisted traffic goes on.
     publisher
@@ -362,13 +343,7 @@ async fn nothing_is_acknowledged_after_the_store_closed() {
     let mut publisher = RawClient::connect(broker.addr(), V5, "late").await;
     store(&broker).close();
     publisher
-        .send(&Packet::Publish(publish(
-            "c/x",
-            b"x",
-            QoS::AtLeastOnce,
-            false,
-            1,
-        )))
+        .send_publish("c/x", b"x", QoS::AtLeastOnce, 1)
         .await;
     match publisher.recv().await {
         Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::SERVER_SHUTTING_DOWN),

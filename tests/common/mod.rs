@@ -232,6 +232,14 @@ impl RawClient {
         }
     }
 
+    /// Sends a PUBLISH with `packet_id` and waits for nothing.
+    pub async fn send_publish(&mut self, topic: &str, payload: &[u8], qos: QoS, packet_id: u16) {
+        self.send(&Packet::Publish(publish(
+            topic, payload, qos, false, packet_id,
+        )))
+        .await;
+    }
+
     pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
         self.send(&Packet::Publish(publish(topic, payload, qos, retain, 1)))
             .await;
