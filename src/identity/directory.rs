@@ -2,7 +2,7 @@
 //! store as JSON, announced to live connections through a watch channel.
 
 use parking_lot::RwLock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -51,9 +51,11 @@ pub struct NewUser {
 #[derive(Default)]
 pub(super) struct State {
     /// By username.
-    users: BTreeMap<String, User>,
+    pub(super) users: BTreeMap<String, User>,
+    /// User id → username (the admin API addresses users by id).
+    pub(super) by_id: HashMap<String, String>,
     /// By role id.
-    roles: BTreeMap<String, Role>,
+    pub(super) roles: BTreeMap<String, Role>,
     /// By serial.
     pub(super) certificates: BTreeMap<String, CertificateRecord>,
 }
@@ -76,6 +78,9 @@ pub struct Directory {
     policy: PasswordPolicy,
     pub(super) state: RwLock<State>,
     changes: watch::Sender<u64>,
+    /// Serialises read-modify-write of user records, so that concurrent
+    /// changes to one user (admin API, rehash at login) are not lost.
+    user_writes: parking_lot::Mutex<()>,
 }
 
 fn new_id() -> String {
@@ -106,6 +111,7 @@ impl Directory {
         for raw in store.load_identity(IdentityTable::Users)? {
             let user: User =
                 serde_json::from_slice(&raw).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+            state.by_id.insert(user.id.clone(), user.username.clone());
             state.users.insert(user.username.clone(), user);
         }
         let directory = Directory {
@@ -115,6 +121,7 @@ impl Directory {
             policy,
             state: RwLock::new(state),
             changes: watch::channel(0).0,
+            user_writes: parking_lot::Mutex::new(()),
         };
         directory.seed(initial_admin_password)?;
         let admin = directory.user(ADMIN_USER);
@@ -243,7 +250,11 @@ impl Directory {
         self.store
             .put_identity(IdentityTable::Users, &user.id, Some(&json))?;
         let username = user.username.clone();
-        self.state.write().users.insert(username.clone(), user);
+        {
+            let mut state = self.state.write();
+            state.by_id.insert(user.id.clone(), username.clone());
+            state.users.insert(username.clone(), user);
+        }
         self.user_changed(&username);
         self.changed();
         Ok(())
@@ -263,6 +274,7 @@ impl Directory {
         username: &str,
         f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
     ) -> Result<User, IdentityError> {
+        let _serial = self.user_writes.lock();
         let mut user = self
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()))?;
@@ -335,6 +347,11 @@ impl Directory {
             updated_at: now,
             certificates: Vec::new(),
         };
+        // Checked again under the lock: the hash above took a while.
+        let _serial = self.user_writes.lock();
+        if self.user(&user.username).is_some() {
+            return Err(IdentityError::Exists("user", user.username));
+        }
         self.put_user(user.clone())?;
         Ok(user)
     }
@@ -390,12 +407,17 @@ impl Directory {
     }
 
     pub fn delete_user(&self, username: &str) -> Result<(), IdentityError> {
+        let _serial = self.user_writes.lock();
         let user = self
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()))?;
         self.store
             .put_identity(IdentityTable::Users, &user.id, None)?;
-        self.state.write().users.remove(username);
+        {
+            let mut state = self.state.write();
+            state.users.remove(username);
+            state.by_id.remove(&user.id);
+        }
         self.user_changed(username);
         self.changed();
         Ok(())

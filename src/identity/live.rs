@@ -35,6 +35,9 @@ pub struct LiveAcl {
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
+    /// Set with `revoked` when the token the connection logged in with
+    /// expired: it closes with 0xA0 (maximum connect time) instead of 0x98.
+    expired: AtomicBool,
     /// Woken on revocation.
     watchers: Mutex<Slab<Weak<dyn Wakeup>>>,
 }
@@ -53,6 +56,7 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
+            expired: AtomicBool::new(false),
             watchers: Mutex::new(Slab::new()),
         })
     }
@@ -102,6 +106,18 @@ impl LiveAcl {
         for watcher in watchers.iter().filter_map(Weak::upgrade) {
             watcher.wake();
         }
+    }
+
+    /// The token this connection logged in with expired: like
+    /// [`revoke`](Self::revoke), but the connection says why (0xA0).
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        self.revoke();
+    }
+
+    /// Revoked because its token expired (see [`expire`](Self::expire)).
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
     }
 
     /// Registers what to wake on revocation; returns the key to give back

@@ -4,17 +4,26 @@
 
 pub mod acl;
 mod acl_cache;
+pub mod audit;
 pub mod cache;
 mod certificates;
 pub mod directory;
+mod directory_admin;
+pub mod http_access;
 pub mod live;
+pub mod login;
+pub mod mfa;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod rate;
+pub mod services;
 pub mod settings;
+pub mod tokens;
 
 pub use acl::{Acl, Rule};
 pub use directory::{Directory, IdentityError, NewUser};
+pub use directory_admin::Holder;
 pub use live::{LiveAcl, LiveSet, Wakeup};
 pub use model::*;
 pub use policy::PasswordPolicy;
