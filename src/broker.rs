@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::auth::{AnonymousOnly, Authenticator, DirectoryAuthenticator};
 use crate::config::Config;
+use crate::identity::services::{AdminError, INITIAL_ADMIN_PASSWORD, IdentityServices};
 use crate::identity::{Directory, IdentityError, SettingsError, StartupSettings};
 use crate::metrics::Metrics;
 use crate::net::{self, Shared, Transport};
@@ -25,6 +26,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("admin API services: {0}")]
+    Admin(#[from] AdminError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot create the hibernation epoll set: {0}")]
@@ -44,9 +47,13 @@ pub struct RunningBroker {
     pub ws_addr: Option<SocketAddr>,
     pub mqtts_addr: Option<SocketAddr>,
     pub wss_addr: Option<SocketAddr>,
+    /// The admin HTTP API.
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     tls: Option<Arc<TlsContext>>,
     registry: Arc<Registry>,
     directory: Option<Arc<Directory>>,
+    identity: Option<Arc<IdentityServices>>,
     shutdown: watch::Sender<bool>,
     limits: Vec<(Arc<Semaphore>, u32)>,
 }
@@ -76,7 +83,44 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
     let store = open_store(&config)?;
     let directory = open_directory(&config, store.clone())?;
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
-    launch(config, store, auth, Some(directory)).await
+    let identity = IdentityServices::open(
+        directory.clone(),
+        store.clone(),
+        &config.storage.dir,
+        &config.http,
+    )?;
+    auth.accept_tokens(identity.tokens.clone());
+    private_store_file(&config);
+    warn_initial_admin_password(&directory);
+    launch(config, store, auth, Some(directory), Some(identity)).await
+}
+
+/// The store holds password hashes: readable by the broker's user only.
+fn private_store_file(config: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = config.storage.dir.join("gatehouse.redb");
+    if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), "cannot make the store private: {e}");
+    }
+}
+
+/// Warns at every start while `admin` still has its initial password
+/// (which then works only from loopback addresses).
+fn warn_initial_admin_password(directory: &Arc<Directory>) {
+    let Some(hash) = directory
+        .user(crate::identity::directory::ADMIN_USER)
+        .and_then(|u| u.password_hash)
+    else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || {
+        if crate::identity::password::verify_password(INITIAL_ADMIN_PASSWORD.as_bytes(), &hash) {
+            tracing::warn!(
+                "user `admin` still has its initial password `admin`: it may log in only from \
+                 loopback addresses until it is changed (PUT /api/users/me/password)"
+            );
+        }
+    });
 }
 
 /// Starts the broker core with the anonymous-only authenticator and no
@@ -86,7 +130,7 @@ pub async fn start_core(config: Config) -> Result<RunningBroker, StartError> {
     let auth = Arc::new(AnonymousOnly {
         allow_anonymous: config.auth.allow_anonymous,
     });
-    launch(config, store, auth, None).await
+    launch(config, store, auth, None, None).await
 }
 
 async fn launch(
@@ -94,6 +138,7 @@ async fn launch(
     store: Arc<Store>,
     auth: Arc<dyn Authenticator>,
     directory: Option<Arc<Directory>>,
+    identity: Option<Arc<IdentityServices>>,
 ) -> Result<RunningBroker, StartError> {
     let loaded = store.take_loaded();
     let services = Arc::new(Services {
@@ -115,7 +160,8 @@ async fn launch(
         registry.restore(loaded.sessions);
     }
 
-    let tls = if config.listeners.mqtts.is_some() || config.listeners.wss.is_some() {
+    let https = identity.is_some() && config.listeners.https.is_some();
+    let tls = if config.listeners.mqtts.is_some() || config.listeners.wss.is_some() || https {
         let revoked = directory
             .as_ref()
             .map(|d| d.revoked_serials())
@@ -144,9 +190,12 @@ async fn launch(
         ws_addr: None,
         mqtts_addr: None,
         wss_addr: None,
+        http_addr: None,
+        https_addr: None,
         tls,
         registry: registry.clone(),
         directory,
+        identity: identity.clone(),
         shutdown: shutdown_tx,
         limits: Vec::new(),
     };
@@ -176,6 +225,36 @@ async fn launch(
         broker.limits.push((permits.clone(), max));
         tokio::spawn(net::serve(listener, transport, shared.clone(), permits));
     }
+    if let Some(identity) = identity {
+        tokio::spawn(identity.tokens.clone().run_sweeper(shutdown_rx.clone()));
+        let app = crate::http::app(identity.clone(), registry.clone());
+        let http = [
+            (config.listeners.http, None),
+            (config.listeners.https, broker.tls.clone()),
+        ];
+        for (addr, tls) in http {
+            let Some(addr) = addr else { continue };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            if tls.is_some() {
+                broker.https_addr = Some(local);
+            } else {
+                broker.http_addr = Some(local);
+            }
+            tracing::info!(%local, tls = tls.is_some(), "admin API listening");
+            tokio::spawn(crate::http::server::serve(
+                listener,
+                app.clone(),
+                tls,
+                identity.config.max_connections,
+                shutdown_rx.clone(),
+            ));
+        }
+    }
     tokio::spawn(crate::sys::run(registry, shutdown_rx));
     Ok(broker)
 }
@@ -197,6 +276,11 @@ impl RunningBroker {
         tls.reload(&revoked)?;
         tracing::info!("TLS certificate reloaded");
         Ok(())
+    }
+
+    /// The admin API's services (absent for [`start_core`]).
+    pub fn identity(&self) -> Option<&Arc<IdentityServices>> {
+        self.identity.as_ref()
     }
 
     /// The identity directory (absent for [`start_core`]).
