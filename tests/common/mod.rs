@@ -3,6 +3,7 @@
 //! exact control over what goes on the wire.
 #![allow(dead_code)]
 
+pub mod api;
 mod process;
 #[allow(unused_imports)] // not every test binary starts the broker process
 pub use process::{Binary, free_port};
