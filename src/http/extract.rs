@@ -100,10 +100,11 @@ pub async fn authorize(
     State(state): State<AppState>,
     peer: Peer,
     matched: MatchedPath,
-    params: RawPathParams,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let params = params.map_err(|e| ApiError::bad_request("bad_path", e.body_text()))?;
     let services = &state.services;
     let (mut parts, body) = request.into_parts();
     let limit_key = format!("token-addr:{}", peer.0);
