@@ -4,6 +4,8 @@
 # binary on free ports with a temporary data directory, logs in as admin,
 # and fails on any 5xx or any answer that does not match the document
 # (status, content type, schema). Bounded: a few examples per operation.
+# `DELETE /api/users/{id}/tokens` is left out: generated with `me` it
+# revokes the fuzzer's own token (the Rust tests cover it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +53,7 @@ rate_per_user_per_minute = 100000
 rate_per_address_per_minute = 100000
 TOML
 
-RUST_LOG=warn "$BIN" serve --config "$TMP/broker.toml" > "$TMP/broker.log" 2>&1 &
+RUST_LOG="warn,gatehouse::identity::audit=info" "$BIN" serve --config "$TMP/broker.toml" > "$TMP/broker.log" 2>&1 &
 PID=$!
 BASE="http://127.0.0.1:$HTTP_PORT"
 for _ in $(seq 100); do
@@ -71,8 +73,13 @@ status=0
   --max-examples "${FUZZ_EXAMPLES:-20}" \
   --workers 2 \
   --seed 20261130 \
+  --exclude-operation-id revoke_all \
   --no-color || status=$?
 
+if [ "$status" -ne 0 ]; then
+  echo "== the broker's audit log and warnings (last 40 lines) ==" >&2
+  tail -40 "$TMP/broker.log" >&2
+fi
 if grep -q "panicked" "$TMP/broker.log"; then
   echo "the broker panicked:" >&2
   grep -A5 "panicked" "$TMP/broker.log" >&2

@@ -61,7 +61,12 @@ async fn audit(
                 address: e.address,
                 action: e.action,
                 target: e.target,
-                detail: e.detail,
+                // Always an object, as documented.
+                detail: if e.detail.is_object() {
+                    e.detail
+                } else {
+                    serde_json::json!({})
+                },
             })
             .collect(),
         pagination: Pagination::new(page, rows, total),

@@ -130,6 +130,12 @@ pub async fn authorize(
         .user_by_id(&info.user_id)
         .filter(|u| u.enabled && *u.username == *info.username)
         .ok_or_else(|| failed(TokenError::Revoked.into()))?;
+    let Some(path) = percent_decode(parts.uri.path()) else {
+        return Err(ApiError::bad_request(
+            "bad_path",
+            "the path is not valid UTF-8",
+        ));
+    };
     let route = matched.as_str();
     let user_id = route
         .starts_with("/api/users/{id}")
@@ -142,7 +148,7 @@ pub async fn authorize(
         AccessRequest {
             method: parts.method.as_str(),
             route,
-            path: parts.uri.path(),
+            path: &path,
             user_id,
         },
     )?;
@@ -153,6 +159,31 @@ pub async fn authorize(
     });
     request = Request::from_parts(parts, body);
     Ok(next.run(request).await)
+}
+
+/// `%XX` escapes decoded; `None` when the result is not UTF-8.
+fn percent_decode(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A JSON body: `application/json` (415 otherwise), within the body limit

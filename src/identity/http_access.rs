@@ -15,7 +15,7 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// The route template, e.g. `/api/users/{id}/tokens`.
     pub route: &'a str,
-    /// The concrete path, e.g. `/api/users/42/tokens`.
+    /// The concrete path, percent-decoded, e.g. `/api/users/42/tokens`.
     pub path: &'a str,
     /// The `{id}` of a `/api/users/{id}/...` route.
     pub user_id: Option<&'a str>,
@@ -124,9 +124,10 @@ pub fn authorize(
         return Ok(());
     }
     let operation = operation_for(request.method);
-    // A path that is not a valid topic (e.g. containing `+`) matches no rule.
-    if topic::is_valid_topic_name(request.path) && permits(directory, user, request.path, operation)
-    {
+    // The path's levels are compared literally (a `+` or `#` in a path is
+    // text, not a wildcard); the caller decodes percent-escapes first, so
+    // an encoded path cannot slip past a deny rule.
+    if !request.path.contains('\0') && permits(directory, user, request.path, operation) {
         Ok(())
     } else {
         Err(AccessError::Forbidden {

@@ -204,6 +204,9 @@ impl IdentityServices {
         let _serial = self.writes.lock();
         let user = self.user(id)?;
         let name = user.username.as_str();
+        if update.enabled == Some(false) && actor.user_id.as_deref() == Some(id) {
+            return Err(AdminError::Conflict("you cannot disable yourself".into()));
+        }
         if let Some(role_ids) = &update.role_ids {
             self.directory.set_user_roles(name, role_ids.clone())?;
         }
@@ -247,6 +250,9 @@ impl IdentityServices {
     pub fn delete_user(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
         let _serial = self.writes.lock();
         let user = self.user(id)?;
+        if actor.user_id.as_deref() == Some(id) {
+            return Err(AdminError::Conflict("you cannot delete yourself".into()));
+        }
         if user.username == ANONYMOUS_USER {
             return Err(AdminError::Conflict(
                 "the built-in user `anonymous` cannot be deleted (disable it instead)".into(),
@@ -515,7 +521,7 @@ impl IdentityServices {
     pub fn audit_self(&self, actor: &Actor, action: &str) -> Result<(), AdminError> {
         let target = actor.user_id.clone().unwrap_or_default();
         self.audit
-            .record(actor, action, &target, serde_json::Value::Null)?;
+            .record(actor, action, &target, serde_json::json!({}))?;
         Ok(())
     }
 }
