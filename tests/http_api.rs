@@ -619,7 +619,10 @@ async fn jwks_verifies_issued_tokens() {
 async fn http_permissions_match_paths_with_wildcards_and_deny() {
     let b = broker().await;
     let admin = Api::login(b.http_addr(), "admin", "admin").await;
-    let admin_id = admin.get("/api/users/me").await.body["id"].as_str().unwrap().to_owned();
+    let admin_id = admin.get("/api/users/me").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let role = admin
         .create_role(json!({"name": "user-readers", "permissions": [
             {"resource": "/api/users/+", "operation": "read", "context": "http"},
@@ -629,21 +632,47 @@ async fn http_permissions_match_paths_with_wildcards_and_deny() {
         .create_user(json!({"username": "reader", "password": "reader-pw", "roles": [role]}))
         .await;
     let reader = Api::login(b.http_addr(), "reader", "reader-pw").await;
-    let other = admin.create_user(json!({"username": "other", "password": "other-pw"})).await;
+    let other = admin
+        .create_user(json!({"username": "other", "password": "other-pw"}))
+        .await;
     assert_eq!(reader.get(&format!("/api/users/{other}")).await.status, 200);
     // `+` matches one level only; the deny wins, also when percent-encoded.
-    assert_eq!(reader.get(&format!("/api/users/{other}/tokens")).await.status, 403);
-    assert_eq!(reader.get(&format!("/api/users/{admin_id}")).await.status, 403);
+    assert_eq!(
+        reader
+            .get(&format!("/api/users/{other}/tokens"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        reader.get(&format!("/api/users/{admin_id}")).await.status,
+        403
+    );
     let encoded: String = admin_id.bytes().map(|b| format!("%{b:02x}")).collect();
-    assert_eq!(reader.get(&format!("/api/users/{encoded}")).await.status, 403);
+    assert_eq!(
+        reader.get(&format!("/api/users/{encoded}")).await.status,
+        403
+    );
     // read does not grant write.
-    let r = reader.put(&format!("/api/users/{other}"), json!({"enabled": false})).await;
+    let r = reader
+        .put(&format!("/api/users/{other}"), json!({"enabled": false}))
+        .await;
     assert_eq!(r.status, 403);
     // A permission change applies to the next request of the same token.
-    let perms = admin.get(&format!("/api/roles/{role}/permissions")).await.body;
-    let allow = perms.as_array().unwrap().iter().find(|p| p["resource"] == "/api/users/+").unwrap();
+    let perms = admin
+        .get(&format!("/api/roles/{role}/permissions"))
+        .await
+        .body;
+    let allow = perms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["resource"] == "/api/users/+")
+        .unwrap();
     let allow_id = allow["id"].as_str().unwrap();
-    admin.delete(&format!("/api/roles/{role}/permissions/{allow_id}")).await;
+    admin
+        .delete(&format!("/api/roles/{role}/permissions/{allow_id}"))
+        .await;
     assert_eq!(reader.get(&format!("/api/users/{other}")).await.status, 403);
     // Nobody deletes or disables themselves by accident.
     let me = format!("/api/users/{admin_id}");

@@ -232,6 +232,9 @@ impl From<LoginError> for ApiError {
             LoginError::Lifetime(_) | LoginError::Label => ApiError::invalid(message),
             LoginError::Mfa(e) => e.into(),
             LoginError::Tokens(e) => e.into(),
+            LoginError::Interrupted => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
         }
     }
 }

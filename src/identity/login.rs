@@ -4,10 +4,11 @@
 //! lifetime, and the enrol-only token of a user who must enrol MFA first.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::mfa::MfaError;
-use super::model::GrantMethod;
+use super::model::{GrantMethod, User};
 use super::password;
 use super::services::{IdentityServices, is_initial_admin, is_loopback};
 use super::tokens::{SCOPE_MFA_ENROLL, TokenRecord, TokenServiceError};
@@ -61,11 +62,15 @@ pub enum LoginError {
     Mfa(#[from] MfaError),
     #[error(transparent)]
     Tokens(#[from] TokenServiceError),
+    #[error("the login was interrupted")]
+    Interrupted,
 }
 
 impl IdentityServices {
+    /// Checks the password (argon2 on the blocking pool), then the rest
+    /// (MFA, token record: store writes) on the blocking pool as well.
     pub async fn login(
-        &self,
+        self: &Arc<Self>,
         request: LoginRequest,
         peer: IpAddr,
     ) -> Result<LoginOutcome, LoginError> {
@@ -118,6 +123,20 @@ impl IdentityServices {
             tracing::warn!(%peer, "HTTP login of `admin` with the initial password from a remote address refused");
             return Err(LoginError::InitialAdminRemote);
         }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.second_step(user, request, hours, peer))
+            .await
+            .map_err(|_| LoginError::Interrupted)?
+    }
+
+    /// MFA and the token: both write to the store.
+    fn second_step(
+        &self,
+        user: User,
+        request: LoginRequest,
+        hours: f64,
+        peer: IpAddr,
+    ) -> Result<LoginOutcome, LoginError> {
         self.mfa.check_login(
             &user.id,
             request.otp.as_deref(),
