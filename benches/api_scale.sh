@@ -60,22 +60,22 @@ TOML
 
 "$LOAD" seed-directory --config "$TMP/broker.toml" --users "$USERS" --roles "$ROLES"
 
-start() { # prints milliseconds until /api/health answers
+start() { # sets PID and STARTUP_MS (until /api/health answers)
   local t0 t1
   t0=$(date +%s%N)
   RUST_LOG=warn "$GATEHOUSE" serve --config "$TMP/broker.toml" >> "$TMP/broker.log" 2>&1 &
   PID=$!
-  for _ in $(seq 2000); do
+  for _ in $(seq 4000); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/api/health" >/dev/null 2>&1 && break
     sleep 0.005
   done
   t1=$(date +%s%N)
-  echo $(( (t1 - t0) / 1000000 ))
+  STARTUP_MS=$(( (t1 - t0) / 1000000 ))
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 
-FIRST=$(start); stop
-SECOND=$(start)
+start; FIRST=$STARTUP_MS; stop
+start; SECOND=$STARTUP_MS
 echo "startup_first_ms=$FIRST startup_ms=$SECOND users=$USERS roles=$ROLES"
 "$LOAD" api-bench --api "http://127.0.0.1:$HTTP_PORT" --pages 2000 --creates 50 \
   --workers "$(nproc)" --login-secs "$LOGIN_SECS"

@@ -17,10 +17,10 @@ use tower::ServiceExt;
 
 fn state(b: &TestBroker) -> AppState {
     let broker = b.broker.as_ref().unwrap();
-    AppState {
-        services: broker.identity().unwrap().clone(),
-        registry: broker.registry().clone(),
-    }
+    AppState::new(
+        broker.identity().unwrap().clone(),
+        broker.registry().clone(),
+    )
 }
 
 async fn status(

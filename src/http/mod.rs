@@ -43,6 +43,19 @@ pub struct AppState {
     pub services: Arc<IdentityServices>,
     /// The session registry (for the clients and sessions routes).
     pub registry: Arc<Registry>,
+    /// Role objects as the API shows them, valid for one directory version
+    /// (a page of 100 users names up to 200 roles).
+    pub roles: Arc<users::RoleCache>,
+}
+
+impl AppState {
+    pub fn new(services: Arc<IdentityServices>, registry: Arc<Registry>) -> AppState {
+        AppState {
+            services,
+            registry,
+            roles: Arc::default(),
+        }
+    }
 }
 
 /// Routes every signed-in caller passes [`extract::authorize`] for.
@@ -91,7 +104,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// answers for unknown routes and methods.
 pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
     let config = services.config.clone();
-    let state = AppState { services, registry };
+    let state = AppState::new(services, registry);
     router(&state)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .method_not_allowed_fallback(|| async {

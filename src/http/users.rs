@@ -26,10 +26,29 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
 }
 
-/// Builds user objects, looking each role up once per request.
+/// Role objects by id, for one directory version.
+#[derive(Default)]
+pub struct RoleCache(parking_lot::Mutex<(u64, HashMap<String, Option<RoleDto>>)>);
+
+impl RoleCache {
+    fn get(&self, services: &IdentityServices, id: &str) -> Option<RoleDto> {
+        let version = services.directory.version();
+        let mut cache = self.0.lock();
+        if cache.0 != version {
+            *cache = (version, HashMap::new());
+        }
+        cache
+            .1
+            .entry(id.to_owned())
+            .or_insert_with(|| services.directory.role_by_id(id).as_ref().map(role_dto))
+            .clone()
+    }
+}
+
+/// Builds user objects; role objects come from the cache.
 pub(super) struct Views<'a> {
     services: &'a IdentityServices,
-    roles: HashMap<String, Option<RoleDto>>,
+    roles: Option<&'a RoleCache>,
 }
 
 pub(super) fn role_dto(role: &Role) -> RoleDto {
@@ -45,21 +64,30 @@ impl<'a> Views<'a> {
     pub(super) fn new(services: &'a IdentityServices) -> Views<'a> {
         Views {
             services,
-            roles: HashMap::new(),
+            roles: None,
+        }
+    }
+
+    pub(super) fn cached(services: &'a IdentityServices, roles: &'a RoleCache) -> Views<'a> {
+        Views {
+            services,
+            roles: Some(roles),
         }
     }
 
     pub(super) fn user(&mut self, user: &User) -> UserDto {
         let account = self.services.mfa.account(&user.id);
-        let directory = &self.services.directory;
         let roles = user
             .roles
             .iter()
-            .filter_map(|id| {
-                self.roles
-                    .entry(id.clone())
-                    .or_insert_with(|| directory.role_by_id(id).as_ref().map(role_dto))
-                    .clone()
+            .filter_map(|id| match self.roles {
+                Some(cache) => cache.get(self.services, id),
+                None => self
+                    .services
+                    .directory
+                    .role_by_id(id)
+                    .as_ref()
+                    .map(role_dto),
             })
             .collect();
         UserDto {
@@ -149,7 +177,7 @@ fn users_page(
         }
         None => services.directory.users_page(offset, rows as usize),
     };
-    let mut views = Views::new(services);
+    let mut views = Views::cached(services, &state.roles);
     let users = users.iter().map(|u| views.user(u)).collect();
     Ok((users, Pagination::new(page, rows, total)))
 }

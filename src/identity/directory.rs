@@ -54,6 +54,8 @@ pub(super) struct State {
     pub(super) users: BTreeMap<String, User>,
     /// User id → username (the admin API addresses users by id).
     pub(super) by_id: HashMap<String, String>,
+    /// Usernames in order, so a page of users is a slice (no walk).
+    pub(super) order: Vec<String>,
     /// By role id.
     pub(super) roles: BTreeMap<String, Role>,
     /// By serial.
@@ -114,6 +116,7 @@ impl Directory {
             state.by_id.insert(user.id.clone(), user.username.clone());
             state.users.insert(user.username.clone(), user);
         }
+        state.order = state.users.keys().cloned().collect();
         let directory = Directory {
             store,
             user_listeners: RwLock::new(Vec::new()),
@@ -253,7 +256,11 @@ impl Directory {
         {
             let mut state = self.state.write();
             state.by_id.insert(user.id.clone(), username.clone());
-            state.users.insert(username.clone(), user);
+            if state.users.insert(username.clone(), user).is_none()
+                && let Err(at) = state.order.binary_search(&username)
+            {
+                state.order.insert(at, username.clone());
+            }
         }
         self.user_changed(&username);
         self.changed();
@@ -417,6 +424,9 @@ impl Directory {
             let mut state = self.state.write();
             state.users.remove(username);
             state.by_id.remove(&user.id);
+            if let Ok(at) = state.order.binary_search_by(|n| n.as_str().cmp(username)) {
+                state.order.remove(at);
+            }
         }
         self.user_changed(username);
         self.changed();

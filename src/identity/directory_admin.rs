@@ -15,21 +15,26 @@ impl Directory {
         self.state.read().roles.get(id).cloned()
     }
 
+    /// Moves on every change (see [`Directory::changes`]): caches of
+    /// derived views compare it.
+    pub fn version(&self) -> u64 {
+        *self.changes().borrow()
+    }
+
     pub fn user_count(&self) -> usize {
         self.state.read().users.len()
     }
 
     /// Users in username order, `limit` of them from `offset`: only the
-    /// page is copied (with 100,000 users a page costs a walk, not a clone
-    /// of the directory).
+    /// page is copied, and found through the ordered name list (no walk
+    /// over the users before it).
     pub fn users_page(&self, offset: usize, limit: usize) -> (usize, Vec<User>) {
         let state = self.state.read();
-        let page = state
-            .users
-            .values()
-            .skip(offset)
-            .take(limit)
-            .cloned()
+        let start = offset.min(state.order.len());
+        let end = start.saturating_add(limit).min(state.order.len());
+        let page = state.order[start..end]
+            .iter()
+            .filter_map(|name| state.users.get(name).cloned())
             .collect();
         (state.users.len(), page)
     }
