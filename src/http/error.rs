@@ -211,7 +211,9 @@ impl From<AdminError> for ApiError {
             AdminError::WrongPassword => {
                 ApiError::new(StatusCode::FORBIDDEN, "wrong_password", message)
             }
-            AdminError::Unsupported(_) => ApiError::invalid(message),
+            AdminError::Unsupported(_) | AdminError::OldPasswordRequired => {
+                ApiError::invalid(message)
+            }
             AdminError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
         }
     }

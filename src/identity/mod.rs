@@ -19,7 +19,9 @@ pub mod policy;
 pub mod rate;
 pub mod services;
 pub mod settings;
+mod token_sessions;
 pub mod tokens;
+mod totp;
 
 pub use acl::{Acl, Rule};
 pub use directory::{Directory, IdentityError, NewUser};

@@ -41,6 +41,8 @@ pub enum AdminError {
     PermissionNotFound(String),
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("oldPassword: required to change your own password")]
+    OldPasswordRequired,
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -58,6 +60,11 @@ pub struct CreateUser {
     pub permissions: Vec<Permission>,
     pub role_ids: Vec<String>,
     pub enforce_mfa_enrollment: bool,
+    /// Connectware's `identityProvider`: only `local` until SSO exists.
+    pub identity_provider: Option<String>,
+    /// Connectware's `certificates`: issued by the built-in CA, not
+    /// uploaded, so only an empty list is accepted.
+    pub certificates: usize,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -162,6 +169,12 @@ impl IdentityServices {
     }
 
     pub fn create_user(&self, actor: &Actor, new: CreateUser) -> Result<User, AdminError> {
+        check_provider(new.identity_provider.as_deref())?;
+        if new.certificates > 0 {
+            return Err(AdminError::Unsupported(
+                "certificates: issue certificates with the built-in CA (`gatehouse cert issue`), not in the create body".into(),
+            ));
+        }
         let _serial = self.writes.lock();
         let roles = self.role_names(&new.role_ids)?;
         let grants: Vec<GrantMethod> = new.grant_types.iter().map(|g| g.method).collect();
@@ -280,6 +293,9 @@ impl IdentityServices {
         new: &str,
     ) -> Result<(), AdminError> {
         let user = self.user(id)?;
+        if actor.user_id.as_deref() == Some(id) && old.is_none() {
+            return Err(AdminError::OldPasswordRequired);
+        }
         if let Some(old) = old {
             let ok = user
                 .password_hash
@@ -523,6 +539,16 @@ impl IdentityServices {
         self.audit
             .record(actor, action, &target, serde_json::json!({}))?;
         Ok(())
+    }
+}
+
+/// Only local users until SSO exists.
+pub fn check_provider(provider: Option<&str>) -> Result<(), AdminError> {
+    match provider {
+        None | Some("local") => Ok(()),
+        Some(other) => Err(AdminError::Unsupported(format!(
+            "identityProvider `{other}` is not supported (only `local` until SSO exists)"
+        ))),
     }
 }
 
