@@ -23,9 +23,8 @@ fn bench_auth(c: &mut Criterion) {
     config.storage.dir = dir.path().join("data");
     let _guard = runtime.enter();
     let store = broker::open_store(&config).unwrap();
-    let directory = Arc::new(
-        Directory::open(store.clone(), PasswordPolicy::default(), "admin", true).unwrap(),
-    );
+    let directory =
+        Arc::new(Directory::open(store.clone(), PasswordPolicy::default(), "admin", true).unwrap());
     directory
         .add_user(NewUser {
             username: "device".into(),
@@ -35,13 +34,8 @@ fn bench_auth(c: &mut Criterion) {
         .unwrap();
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
     let tokens = Arc::new(
-        gatehouse::identity::tokens::TokenService::open(
-            dir.path(),
-            "gatehouse",
-            store,
-            |_| true,
-        )
-        .unwrap(),
+        gatehouse::identity::tokens::TokenService::open(dir.path(), "gatehouse", store, |_| true)
+            .unwrap(),
     );
     auth.accept_tokens(tokens.clone());
     let device = directory.user("device").unwrap();

@@ -179,6 +179,32 @@ async fn token_expiry_closes_the_session_with_0xa0() {
     // 0.0008 h = 2.9 s.
     let token = token_for(&b, "dev2", 0.0008, "short").await;
     let since = std::time::Instant::now();
+    // mosquitto_sub on the same token, beside a raw client.
+    let port = b.port().to_string();
+    let sub_args = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "5",
+        "-u",
+        "dev2",
+        "-P",
+        &token,
+        "-t",
+        "dev2/x",
+        "-d",
+        "-k",
+        "5",
+        "-W",
+        "8",
+    ]
+    .map(String::from);
+    let subscriber = tokio::spawn(async move {
+        let args: Vec<&str> = sub_args.iter().map(String::as_str).collect();
+        run_cmd("mosquitto_sub", &args, Duration::from_secs(10)).await
+    });
     let (mut client, reason) = raw_login(b.addr(), "dev2-c", "dev2", &token).await;
     assert_eq!(reason, ReasonCode::SUCCESS);
     assert_eq!(
@@ -195,6 +221,12 @@ async fn token_expiry_closes_the_session_with_0xa0() {
         since.elapsed() >= Duration::from_secs(2),
         "{:?}",
         since.elapsed()
+    );
+    let (_, out) = subscriber.await.unwrap();
+    assert!(out.contains("received CONNACK (0)"), "{out}");
+    assert!(
+        out.contains("Received DISCONNECT (160)"),
+        "closed with 0xA0: {out}"
     );
     // An expired token cannot connect again.
     let (_, reason) = raw_login(b.addr(), "dev2-c", "dev2", &token).await;
