@@ -139,3 +139,149 @@ pub fn authorize(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{NewUser, PasswordPolicy, Permission};
+    use std::sync::Arc;
+
+    fn directory(dir: &std::path::Path) -> Directory {
+        let store = Arc::new(
+            crate::store::Store::open(
+                dir,
+                crate::config::Durability::Sync,
+                std::time::Duration::from_millis(100),
+            )
+            .unwrap(),
+        );
+        Directory::open(store, PasswordPolicy::default(), "admin", true).unwrap()
+    }
+
+    fn http(resource: &str, operation: Operation, effect: Effect) -> Permission {
+        Permission {
+            resource: resource.into(),
+            operation,
+            context: Context::Http,
+            effect,
+        }
+    }
+
+    fn request<'a>(
+        method: &'a str,
+        route: &'a str,
+        path: &'a str,
+        id: Option<&'a str>,
+    ) -> Request<'a> {
+        Request {
+            method,
+            route,
+            path,
+            user_id: id,
+        }
+    }
+
+    #[test]
+    fn wildcards_operations_deny_and_self_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = directory(dir.path());
+        let user = d
+            .add_user(NewUser {
+                username: "carol".into(),
+                permissions: vec![
+                    http("/api/roles/#", Operation::Read, Effect::Allow),
+                    http("/api/users/+", Operation::ReadWrite, Effect::Allow),
+                    http("/api/users/boss", Operation::ReadWrite, Effect::Deny),
+                    // mqtt permissions never open http routes
+                    Permission {
+                        context: Context::Mqtt,
+                        ..http("/api/audit", Operation::Read, Effect::Allow)
+                    },
+                ],
+                ..NewUser::default()
+            })
+            .unwrap();
+        let check = |r: Request<'_>| authorize(&d, &user, false, r).is_ok();
+        assert!(check(request(
+            "GET",
+            "/api/roles/{id}",
+            "/api/roles/x",
+            None
+        )));
+        assert!(
+            check(request("HEAD", "/api/roles", "/api/roles", None)),
+            "`#` matches the parent"
+        );
+        assert!(
+            !check(request("POST", "/api/roles", "/api/roles", None)),
+            "read only"
+        );
+        assert!(check(request(
+            "PUT",
+            "/api/users/{id}",
+            "/api/users/x",
+            Some("x")
+        )));
+        assert!(!check(request(
+            "GET",
+            "/api/users/{id}/tokens",
+            "/api/users/x/tokens",
+            Some("x")
+        )));
+        assert!(
+            !check(request(
+                "GET",
+                "/api/users/{id}",
+                "/api/users/boss",
+                Some("boss")
+            )),
+            "deny wins"
+        );
+        assert!(!check(request("GET", "/api/audit", "/api/audit", None)));
+        assert!(
+            check(request(
+                "GET",
+                "/api/users/{id}/tokens",
+                &format!("/api/users/{}/tokens", user.id),
+                Some(&user.id)
+            )),
+            "own tokens"
+        );
+        assert!(check(request(
+            "PUT",
+            "/api/users/{id}/password",
+            "/api/users/me/password",
+            Some("me")
+        )));
+        assert!(
+            !check(request(
+                "DELETE",
+                "/api/users/{id}/mfa",
+                "/api/users/me/mfa",
+                Some("me")
+            )),
+            "admin only"
+        );
+        assert!(check(request(
+            "POST",
+            "/api/mfa/enroll",
+            "/api/mfa/enroll",
+            None
+        )));
+        // An enrol-only token may do nothing else.
+        let enrol = |r: Request<'_>| authorize(&d, &user, true, r);
+        assert!(
+            enrol(request(
+                "POST",
+                "/api/mfa/confirm",
+                "/api/mfa/confirm",
+                None
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            enrol(request("GET", "/api/roles/{id}", "/api/roles/x", None)),
+            Err(AccessError::EnrolmentRequired)
+        );
+    }
+}
