@@ -25,8 +25,10 @@ pub struct LoginBody {
     pub password: String,
     /// Token lifetime in hours (fractions allowed); default and maximum
     /// are configured (`[http] token_default_hours`, `token_max_hours`).
+    #[schema(exclusive_minimum = 0)]
     pub expire_time_in_hours: Option<f64>,
     /// Shown in the user's token list.
+    #[schema(max_length = 256)]
     pub label: Option<String>,
     /// TOTP code, when MFA is on (Gatehouse extension).
     pub otp: Option<String>,

@@ -39,6 +39,7 @@ pub struct EnrollResponse {
 #[serde(deny_unknown_fields)]
 pub struct OtpBody {
     /// The 6-digit code from the authenticator app.
+    #[schema(pattern = "^[0-9]{6}$")]
     pub otp: String,
 }
 
