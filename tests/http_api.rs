@@ -31,6 +31,7 @@ async fn curl_login_and_list_users_like_connectwares_docs() {
     )
     .await;
     assert_eq!(status, Some(0), "{out}");
+    assert!(!out.is_empty());
     let token = serde_json::from_str::<Value>(&out).unwrap()["token"]
         .as_str()
         .unwrap()
@@ -72,6 +73,27 @@ async fn curl_login_and_list_users_like_connectwares_docs() {
     );
     assert_eq!(admin["roles"][0]["name"], "gatehouse-admin");
     assert_eq!(admin["mfa_is_enrolled"], false);
+    // Nothing with a token in it may be cached.
+    let (_, out) = run_cmd(
+        "curl",
+        &[
+            "-sS",
+            "-i",
+            "-X",
+            "POST",
+            &login,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"username": "admin", "password": "admin"}"#,
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        out.to_ascii_lowercase().contains("cache-control: no-store"),
+        "{out}"
+    );
     // Without a token: 401 with the error body.
     let (_, out) = run_cmd(
         "curl",

@@ -115,6 +115,7 @@ pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::map_response(no_store))
         .layer(middleware::from_fn(move |request, next| {
             timeout(
                 Duration::from_secs(config.request_timeout_secs),
@@ -123,6 +124,19 @@ pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
             )
         }))
         .with_state(state)
+}
+
+/// Answers carry tokens, codes and secrets: no cache keeps them, and no
+/// browser guesses their type.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn timeout(
