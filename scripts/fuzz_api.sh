@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ST_VERSION=4.32.5
-VENV="${GATEHOUSE_ST_VENV:-target/schemathesis-venv}"
+VENV="${GATEHOUSE_ST_VENV:-$PWD/target/schemathesis-venv}"
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$ST_VERSION"; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
@@ -69,15 +69,15 @@ login() {
 # in responses: it can delete the admin role or revoke its own token).
 # They run in a second pass, after everything else had a working token.
 LOCKOUT="delete_role update_role remove_permission revoke_one revoke_all remove_user_role update_user"
-fuzz() { # extra st arguments
-  "$VENV/bin/st" run "$BASE/api/openapi.json" \
+fuzz() { # extra st arguments; run in $TMP, where st keeps its cache
+  (cd "$TMP" && "$VENV/bin/st" run "$BASE/api/openapi.json" \
     --header "Authorization: Bearer $(login)" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "${FUZZ_EXAMPLES:-20}" \
     --workers 2 \
     --seed 20261130 \
-    --no-color "$@"
+    --no-color "$@")
 }
 status=0
 exclude=(); include=()
