@@ -1,5 +1,7 @@
 //! CONNECT authentication cost: with a warm verified-credential cache
-//! (the reconnecting-device case) and, for contrast, a full argon2 check.
+//! (the reconnecting-device case), with an API token as the password
+//! (verified once, then from the verified-token cache), the token's
+//! signature check alone, and, for contrast, a full argon2 check.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ fn bench_auth(c: &mut Criterion) {
     let _guard = runtime.enter();
     let store = broker::open_store(&config).unwrap();
     let directory =
-        Arc::new(Directory::open(store, PasswordPolicy::default(), "admin", true).unwrap());
+        Arc::new(Directory::open(store.clone(), PasswordPolicy::default(), "admin", true).unwrap());
     directory
         .add_user(NewUser {
             username: "device".into(),
@@ -30,7 +32,17 @@ fn bench_auth(c: &mut Criterion) {
             ..NewUser::default()
         })
         .unwrap();
-    let auth = DirectoryAuthenticator::new(directory, &config.auth);
+    let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
+    let tokens = Arc::new(
+        gatehouse::identity::tokens::TokenService::open(dir.path(), "gatehouse", store, |_| true)
+            .unwrap(),
+    );
+    auth.accept_tokens(tokens.clone());
+    let device = directory.user("device").unwrap();
+    let (token, _) = tokens
+        .issue(&device, std::time::Duration::from_secs(3600), None, None)
+        .unwrap();
+    let token: &'static [u8] = Box::leak(token.into_bytes().into_boxed_slice());
     let peer = "127.0.0.1:5000".parse().unwrap();
     let client_id = gatehouse::protocol::MqttStr::from("device-1".to_owned());
     let attempt = |password: &'static [u8]| Credentials {
@@ -49,6 +61,25 @@ fn bench_auth(c: &mut Criterion) {
     });
     c.bench_function("auth/connect_cached", |b| {
         b.iter(|| check(runtime.block_on(auth.authenticate(attempt(b"device-password")))))
+    });
+    check(runtime.block_on(auth.authenticate(attempt(token))));
+    alloc_counter::report("auth/connect_token", 1000, || {
+        check(runtime.block_on(auth.authenticate(attempt(token))))
+    });
+    c.bench_function("auth/connect_token", |b| {
+        b.iter(|| check(runtime.block_on(auth.authenticate(attempt(token)))))
+    });
+    // What a token not yet in the verified-token cache costs on top: the
+    // ES256 signature and claims check.
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(tokens.jwks()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwks.keys[0]).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&["gatehouse"]);
+    let text = std::str::from_utf8(token).unwrap();
+    c.bench_function("auth/token_es256_verify", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(text, &key, &validation).unwrap();
+        })
     });
     let mut group = c.benchmark_group("auth");
     group.sample_size(10);

@@ -53,6 +53,8 @@ mqtt = "127.0.0.1:$PORT"
 ws = ""
 mqtts = ""
 wss = ""
+http = ""
+https = ""
 
 [storage]
 dir = "$TMP/data"

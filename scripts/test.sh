@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Runs every check and test. Installs what the tests need (Debian's
-# mosquitto-clients and openssl, PyPI's paho-mqtt) when it is missing; safe
-# to run again.
+# Runs every check and test. Installs what the tests need when it is
+# missing (Debian's mosquitto-clients, openssl and curl, PyPI's paho-mqtt,
+# and schemathesis in a venv for the API fuzzing); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
-  missing+=(mosquitto-clients)
-fi
+missing=""
+command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || missing="$missing mosquitto-clients"
 # tests/tls.rs makes a CSR the way docs/tls.md tells device owners to.
-command -v openssl >/dev/null || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
+command -v openssl >/dev/null || missing="$missing openssl"
+command -v curl >/dev/null || missing="$missing curl"
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
+if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq $missing >/dev/null
 fi
 
 # Eclipse paho (Python) for the real-client tests.
@@ -26,3 +27,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The admin API fuzzed from its OpenAPI document (schemathesis, pinned).
+bash scripts/fuzz_api.sh

@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::auth::{AnonymousOnly, Authenticator, DirectoryAuthenticator};
 use crate::config::Config;
+use crate::identity::services::{AdminError, INITIAL_ADMIN_PASSWORD, IdentityServices};
 use crate::identity::{Directory, IdentityError, SettingsError, StartupSettings};
 use crate::metrics::Metrics;
 use crate::net::{self, Shared, Transport};
@@ -25,6 +26,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error("identity: {0}")]
     Identity(#[from] IdentityError),
+    #[error("admin API services: {0}")]
+    Admin(#[from] AdminError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot create the hibernation epoll set: {0}")]
@@ -44,9 +47,13 @@ pub struct RunningBroker {
     pub ws_addr: Option<SocketAddr>,
     pub mqtts_addr: Option<SocketAddr>,
     pub wss_addr: Option<SocketAddr>,
+    /// The admin HTTP API.
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     tls: Option<Arc<TlsContext>>,
     registry: Arc<Registry>,
     directory: Option<Arc<Directory>>,
+    identity: Option<Arc<IdentityServices>>,
     shutdown: watch::Sender<bool>,
     limits: Vec<(Arc<Semaphore>, u32)>,
 }
@@ -76,8 +83,40 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
     let store = open_store(&config)?;
     let directory = open_directory(&config, store.clone())?;
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
+    let identity = IdentityServices::open(
+        directory.clone(),
+        store.clone(),
+        &config.storage.dir,
+        &config.http,
+    )?;
+    auth.accept_tokens(identity.tokens.clone());
+    warn_initial_admin_password(&directory);
     let wills: Arc<dyn WillCheck> = auth.clone();
-    launch(config, store, auth, Some(directory), Some(wills)).await
+    let parts = Parts {
+        directory: Some(directory),
+        will_check: Some(wills),
+        identity: Some(identity),
+    };
+    launch(config, store, auth, parts).await
+}
+
+/// Warns at every start while `admin` still has its initial password
+/// (which then works only from loopback addresses).
+fn warn_initial_admin_password(directory: &Arc<Directory>) {
+    let Some(hash) = directory
+        .user(crate::identity::directory::ADMIN_USER)
+        .and_then(|u| u.password_hash)
+    else {
+        return;
+    };
+    tokio::task::spawn_blocking(move || {
+        if crate::identity::password::verify_password(INITIAL_ADMIN_PASSWORD.as_bytes(), &hash) {
+            tracing::warn!(
+                "user `admin` still has its initial password `admin`: it may log in only from \
+                 loopback addresses until it is changed (PUT /api/users/me/password)"
+            );
+        }
+    });
 }
 
 /// Starts the broker core with the anonymous-only authenticator and no
@@ -87,16 +126,28 @@ pub async fn start_core(config: Config) -> Result<RunningBroker, StartError> {
     let auth = Arc::new(AnonymousOnly {
         allow_anonymous: config.auth.allow_anonymous,
     });
-    launch(config, store, auth, None, None).await
+    launch(config, store, auth, Parts::default()).await
+}
+
+/// What a broker with identities adds to the core.
+#[derive(Default)]
+struct Parts {
+    directory: Option<Arc<Directory>>,
+    will_check: Option<Arc<dyn WillCheck>>,
+    identity: Option<Arc<IdentityServices>>,
 }
 
 async fn launch(
     config: Config,
     store: Arc<Store>,
     auth: Arc<dyn Authenticator>,
-    directory: Option<Arc<Directory>>,
-    will_check: Option<Arc<dyn WillCheck>>,
+    parts: Parts,
 ) -> Result<RunningBroker, StartError> {
+    let Parts {
+        directory,
+        will_check,
+        identity,
+    } = parts;
     let loaded = store.take_loaded();
     let services = Arc::new(Services {
         config: config.clone(),
@@ -121,7 +172,8 @@ async fn launch(
         registry.restore(loaded.sessions);
     }
 
-    let tls = if config.listeners.mqtts.is_some() || config.listeners.wss.is_some() {
+    let https = identity.is_some() && config.listeners.https.is_some();
+    let tls = if config.listeners.mqtts.is_some() || config.listeners.wss.is_some() || https {
         let revoked = directory
             .as_ref()
             .map(|d| d.revoked_serials())
@@ -157,9 +209,12 @@ async fn launch(
         ws_addr: None,
         mqtts_addr: None,
         wss_addr: None,
+        http_addr: None,
+        https_addr: None,
         tls,
         registry: registry.clone(),
         directory,
+        identity: identity.clone(),
         shutdown: shutdown_tx,
         limits: Vec::new(),
     };
@@ -188,6 +243,34 @@ async fn launch(
         tokio::spawn(net::serve(listener, transport, shared.clone(), permits));
     }
     tokio::spawn(crate::trim::run(services.clone(), shutdown_rx.clone()));
+    if let Some(identity) = identity {
+        tokio::spawn(identity.tokens.clone().run_sweeper(shutdown_rx.clone()));
+        let app = crate::http::app(identity.clone(), registry.clone());
+        let http = [
+            (config.listeners.http, None),
+            (config.listeners.https, broker.tls.clone()),
+        ];
+        for (addr, tls) in http {
+            let Some(addr) = addr else { continue };
+            let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            if tls.is_some() {
+                broker.https_addr = Some(local);
+            } else {
+                broker.http_addr = Some(local);
+            }
+            tracing::info!(%local, tls = tls.is_some(), "admin API listening");
+            tokio::spawn(crate::http::server::serve(
+                listener,
+                app.clone(),
+                tls,
+                identity.config.max_connections,
+                shutdown_rx.clone(),
+            ));
+        }
+    }
     tokio::spawn(crate::sys::run(registry, shutdown_rx));
     Ok(broker)
 }
@@ -209,6 +292,11 @@ impl RunningBroker {
         tls.reload(&revoked)?;
         tracing::info!("TLS certificate reloaded");
         Ok(())
+    }
+
+    /// The admin API's services (absent for [`start_core`]).
+    pub fn identity(&self) -> Option<&Arc<IdentityServices>> {
+        self.identity.as_ref()
     }
 
     /// The identity directory (absent for [`start_core`]).

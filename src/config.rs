@@ -32,6 +32,51 @@ pub struct Config {
     pub limits: Limits,
     pub mqtt: Mqtt,
     pub tls: Tls,
+    pub http: Http,
+}
+
+/// The admin HTTP API (`[http]`): tokens, MFA, limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// Lifetime of a token when the login asks none.
+    pub token_default_hours: u64,
+    /// Largest `expireTimeInHours` a login may ask (Connectware's example asks 99999).
+    pub token_max_hours: u64,
+    /// Invalid MFA codes before the user's MFA logins are refused for a while.
+    pub mfa_max_failures: u32,
+    pub mfa_lockout_minutes: u64,
+    /// Login and MFA attempts per minute, per user name.
+    pub rate_per_user_per_minute: u32,
+    /// Login, MFA attempts and failed token checks per minute, per address.
+    pub rate_per_address_per_minute: u32,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    /// Concurrent HTTP connections per listener.
+    pub max_connections: usize,
+    /// Audit log entries kept (oldest dropped first).
+    pub audit_max_entries: usize,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            issuer: "gatehouse".into(),
+            token_default_hours: 12,
+            token_max_hours: 99_999,
+            mfa_max_failures: 5,
+            mfa_lockout_minutes: 15,
+            rate_per_user_per_minute: 30,
+            rate_per_address_per_minute: 300,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            audit_max_entries: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +140,12 @@ pub struct Listeners {
     /// MQTT over WebSocket over TLS.
     #[serde(deserialize_with = "optional_addr")]
     pub wss: Option<SocketAddr>,
+    /// The admin HTTP API, plain (loopback by default).
+    #[serde(deserialize_with = "optional_addr")]
+    pub http: Option<SocketAddr>,
+    /// The admin HTTP API over TLS (the broker's server certificate).
+    #[serde(deserialize_with = "optional_addr")]
+    pub https: Option<SocketAddr>,
 }
 
 /// `"host:port"`, or `""` for a listener that is switched off.
@@ -190,6 +241,8 @@ impl Default for Listeners {
             ws: Some(SocketAddr::from(([0, 0, 0, 0], 8083))),
             mqtts: Some(SocketAddr::from(([0, 0, 0, 0], 8883))),
             wss: Some(SocketAddr::from(([0, 0, 0, 0], 8084))),
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            https: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
         }
     }
 }
@@ -351,6 +404,43 @@ impl Config {
             "mqtt.sys_interval_secs",
             "must be at least 1",
         )?;
+        let h = &self.http;
+        check(
+            h.token_default_hours >= 1 && h.token_default_hours <= h.token_max_hours,
+            "http.token_default_hours",
+            "must be at least 1 and at most http.token_max_hours",
+        )?;
+        check(
+            h.token_max_hours <= 1_000_000,
+            "http.token_max_hours",
+            "must be at most 1000000",
+        )?;
+        check(
+            h.mfa_max_failures > 0,
+            "http.mfa_max_failures",
+            "must be at least 1",
+        )?;
+        check(
+            h.rate_per_user_per_minute > 0 && h.rate_per_address_per_minute > 0,
+            "http.rate_per_user_per_minute",
+            "rates must be at least 1",
+        )?;
+        check(
+            h.body_limit_bytes >= 1024,
+            "http.body_limit_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            h.request_timeout_secs > 0,
+            "http.request_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            h.max_connections > 0,
+            "http.max_connections",
+            "must be at least 1",
+        )?;
+        check(!h.issuer.is_empty(), "http.issuer", "must not be empty")?;
         let l = &self.listeners;
         check(
             l.mqtt.is_some() || l.ws.is_some() || l.mqtts.is_some() || l.wss.is_some(),

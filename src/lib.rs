@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod net;

@@ -43,7 +43,7 @@ impl Site {
         std::fs::write(
             &config,
             format!(
-                "[listeners]\nmqtt = \"\"\nws = \"\"\nmqtts = \"127.0.0.1:{mqtts}\"\nwss = \"127.0.0.1:{wss}\"\n\n[storage]\ndir = \"{data}\"\n\n[tls]\ndir = \"{certs}\"\nmutual_tls = {mutual}\n",
+                "[listeners]\nmqtt = \"\"\nws = \"\"\nmqtts = \"127.0.0.1:{mqtts}\"\nwss = \"127.0.0.1:{wss}\"\nhttp = \"\"\nhttps = \"\"\n\n[storage]\ndir = \"{data}\"\n\n[tls]\ndir = \"{certs}\"\nmutual_tls = {mutual}\n",
                 data = dir.path().join("data").display(),
                 certs = dir.path().join("certs").display(),
             ),

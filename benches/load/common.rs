@@ -48,6 +48,7 @@ pub enum Qos1Sub {
     None,
 }
 
+#[derive(Clone)]
 pub struct Ctx {
     pub target: Target,
     pub broker_pid: Option<u32>,
@@ -57,6 +58,8 @@ pub struct Ctx {
     pub knobs: Knobs,
     /// Prefix of every client id, so runs never collide.
     pub id_prefix: String,
+    /// Gatehouse's admin API base URL (connstorm_token).
+    pub api: String,
 }
 
 impl Ctx {

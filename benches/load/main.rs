@@ -13,6 +13,7 @@
 //! broker CPU second. Every scenario is bounded in time and in count and
 //! talks to the given address only (use loopback).
 
+mod api;
 mod common;
 mod conn;
 mod connections;
@@ -38,6 +39,7 @@ const SCENARIOS: &[&str] = &[
     "latency",
     "connstorm",
     "connstorm_repeat",
+    "connstorm_token",
     "idle",
     "idle_storm",
 ];
@@ -47,7 +49,7 @@ const SCENARIOS: &[&str] = &[
     name = "load",
     about = "MQTT 3.1.1 load generator",
     args_conflicts_with_subcommands = true,
-    after_help = "Scenarios: fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat idle idle_storm (or all)"
+    after_help = "Scenarios: fanin_qos0 qos1 p2p_qos1 fanout latency connstorm connstorm_repeat connstorm_token idle idle_storm (or all)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -130,6 +132,9 @@ struct Cli {
     /// Keep alive sent in CONNECT (seconds).
     #[arg(long, default_value_t = 1200)]
     keep_alive: u16,
+    /// Gatehouse's admin API, where connstorm_token logs in for its token.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
     /// Tokio worker threads of the tool.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -160,6 +165,31 @@ enum Command {
         /// Put the catch-all `bench/#` last (every check scans all lines) instead of first.
         #[arg(long)]
         catchall_last: bool,
+    },
+    /// Write many users and roles into a STOPPED Gatehouse's store (admin API scale).
+    SeedDirectory {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000)]
+        roles: usize,
+    },
+    /// Time the admin API of a running Gatehouse: user pages, user creation, logins.
+    ApiBench {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// The `admin` password.
+        #[arg(long, default_value = "admin")]
+        password: String,
+        #[arg(long, default_value_t = 2000)]
+        pages: usize,
+        #[arg(long, default_value_t = 50)]
+        creates: usize,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        login_secs: f64,
     },
     /// Time and memory per `Directory::compile_acl` for USER, as each Gatehouse CONNECT calls it
     /// (the first call compiles; later ones may be ACL-cache hits).
@@ -216,6 +246,34 @@ fn main() -> anyhow::Result<()> {
             user,
             copies,
         }) => return seed::acl_cost(config, user, *copies),
+        Some(Command::SeedDirectory {
+            config,
+            users,
+            roles,
+        }) => return api::seed_directory(config, *users, *roles),
+        Some(Command::ApiBench {
+            api,
+            password,
+            pages,
+            creates,
+            workers,
+            login_secs,
+        }) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(cli.threads.max(1))
+                .enable_all()
+                .build()?;
+            let line = runtime.block_on(api::bench(
+                api,
+                password,
+                *pages,
+                *creates,
+                *workers,
+                *login_secs,
+            ))?;
+            println!("scenario=api {line}");
+            return Ok(());
+        }
         None => {}
     }
     let mut scenarios = Vec::new();
@@ -291,6 +349,7 @@ async fn run(cli: &Cli, scenarios: Vec<String>) -> usize {
             batch: cli.batch.max(1),
         },
         id_prefix: format!("ld{}", std::process::id()),
+        api: cli.api.clone(),
     };
     let mut failed = 0;
     for name in scenarios {
@@ -326,6 +385,15 @@ async fn run_one(ctx: &Ctx, name: &str) -> anyhow::Result<String> {
         "latency" => scenarios::latency(ctx).await,
         "connstorm" => connections::connstorm(ctx, false).await,
         "connstorm_repeat" => connections::connstorm(ctx, true).await,
+        "connstorm_token" => {
+            // The same storm, with a Gatehouse token as the password.
+            let username = ctx.target.username.as_deref().unwrap_or("bench");
+            let password = ctx.target.password.as_deref().unwrap_or_default();
+            let token = api::login(&ctx.api, username, password, 1.0).await?;
+            let mut with_token = ctx.clone();
+            with_token.target.password = Some(token);
+            connections::connstorm(&with_token, true).await
+        }
         "idle" => connections::idle(ctx, ctx.knobs.connect_concurrency).await,
         // A fleet reconnecting after a restart: every connect at once.
         "idle_storm" => connections::idle(ctx, ctx.knobs.conns).await,

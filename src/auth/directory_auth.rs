@@ -3,8 +3,8 @@
 //! ACL per connection.
 
 use futures_util::future::BoxFuture;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -13,6 +13,8 @@ use super::{AuthOutcome, Authenticator, Credentials, Identity};
 use crate::config::Auth as AuthConfig;
 use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
+use crate::identity::services::{is_initial_admin, is_loopback};
+use crate::identity::tokens::{TokenError, TokenService};
 use crate::identity::{
     Directory, GrantMethod, LiveAcl, LiveSet, LoginMethod, User, client_id_substitutable, password,
     still_granted,
@@ -28,6 +30,9 @@ pub struct DirectoryAuthenticator {
     hashing: Arc<Semaphore>,
     backoff: Backoff,
     allow_anonymous: bool,
+    /// Verifies Gatehouse tokens sent as CONNECT passwords (once the
+    /// admin API's services exist).
+    tokens: OnceLock<Arc<TokenService>>,
     /// Refused attempts (bad credentials or not authorized).
     pub failures: AtomicU64,
 }
@@ -53,12 +58,56 @@ impl DirectoryAuthenticator {
                 Duration::from_millis(config.failure_delay_max_ms),
             ),
             allow_anonymous: config.allow_anonymous,
+            tokens: OnceLock::new(),
             failures: AtomicU64::new(0),
         })
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
+    }
+
+    /// Accepts Gatehouse JWTs as CONNECT passwords from now on.
+    pub fn accept_tokens(&self, tokens: Arc<TokenService>) {
+        let _ = self.tokens.set(tokens);
+    }
+
+    /// A CONNECT whose password is one of our tokens: `None` when it is
+    /// not a token of ours (then it is tried as a password). The session
+    /// gets an ACL of its own, bound to the token, so that it closes when
+    /// the token expires (0xA0) or is revoked (0x98).
+    fn authenticate_token(&self, c: &Credentials<'_>, username: &str) -> Option<AuthOutcome> {
+        let tokens = self.tokens.get()?;
+        let revision = self.directory.revision();
+        let text = std::str::from_utf8(c.password?).ok()?;
+        let info = match tokens.verify(text) {
+            Ok(info) => info,
+            Err(TokenError::Malformed | TokenError::Invalid) => return None,
+            Err(e) => {
+                self.backoff.failed(username, c.peer.ip());
+                tracing::warn!(peer = %c.peer, username, "token login refused: {e}");
+                return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
+            }
+        };
+        let user = self
+            .directory
+            .user(username)
+            .filter(|u| *u.id == *info.user_id && !info.enrol_only());
+        let Some(user) = user else {
+            self.backoff.failed(username, c.peer.ip());
+            tracing::warn!(peer = %c.peer, username, "token login refused: token of another user, or enrol-only");
+            return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
+        };
+        if !user.enabled || !user.has_grant(GrantMethod::Password) {
+            tracing::warn!(peer = %c.peer, username, "token login refused: user disabled or without password grant");
+            return Some(self.refuse(ReasonCode::NOT_AUTHORIZED));
+        }
+        self.backoff.succeeded(username);
+        let outcome = self.admit(&user, c.client_id, LoginMethod::Token, None, revision);
+        if let AuthOutcome::Allowed(identity) = &outcome {
+            tokens.bind(&info, &identity.acl);
+        }
+        Some(outcome)
     }
 
     /// Verifies on the blocking pool, at most one hash per core at a time,
@@ -110,9 +159,9 @@ impl DirectoryAuthenticator {
         };
         let (compiled, per_client) = self.directory.compile_acl_for(user, client_id);
         // One snapshot for all of a user's connections, unless the rules
-        // depend on the client id or a certificate (revocable on its own)
-        // is involved.
-        let acl = if per_client || serial.is_some() {
+        // depend on the client id, or a certificate or token (revocable on
+        // its own) is involved.
+        let acl = if per_client || serial.is_some() || method == LoginMethod::Token {
             let acl = LiveAcl::new(
                 Some(&user.username),
                 client_id.clone(),
@@ -232,6 +281,9 @@ impl DirectoryAuthenticator {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
+        if let Some(outcome) = self.authenticate_token(&c, username) {
+            return outcome;
+        }
         let revision = self.directory.revision();
         let epoch = self.cache.epoch();
         let user = self.directory.user(username);
@@ -249,6 +301,10 @@ impl DirectoryAuthenticator {
         if !user.enabled || !user.has_grant(GrantMethod::Password) {
             self.backoff.failed(username, c.peer.ip());
             tracing::warn!(peer = %c.peer, username, "authentication refused: user disabled or without password grant");
+            return self.refuse(ReasonCode::NOT_AUTHORIZED);
+        }
+        if is_initial_admin(username, password) && !is_loopback(c.peer.ip()) {
+            tracing::warn!(peer = %c.peer, "`admin` with its initial password from a remote address refused");
             return self.refuse(ReasonCode::NOT_AUTHORIZED);
         }
         self.backoff.succeeded(username);

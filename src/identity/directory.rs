@@ -2,7 +2,7 @@
 //! store as JSON, announced to live connections through a watch channel.
 
 use parking_lot::{ReentrantMutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -53,9 +53,13 @@ pub struct NewUser {
 #[derive(Default)]
 pub(super) struct State {
     /// By username.
-    users: BTreeMap<String, User>,
+    pub(super) users: BTreeMap<String, User>,
+    /// User id → username (the admin API addresses users by id).
+    pub(super) by_id: HashMap<String, String>,
+    /// Usernames in order, so a page of users is a slice (no walk).
+    pub(super) order: Vec<String>,
     /// By role id.
-    roles: BTreeMap<String, Role>,
+    pub(super) roles: BTreeMap<String, Role>,
     /// By serial.
     pub(super) certificates: BTreeMap<String, CertificateRecord>,
 }
@@ -112,8 +116,10 @@ impl Directory {
         for raw in store.load_identity(IdentityTable::Users)? {
             let user: User =
                 serde_json::from_slice(&raw).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+            state.by_id.insert(user.id.clone(), user.username.clone());
             state.users.insert(user.username.clone(), user);
         }
+        state.order = state.users.keys().cloned().collect();
         let directory = Directory {
             store,
             writing: ReentrantMutex::new(()),
@@ -255,7 +261,15 @@ impl Directory {
         self.store
             .put_identity(IdentityTable::Users, &user.id, Some(&json))?;
         let username = user.username.clone();
-        self.state.write().users.insert(username.clone(), user);
+        {
+            let mut state = self.state.write();
+            state.by_id.insert(user.id.clone(), username.clone());
+            if state.users.insert(username.clone(), user).is_none()
+                && let Err(at) = state.order.binary_search(&username)
+            {
+                state.order.insert(at, username.clone());
+            }
+        }
         self.user_changed(&username);
         self.changed();
         Ok(())
@@ -423,7 +437,14 @@ impl Directory {
         self.revoke_certificates_of(username)?;
         self.store
             .put_identity(IdentityTable::Users, &user.id, None)?;
-        self.state.write().users.remove(username);
+        {
+            let mut state = self.state.write();
+            state.users.remove(username);
+            state.by_id.remove(&user.id);
+            if let Ok(at) = state.order.binary_search_by(|n| n.as_str().cmp(username)) {
+                state.order.remove(at);
+            }
+        }
         self.user_changed(username);
         self.changed();
         Ok(())

@@ -31,6 +31,8 @@ pub enum LoginMethod {
     Anonymous,
     Password,
     Certificate,
+    /// A Gatehouse token as the password (it needs the password grant).
+    Token,
 }
 
 /// An ACL snapshot of one connection, or of all of one user's connections.
@@ -46,6 +48,9 @@ pub struct LiveAcl {
     acl: ArcSwap<Acl>,
     version: AtomicU64,
     revoked: AtomicBool,
+    /// Set with `revoked` when the token the connection logged in with
+    /// expired: it closes with 0xA0 (maximum connect time) instead of 0x98.
+    expired: AtomicBool,
     /// Woken on revocation.
     watchers: Mutex<Slab<Weak<dyn Wakeup>>>,
 }
@@ -66,6 +71,7 @@ impl LiveAcl {
             acl: ArcSwap::new(acl),
             version: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
+            expired: AtomicBool::new(false),
             watchers: Mutex::new(Slab::new()),
         })
     }
@@ -123,6 +129,18 @@ impl LiveAcl {
         }
     }
 
+    /// The token this connection logged in with expired: like
+    /// [`revoke`](Self::revoke), but the connection says why (0xA0).
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        self.revoke();
+    }
+
+    /// Revoked because its token expired (see [`expire`](Self::expire)).
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
+    }
+
     /// Registers what to wake on revocation; returns the key to give back
     /// to [`unwatch`](Self::unwatch) when the connection ends.
     pub fn watch(&self, watcher: Weak<dyn Wakeup>) -> usize {
@@ -138,7 +156,7 @@ impl LiveAcl {
 pub fn still_granted(user: &super::User, method: LoginMethod) -> bool {
     match method {
         LoginMethod::Anonymous => true,
-        LoginMethod::Password => user.has_grant(super::GrantMethod::Password),
+        LoginMethod::Password | LoginMethod::Token => user.has_grant(super::GrantMethod::Password),
         LoginMethod::Certificate => user.has_grant(super::GrantMethod::Certificate),
     }
 }

@@ -4,19 +4,30 @@
 
 pub mod acl;
 mod acl_cache;
+pub mod audit;
 pub mod cache;
 mod certificates;
 mod compile;
 pub mod directory;
+mod directory_admin;
+pub mod http_access;
 pub mod live;
+pub mod login;
+pub mod mfa;
 pub mod model;
 pub mod password;
 pub mod policy;
+pub mod rate;
+pub mod services;
 pub mod settings;
+mod token_sessions;
+pub mod tokens;
+mod totp;
 
 pub use acl::{Acl, Rule};
 pub use compile::client_id_substitutable;
 pub use directory::{Directory, IdentityError, NewUser};
+pub use directory_admin::Holder;
 pub use live::{LiveAcl, LiveSet, LoginMethod, Wakeup, still_granted};
 pub use model::*;
 pub use policy::PasswordPolicy;

@@ -348,7 +348,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
             return Exit::Close(kick_close(reason));
         }
         if acl.is_revoked() {
-            return Exit::Close(revoked(conn.peer, client_id));
+            return Exit::Close(revoked(conn.peer, client_id, &acl));
         }
         // Packets already buffered first: a client may pipeline CONNECT
         // with more packets in one segment. A 3.1.1 client whose
@@ -402,7 +402,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 match interruption(&mailbox, &acl, &cell) {
                     None => return Exit::Hibernate(cell),
                     Some(Interruption::Revoked) => {
-                        let close = revoked(conn.peer, client_id);
+                        let close = revoked(conn.peer, client_id, &acl);
                         return Exit::Close(close);
                     }
                     // Mail or a kick came first: one more turn.
@@ -489,7 +489,7 @@ async fn write_or_leave<S: ByteStream>(
                     return Err(kick_close(reason));
                 }
                 if acl.is_revoked() {
-                    return Err(revoked(conn.peer, mailbox.client_id()));
+                    return Err(revoked(conn.peer, mailbox.client_id(), acl));
                 }
             }
             _ = keep_alive.as_mut() => {
@@ -535,8 +535,12 @@ fn kick_close(reason: ReasonCode) -> Close {
     }
 }
 
-fn revoked(peer: SocketAddr, client_id: &str) -> Close {
-    tracing::info!(%peer, %client_id, "user disabled or deleted: closing");
+fn revoked(peer: SocketAddr, client_id: &str, acl: &LiveAcl) -> Close {
+    if acl.is_expired() {
+        tracing::info!(%peer, %client_id, "login token expired: closing");
+        return Close::error(ReasonCode::MAXIMUM_CONNECT_TIME);
+    }
+    tracing::info!(%peer, %client_id, "user disabled or deleted, or token revoked: closing");
     Close::error(ReasonCode::ADMINISTRATIVE_ACTION)
 }
 

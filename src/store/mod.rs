@@ -42,6 +42,9 @@ const INBOUND: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("inbou
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// The identity tables (users and roles, stored as JSON by `identity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,12 @@ pub enum IdentityTable {
     Users,
     Roles,
     Certificates,
+    /// Issued API tokens (fingerprint, label, times; never the token).
+    Tokens,
+    /// Per-user MFA state and account flags, by user id.
+    Accounts,
+    /// The admin audit log, by zero-padded sequence number.
+    Audit,
 }
 
 impl IdentityTable {
@@ -57,6 +66,9 @@ impl IdentityTable {
             IdentityTable::Users => USERS,
             IdentityTable::Roles => ROLES,
             IdentityTable::Certificates => CERTIFICATES,
+            IdentityTable::Tokens => TOKENS,
+            IdentityTable::Accounts => ACCOUNTS,
+            IdentityTable::Audit => AUDIT,
         }
     }
 }
@@ -208,7 +220,16 @@ impl Store {
         // redb files never shrink by themselves.
         db.compact().map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
-        for table in [RETAINED, SESSIONS, USERS, ROLES, CERTIFICATES] {
+        for table in [
+            RETAINED,
+            SESSIONS,
+            USERS,
+            ROLES,
+            CERTIFICATES,
+            TOKENS,
+            ACCOUNTS,
+            AUDIT,
+        ] {
             txn.open_table(table).map_err(db_err)?;
         }
         for table in [QUEUE, INFLIGHT, INBOUND] {
@@ -409,6 +430,25 @@ impl Store {
             match value {
                 Some(value) => t.insert(id, value).map(drop),
                 None => t.remove(id).map(drop),
+            }
+            .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Several identity writes (or deletes) in one durable transaction:
+    /// one commit instead of one per record (e.g. a token record and its
+    /// audit entry).
+    pub fn put_identity_batch(
+        &self,
+        writes: &[(IdentityTable, &str, Option<&[u8]>)],
+    ) -> Result<(), StoreError> {
+        let txn = self.db()?.begin_write().map_err(db_err)?;
+        for (table, id, value) in writes {
+            let mut t = txn.open_table(table.definition()).map_err(db_err)?;
+            match value {
+                Some(value) => t.insert(*id, *value).map(drop),
+                None => t.remove(*id).map(drop),
             }
             .map_err(db_err)?;
         }

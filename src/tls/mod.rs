@@ -76,6 +76,9 @@ pub struct TlsContext {
     mutual: bool,
     ca: CertificateAuthority,
     current: ArcSwap<ServerConfig>,
+    /// The admin HTTPS listener's: same certificate, no client
+    /// certificates asked, ALPN `http/1.1`.
+    http: ArcSwap<ServerConfig>,
 }
 
 fn pem_err(path: &std::path::Path, reason: impl ToString) -> TlsError {
@@ -99,11 +102,13 @@ impl TlsContext {
             ca.ensure_server_cert(&cert, &key, &config.server_names)?;
         }
         let server = build(config, mutual, &ca, revoked)?;
+        let http = build_http(config, &ca)?;
         Ok(Arc::new(TlsContext {
             config: config.clone(),
             mutual,
             ca,
             current: ArcSwap::from_pointee(server),
+            http: ArcSwap::from_pointee(http),
         }))
     }
 
@@ -118,13 +123,26 @@ impl TlsContext {
     /// Rebuilds from the files on disk and the revoked serials.
     pub fn reload(&self, revoked: &[String]) -> Result<(), TlsError> {
         let server = build(&self.config, self.mutual, &self.ca, revoked)?;
+        let http = build_http(&self.config, &self.ca)?;
         self.current.store(Arc::new(server));
+        self.http.store(Arc::new(http));
         Ok(())
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.load_full())
     }
+
+    /// For the admin HTTPS listener.
+    pub fn http_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.http.load_full())
+    }
+}
+
+fn build_http(config: &TlsConfig, ca: &CertificateAuthority) -> Result<ServerConfig, TlsError> {
+    let mut server = build(config, false, ca, &[])?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(server)
 }
 
 fn build(

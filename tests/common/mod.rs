@@ -3,6 +3,7 @@
 //! exact control over what goes on the wire.
 #![allow(dead_code)]
 
+pub mod api;
 mod process;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
@@ -32,6 +33,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.listeners.ws = Some("127.0.0.1:0".parse().unwrap());
     config.listeners.mqtts = None;
     config.listeners.wss = None;
+    config.listeners.http = Some("127.0.0.1:0".parse().unwrap());
+    config.listeners.https = None;
     config.tls.dir = dir.join("certs");
     config.storage.dir = dir.join("data");
     config.auth.allow_anonymous = true;
@@ -64,6 +67,15 @@ impl TestBroker {
 
     pub fn ws_addr(&self) -> SocketAddr {
         self.broker.as_ref().unwrap().ws_addr.unwrap()
+    }
+
+    /// The admin API (plain HTTP).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.broker.as_ref().unwrap().http_addr.unwrap()
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr())
     }
 
     pub fn port(&self) -> u16 {

@@ -68,7 +68,7 @@ impl Drop for Binary {
 pub fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path::PathBuf {
     let path = dir.join("broker.toml");
     let text = format!(
-        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\nws = \"\"\nmqtts = \"\"\nwss = \"\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
+        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\nws = \"\"\nmqtts = \"\"\nwss = \"\"\nhttp = \"\"\nhttps = \"\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).unwrap();
