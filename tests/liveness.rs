@@ -76,8 +76,14 @@ async fn a_takeover_interrupts_a_blocked_write() {
 async fn a_takeover_waits_a_bounded_time() {
     let broker = TestBroker::start_with(|c| c.limits.connect_timeout_secs = 1).await;
     let registry = broker.broker.as_ref().unwrap().registry().clone();
+    let facts = gatehouse::session::Connected::new(
+        "127.0.0.1:1".parse().unwrap(),
+        gatehouse::session::Listener::Tcp,
+        V5,
+        gatehouse::identity::LoginMethod::Anonymous,
+    );
     let held = registry
-        .attach(&"stuck".into(), false, "anonymous")
+        .attach(&"stuck".into(), false, "anonymous", facts)
         .await
         .unwrap();
     let started = Instant::now();

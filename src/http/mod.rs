@@ -16,6 +16,7 @@ pub mod extract;
 pub mod server;
 
 mod audit;
+mod clients;
 mod health;
 mod login;
 mod mfa;
@@ -67,6 +68,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(permissions::routes())
         .merge(mfa::routes())
         .merge(audit::routes())
+        .merge(clients::routes())
 }
 
 /// Routes without authentication.

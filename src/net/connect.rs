@@ -9,7 +9,7 @@ use crate::auth::{AuthOutcome, Credentials};
 use crate::protocol::{
     self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
-use crate::session::{AttachError, ClientSession, ConnectParams};
+use crate::session::{AttachError, ClientSession, ConnectParams, Connected, Listener};
 use crate::tls::PeerCertificate;
 
 /// A CONNECT refused before any session exists.
@@ -42,7 +42,7 @@ pub fn write_refusal(version: ProtocolVersion, reason: ReasonCode, out: &mut Byt
 pub async fn accept(
     shared: &Shared,
     connect: Connect,
-    peer: SocketAddr,
+    (peer, listener): (SocketAddr, Listener),
     certificate: Option<&PeerCertificate>,
     out: &mut BytesMut,
 ) -> Result<(ClientSession, u16), Refused> {
@@ -130,9 +130,15 @@ pub async fn accept(
         };
 
     let owner = identity.username().unwrap_or("");
+    let facts = Connected::new(
+        peer,
+        listener,
+        connect.protocol_version,
+        identity.acl.method,
+    );
     let attached = match shared
         .registry
-        .attach(&client_id, connect.clean_start, owner)
+        .attach(&client_id, connect.clean_start, owner, facts)
         .await
     {
         Ok(attached) => attached,

@@ -618,7 +618,7 @@ async fn establish<S: ByteStream>(
     };
     let version = connect.protocol_version;
     let client_id = connect.client_id.clone();
-    match connect::accept(shared, connect, peer, certificate, out).await {
+    match connect::accept(shared, connect, (peer, S::LISTENER), certificate, out).await {
         // Boxed: moved through the CONNECT phase's result into the
         // connection's own state, inline it took twice its size there.
         Ok((session, keep_alive)) => Some((Box::new(session), keep_alive, version)),

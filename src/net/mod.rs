@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::auth::Authenticator;
-use crate::session::Registry;
+use crate::session::{Listener, Registry};
 use crate::tls::{PeerCertificate, TlsContext};
 
 /// A byte stream a connection runs on. Plain TCP can report readiness
@@ -24,6 +24,9 @@ pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Sen
     /// Connections on this stream may hibernate (`park`): plain TCP only;
     /// TLS and WebSocket state lives in user space with the stream.
     const HIBERNATES: bool = false;
+
+    /// The kind of listener such streams come from.
+    const LISTENER: Listener;
 
     /// The socket without tokio's registration, for hibernation.
     fn into_std(self) -> Option<std::net::TcpStream>
@@ -43,6 +46,7 @@ pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Sen
 
 impl ByteStream for tokio::net::TcpStream {
     const HIBERNATES: bool = true;
+    const LISTENER: Listener = Listener::Tcp;
 
     fn into_std(self) -> Option<std::net::TcpStream> {
         tokio::net::TcpStream::into_std(self).ok()
@@ -59,11 +63,14 @@ impl ByteStream for tokio::net::TcpStream {
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream
     for tokio_rustls::server::TlsStream<S>
 {
+    const LISTENER: Listener = Listener::Tls;
 }
 
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream
-    for ws::WsStream<S>
-{
+impl<S: ByteStream> ByteStream for ws::WsStream<S> {
+    const LISTENER: Listener = match S::LISTENER {
+        Listener::Tls => Listener::WebSocketTls,
+        _ => Listener::WebSocket,
+    };
 }
 
 /// What every connection task shares.

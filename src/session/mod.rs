@@ -5,13 +5,16 @@
 //! [`ClientSession`], so the per-message path touches no shared lock.
 
 mod acks;
+pub mod admin;
 mod client;
+mod connected;
 mod deadlines;
 mod inflight;
 mod outbound;
 mod registry;
 
 pub use client::{ClientSession, Close, ConnectParams};
+pub use connected::{ClientInfo, Connected, Listener};
 pub use inflight::{Inflight, Outgoing, Stage};
 pub use registry::{AttachError, Attached, Registry, SessionInfo};
 
@@ -277,9 +280,40 @@ pub struct Session {
     /// claimed yet). Claimed before any kick, so another user can neither
     /// take the session over nor knock its owner off.
     owner: AtomicU32,
-    /// Present only while no connection holds the session: an attached
-    /// session's state lives in its connection.
-    state: Mutex<Option<Box<Detached>>>,
+    /// The detached state, or the facts of the connection that holds the
+    /// session (its state then lives in the connection).
+    presence: Mutex<Presence>,
+}
+
+/// Where a session is: boxed either way, so the session pays one pointer.
+#[derive(Default)]
+pub(super) enum Presence {
+    /// Neither (a new session, or one ending).
+    #[default]
+    Gone,
+    Connected(Box<Connected>),
+    Detached(Box<Detached>),
+}
+
+impl Presence {
+    /// The detached part, if the session is detached.
+    pub(super) fn detached(&mut self) -> Option<&mut Detached> {
+        match self {
+            Presence::Detached(detached) => Some(detached),
+            _ => None,
+        }
+    }
+
+    /// Takes the detached part out, leaving the session `Gone`.
+    pub(super) fn take_detached(&mut self) -> Option<Box<Detached>> {
+        match std::mem::take(self) {
+            Presence::Detached(detached) => Some(detached),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 impl Session {
@@ -291,7 +325,7 @@ impl Session {
             attach_waiters: AtomicU32::new(0),
             generation: AtomicU32::new(0),
             owner: AtomicU32::new(0),
-            state: Mutex::new(None),
+            presence: Mutex::new(Presence::Gone),
         }
     }
 
@@ -334,6 +368,6 @@ impl Session {
 
     /// Takes the detached part out (attach, expiry, removal).
     fn take_detached(&self) -> Option<Box<Detached>> {
-        self.state.lock().take()
+        self.presence.lock().take_detached()
     }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::deadlines::{self, Deadlines};
 use super::{
-    Detached, Outgoing, PendingWill, Services, Session, SessionState, Stage, SubscriptionEntry,
+    ClientInfo, Connected, Detached, Outgoing, PendingWill, Presence, Services, Session,
+    SessionState, Stage, SubscriptionEntry,
 };
 use crate::identity::LiveAcl;
 use crate::protocol::{MqttStr, QoS, ReasonCode, Will};
@@ -237,6 +238,7 @@ impl Registry {
         client_id: &MqttStr,
         clean_start: bool,
         owner: &str,
+        connection: Connected,
     ) -> Result<Attached, AttachError> {
         let owner = self.owners.lock().intern(owner);
         let limit = Duration::from_secs(self.services.config.limits.connect_timeout_secs);
@@ -271,8 +273,12 @@ impl Registry {
             // A kick meant for the previous holder is spent.
             session.kick.store(0, Ordering::Release);
             session.generation.fetch_add(1, Ordering::AcqRel);
-            let mut state = match session.take_detached() {
-                Some(detached) => {
+            let detached = std::mem::replace(
+                &mut *session.presence.lock(),
+                Presence::Connected(Box::new(connection.clone())),
+            );
+            let mut state = match detached {
+                Presence::Detached(detached) => {
                     self.deadlines.cancel(detached.deadline, &session);
                     let Detached { state, will, .. } = *detached;
                     // Back before its will delay ran out: no will, unless
@@ -282,7 +288,7 @@ impl Registry {
                     }
                     state
                 }
-                None => SessionState::default(),
+                _ => SessionState::default(),
             };
             if clean_start && state.established {
                 self.discard(&session, &mut state);
@@ -355,6 +361,7 @@ impl Registry {
             self.fire_will(&session, due_now);
         }
         if expiry == 0 {
+            *session.presence.lock() = Presence::Gone;
             self.discard(&session, &mut state);
             self.remove(&session);
             drop(held);
@@ -370,7 +377,7 @@ impl Registry {
         detached.state.stored = true;
         detached.deadline = detached.next_due().unwrap_or(0);
         let deadline = detached.deadline;
-        *session.state.lock() = Some(detached);
+        *session.presence.lock() = Presence::Detached(detached);
         // Armed once the lock is back: a timer that fired while the lock
         // was still held would take the session for connected.
         drop(held);
@@ -416,14 +423,14 @@ impl Registry {
             return; // connected again (its attach cancelled the timer)
         };
         let now = now_millis();
-        let mut slot = session.state.lock();
-        let Some(detached) = slot.as_mut().filter(|d| d.deadline == due) else {
+        let mut slot = session.presence.lock();
+        let Some(detached) = slot.detached().filter(|d| d.deadline == due) else {
             return; // a stale entry: the session was re-armed or ended
         };
         let will = detached.will.take_if(|w| w.due <= now);
         let expired = detached.expires_at().is_some_and(|at| at <= now);
         if expired {
-            let detached = slot.take().expect("checked above");
+            let detached = slot.take_detached().expect("checked above");
             drop(slot);
             let Detached {
                 mut state,
@@ -502,6 +509,42 @@ impl Registry {
         }
     }
 
+    /// Connected clients, for administrators, sorted by client id.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        let all: Vec<Arc<Session>> = self.sessions.iter().map(|s| s.key().0.clone()).collect();
+        let mut clients: Vec<ClientInfo> = all
+            .iter()
+            .filter_map(|session| {
+                let connection = match &*session.presence.lock() {
+                    Presence::Connected(connection) => (**connection).clone(),
+                    _ => return None,
+                };
+                let username = self.owner_of(session).filter(|o| !o.is_empty());
+                Some(ClientInfo {
+                    client_id: session.client_id().to_string(),
+                    username: username.map(|o| o.to_string()),
+                    connection,
+                })
+            })
+            .collect();
+        clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        clients
+    }
+
+    /// Disconnects a connected client (v5 DISCONNECT 0x98); its session
+    /// stays as its expiry says. `false` when it is not connected.
+    pub fn disconnect(&self, client_id: &str) -> bool {
+        let Some(session) = self.get(client_id) else {
+            return false;
+        };
+        if !matches!(*session.presence.lock(), Presence::Connected(_)) {
+            return false;
+        }
+        tracing::info!(%client_id, "client disconnected by an administrator");
+        session.kick(ReasonCode::ADMINISTRATIVE_ACTION);
+        true
+    }
+
     /// Every session, for administrators, sorted by client id.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let all: Vec<Arc<Session>> = self.sessions.iter().map(|s| s.key().0.clone()).collect();
@@ -509,8 +552,8 @@ impl Registry {
             .iter()
             .map(|session| {
                 let owner = self.owner_of(session).map(|o| o.to_string());
-                let slot = session.state.lock();
-                let detached = slot.as_deref();
+                let mut slot = session.presence.lock();
+                let detached = slot.detached().map(|d| &*d);
                 SessionInfo {
                     client_id: session.client_id().to_string(),
                     owner,
@@ -633,7 +676,7 @@ impl Registry {
             });
             detached.deadline = detached.next_due().unwrap_or(0);
             let deadline = detached.deadline;
-            *session.state.lock() = Some(detached);
+            *session.presence.lock() = Presence::Detached(detached);
             if deadline != 0 {
                 self.deadlines.arm(deadline, &session);
             }
