@@ -168,6 +168,9 @@ pub enum Fault {
 #[derive(Default)]
 pub(super) struct WriterShared {
     healthy: AtomicBool,
+    /// Set by [`Store::close`]; read on every persisted publish, so it is
+    /// not the channel's lock.
+    closed: AtomicBool,
     failures: AtomicU64,
     fault: AtomicU8,
 }
@@ -182,9 +185,21 @@ impl WriterShared {
     }
 }
 
+/// Operations gathered by [`Store::atomically`] on one thread. The buffer
+/// is kept, so a publish that writes one operation allocates nothing.
+struct Gathering {
+    /// Nested `atomically` calls: the outermost one sends.
+    depth: u32,
+    ops: Vec<Op>,
+}
+
 thread_local! {
-    /// Operations gathered by [`Store::atomically`] on this thread.
-    static GATHERED: RefCell<Option<Vec<Op>>> = const { RefCell::new(None) };
+    static GATHERED: RefCell<Gathering> = const {
+        RefCell::new(Gathering {
+            depth: 0,
+            ops: Vec::new(),
+        })
+    };
 }
 
 pub struct Store {
@@ -281,12 +296,12 @@ impl Store {
     /// Inside [`atomically`](Self::atomically) the operation is gathered
     /// instead.
     fn send(&self, op: Op) {
-        let op = GATHERED.with_borrow_mut(|gathered| match gathered {
-            Some(ops) => {
-                ops.push(op);
-                None
+        let op = GATHERED.with_borrow_mut(|g| {
+            if g.depth == 0 {
+                return Some(op);
             }
-            None => Some(op),
+            g.ops.push(op);
+            None
         });
         if let Some(op) = op {
             self.send_now(op);
@@ -305,15 +320,18 @@ impl Store {
     /// sessions, its retained message and its QoS 2 packet id: a crash
     /// keeps all or none of them).
     pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> R {
-        let outer = GATHERED.with_borrow_mut(|g| g.replace(Vec::new()));
+        GATHERED.with_borrow_mut(|g| g.depth += 1);
         let result = f();
-        let mut ops = GATHERED
-            .with_borrow_mut(|g| std::mem::replace(g, outer))
-            .unwrap_or_default();
-        match ops.len() {
-            0 => {}
-            1 => self.send(ops.pop().expect("one")),
-            _ => self.send(Op::Group(ops)),
+        let gathered = GATHERED.with_borrow_mut(|g| {
+            g.depth -= 1;
+            match (g.depth, g.ops.len()) {
+                (0, 1) => g.ops.pop(),
+                (0, n) if n > 1 => Some(Op::Group(std::mem::take(&mut g.ops))),
+                _ => None,
+            }
+        });
+        if let Some(op) = gathered {
+            self.send_now(op);
         }
         result
     }
@@ -331,7 +349,7 @@ impl Store {
 
     /// Closed by shutdown: nothing more can be stored.
     pub fn is_closed(&self) -> bool {
-        self.tx.lock().is_none()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Injects a write fault (`None` clears it). For tests of the failure
@@ -457,6 +475,7 @@ impl Store {
 
     /// Commits what is pending and stops the writer thread.
     pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         drop(self.tx.lock().take());
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();

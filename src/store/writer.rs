@@ -247,11 +247,12 @@ impl Writer<'_> {
         let txn = self.db.begin_write()?;
         {
             let mut t = Tables {
+                txn: &txn,
                 retained: txn.open_table(RETAINED)?,
                 sessions: txn.open_table(SESSIONS)?,
                 queue: txn.open_table(QUEUE)?,
-                inflight: txn.open_table(INFLIGHT)?,
-                inbound: txn.open_table(INBOUND)?,
+                inflight: None,
+                inbound: None,
             };
             for op in batch {
                 apply(op, &mut t, index, groups, settled, undo)?;
@@ -277,11 +278,29 @@ fn push(batch: &mut Vec<Op>, op: Op) {
 type QueueTable<'t> = Table<'t, (&'static str, u64), &'static [u8]>;
 
 struct Tables<'t> {
+    txn: &'t redb::WriteTransaction,
     retained: Table<'t, &'static str, &'static [u8]>,
     sessions: Table<'t, &'static str, &'static [u8]>,
     queue: QueueTable<'t>,
-    inflight: QueueTable<'t>,
-    inbound: QueueTable<'t>,
+    /// Opened on first use: most batches carry QoS 1 traffic only.
+    inflight: Option<QueueTable<'t>>,
+    inbound: Option<QueueTable<'t>>,
+}
+
+impl<'t> Tables<'t> {
+    fn inflight(&mut self) -> Result<&mut QueueTable<'t>, redb::Error> {
+        if self.inflight.is_none() {
+            self.inflight = Some(self.txn.open_table(INFLIGHT)?);
+        }
+        Ok(self.inflight.as_mut().expect("opened"))
+    }
+
+    fn inbound(&mut self) -> Result<&mut QueueTable<'t>, redb::Error> {
+        if self.inbound.is_none() {
+            self.inbound = Some(self.txn.open_table(INBOUND)?);
+        }
+        Ok(self.inbound.as_mut().expect("opened"))
+    }
 }
 
 fn apply(
@@ -308,8 +327,8 @@ fn apply(
             t.sessions.remove(id.as_str())?;
             let range = (id.as_str(), 0u64)..=(id.as_str(), u64::MAX);
             t.queue.retain_in(range.clone(), |_, _| false)?;
-            t.inflight.retain_in(range.clone(), |_, _| false)?;
-            t.inbound.retain_in(range, |_, _| false)?;
+            t.inflight()?.retain_in(range.clone(), |_, _| false)?;
+            t.inbound()?.retain_in(range, |_, _| false)?;
         }
         Op::Enqueue(_, Delivery { seq, .. }) | Op::Dequeue(seq) | Op::Stage(_, seq, ..)
             if settled.contains(seq) => {}
@@ -320,7 +339,7 @@ fn apply(
             if let Some(gone) = index.acknowledge(*seq, undo) {
                 t.queue.remove((&*gone.client_id, gone.key))?;
                 if gone.qos2 {
-                    t.inflight.remove((&*gone.client_id, gone.key))?;
+                    t.inflight()?.remove((&*gone.client_id, gone.key))?;
                 }
             }
         }
@@ -330,15 +349,16 @@ fn apply(
             if index.record_of.contains_key(seq) || groups_hold(groups, *seq) {
                 let mut value = packet_id.to_be_bytes().to_vec();
                 value.push(*stage);
-                t.inflight.insert((id.as_str(), *seq), value.as_slice())?;
+                t.inflight()?
+                    .insert((id.as_str(), *seq), value.as_slice())?;
             }
         }
         Op::Inbound(id, packet_id, present) => {
             let key = (id.as_str(), u64::from(*packet_id));
             if *present {
-                t.inbound.insert(key, &[][..])?;
+                t.inbound()?.insert(key, &[][..])?;
             } else {
-                t.inbound.remove(key)?;
+                t.inbound()?.remove(key)?;
             }
         }
         Op::Group(ops) => {
