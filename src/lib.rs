@@ -18,6 +18,7 @@ pub mod session;
 mod signal;
 pub mod store;
 mod sys;
+pub mod systemd;
 pub mod tls;
 mod trim;
 

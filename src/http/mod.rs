@@ -37,6 +37,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::identity::services::{AdminError, IdentityServices};
 use crate::session::Registry;
 use error::ApiError;
+pub use users::{role_dto, user_view};
 
 /// What every handler can reach.
 #[derive(Clone)]

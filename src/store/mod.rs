@@ -8,6 +8,7 @@
 //! after the commit that holds its message. Tickets are handed out in
 //! channel order, so one counter serves every publisher.
 
+pub mod backup;
 mod index;
 mod record;
 mod writer;
