@@ -156,6 +156,9 @@ async fn launch(
         metrics: Metrics::default(),
         will_check,
     });
+    services
+        .store
+        .set_commit_histogram(services.metrics.exporter.commit_histogram());
     let registry = Registry::new(services.clone());
     if let Some(directory) = &directory {
         end_sessions_of_deleted_users(directory, &registry);

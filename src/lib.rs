@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod prometheus;
 pub mod protocol;
 pub mod router;
 pub mod session;

@@ -21,6 +21,7 @@ mod health;
 mod login;
 mod mfa;
 pub mod openapi;
+mod operations;
 mod permissions;
 mod roles;
 mod tokens;
@@ -70,6 +71,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(audit::routes())
         .merge(clients::routes())
+        .merge(operations::backup_routes())
 }
 
 /// Routes without authentication.
@@ -85,6 +87,7 @@ fn public() -> OpenApiRouter<AppState> {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = openapi::base();
     doc.merge(protected().into_openapi());
+    doc.merge(operations::metrics_routes().into_openapi());
     doc.merge(public().into_openapi());
     openapi::finish(&mut doc);
     doc
@@ -92,13 +95,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// Every route, before state and layers (tests list it).
 pub fn router(state: &AppState) -> Router<AppState> {
-    let (protected, _) = protected()
+    let (mut protected, mut public) = (protected(), public());
+    // `GET /metrics` needs a token unless `[http] metrics_public` is set.
+    if state.services.config.metrics_public {
+        public = public.merge(operations::metrics_routes());
+    } else {
+        protected = protected.merge(operations::metrics_routes());
+    }
+    let (protected, _) = protected
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             extract::authorize,
         ))
         .split_for_parts();
-    let (public, _) = public().split_for_parts();
+    let (public, _) = public.split_for_parts();
     protected.merge(public)
 }
 
@@ -118,6 +128,10 @@ pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            operations::count_requests,
+        ))
         .layer(middleware::map_response(no_store))
         .layer(middleware::from_fn(move |request, next| {
             timeout(

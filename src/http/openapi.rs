@@ -45,6 +45,8 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("delete", "/api/clients/{clientId}"),
     ("get", "/api/sessions"),
     ("delete", "/api/sessions/{clientId}"),
+    ("get", "/api/backup"),
+    ("get", "/metrics"),
     ("get", "/api/health"),
     ("get", "/api/openapi.json"),
     ("get", "/.well-known/jwks.json"),

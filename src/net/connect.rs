@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::Shared;
 use crate::auth::{AuthOutcome, Credentials};
+use crate::identity::LoginMethod;
 use crate::protocol::{
     self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
@@ -25,6 +26,22 @@ fn refuse(reason: ReasonCode, detail: &'static str) -> Refused {
 /// A copy that does not pin the buffer the original was decoded from.
 fn owned(text: &MqttStr) -> MqttStr {
     MqttStr::from_bytes(bytes::Bytes::copy_from_slice(text.as_bytes())).expect("already valid")
+}
+
+/// The detail of a refusal by the authenticator (logged as such).
+pub const AUTH_REFUSED: &str = "authentication refused";
+
+/// How a client tried to log in, for the failure counters: a certificate,
+/// no user name, a password that looks like a token (a JWT), or a password.
+fn claimed_method(c: &Credentials<'_>) -> LoginMethod {
+    match (c.certificate, c.username, c.password) {
+        (Some(_), ..) => LoginMethod::Certificate,
+        (None, None, _) => LoginMethod::Anonymous,
+        (None, Some(_), Some(p)) if p.starts_with(b"eyJ") && p.iter().filter(|b| **b == b'.').count() == 2 => {
+            LoginMethod::Token
+        }
+        _ => LoginMethod::Password,
+    }
 }
 
 /// Writes a CONNACK refusing the connection.
@@ -92,9 +109,16 @@ pub async fn accept(
         peer,
         certificate,
     };
+    let method = claimed_method(&credentials);
     let identity = match shared.auth.authenticate(credentials).await {
-        AuthOutcome::Allowed(identity) => identity,
-        AuthOutcome::Denied(reason) => return Err(refuse(reason, "authentication refused")),
+        AuthOutcome::Allowed(identity) => {
+            services.metrics.authenticated(identity.acl.method, true);
+            identity
+        }
+        AuthOutcome::Denied(reason) => {
+            services.metrics.authenticated(method, false);
+            return Err(refuse(reason, AUTH_REFUSED));
+        }
     };
     let mut will = connect.will;
     if let Some(will) = &mut will {

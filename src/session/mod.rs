@@ -94,7 +94,7 @@ impl Services {
             }
             self.router.publish(&message);
         });
-        Metrics::add(&self.metrics.messages_received, 1);
+        self.metrics.received(message.qos, message.payload.len());
         let after = self.store.submitted();
         if after != before {
             Persisted::AwaitCommit(after)

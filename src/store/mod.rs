@@ -174,6 +174,8 @@ pub(super) struct WriterShared {
     closed: AtomicBool,
     failures: AtomicU64,
     fault: AtomicU8,
+    /// Where the writer records each commit's duration (`/metrics`).
+    commit_seconds: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl WriterShared {
@@ -341,6 +343,11 @@ impl Store {
     /// publishes may be accepted.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed) && !self.is_closed()
+    }
+
+    /// Records every commit's duration into `histogram` from now on.
+    pub fn set_commit_histogram(&self, histogram: metrics::Histogram) {
+        let _ = self.shared.commit_seconds.set(histogram);
     }
 
     /// Commits that failed since start.
