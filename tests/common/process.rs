@@ -15,6 +15,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (up to 10 s) until `addr` accepts connections.
+pub fn wait_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
