@@ -319,7 +319,7 @@ fn ended(
     tracing::info!(
         client_id = %session.mailbox().client_id(),
         username = session.identity.username().unwrap_or(""),
-        address = peer.map(|p| p.to_string()).unwrap_or_default(),
+        address = %peer.map(|p| p.to_string()).unwrap_or_default(),
         reason = format_args!("{:#04x}", close.reason.0),
         "client disconnected"
     );
