@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test. Installs what the tests need when it is
-# missing (Debian's mosquitto-clients, openssl and curl, PyPI's paho-mqtt,
-# and schemathesis in a venv for the API fuzzing); safe to run again.
+# missing (Debian's mosquitto-clients, mosquitto (mosquitto_passwd,
+# mosquitto_ctrl and the dynamic-security plugin for tests/migration.rs),
+# systemd (systemd-analyze for the unit check), openssl and curl, PyPI's
+# paho-mqtt, and schemathesis in a venv for the API fuzzing); safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +13,9 @@ command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || mi
 # tests/tls.rs makes a CSR the way docs/tls.md tells device owners to.
 command -v openssl >/dev/null || missing="$missing openssl"
 command -v curl >/dev/null || missing="$missing curl"
+command -v mosquitto_passwd >/dev/null && command -v mosquitto_ctrl >/dev/null \
+  && ls /usr/lib/*/mosquitto_dynamic_security.so >/dev/null 2>&1 || missing="$missing mosquitto"
+command -v systemd-analyze >/dev/null || missing="$missing systemd"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -27,5 +33,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The systemd unit, as systemd reads it.
+bash scripts/check_unit.sh target/debug/gatehouse
 # The admin API fuzzed from its OpenAPI document (schemathesis, pinned).
 bash scripts/fuzz_api.sh

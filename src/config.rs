@@ -178,22 +178,46 @@ impl Tls {
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     /// Plain MQTT over TCP.
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mqtt: Option<SocketAddr>,
     /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ws: Option<SocketAddr>,
     /// MQTT over TLS.
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mqtts: Option<SocketAddr>,
     /// MQTT over WebSocket over TLS.
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wss: Option<SocketAddr>,
     /// The admin HTTP API, plain (loopback by default).
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http: Option<SocketAddr>,
     /// The admin HTTP API over TLS (the broker's server certificate).
-    #[serde(default, deserialize_with = "optional_addr", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub https: Option<SocketAddr>,
 }
 
@@ -570,20 +594,30 @@ mod tests {
     #[test]
     fn a_listeners_section_opens_only_what_it_names() {
         let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n").unwrap();
-        assert_eq!(c.listeners.open(), vec![("mqtt", "127.0.0.1:1883".parse().unwrap())]);
+        assert_eq!(
+            c.listeners.open(),
+            vec![("mqtt", "127.0.0.1:1883".parse().unwrap())]
+        );
         let c = Config::parse("").unwrap();
         assert_eq!(c.listeners.open().len(), 6);
         let c = Config::parse("[listeners]\nmqtt = \"\"\nws = \"0.0.0.0:8083\"\n").unwrap();
-        assert_eq!(c.listeners.open(), vec![("ws", "0.0.0.0:8083".parse().unwrap())]);
+        assert_eq!(
+            c.listeners.open(),
+            vec![("ws", "0.0.0.0:8083".parse().unwrap())]
+        );
         let err = Config::parse("[listeners]\nhttp = \"127.0.0.1:8080\"\n").unwrap_err();
         assert!(err.to_string().contains("`listeners`"), "{err}");
     }
 
     #[test]
     fn effective_configuration_prints_as_toml_and_reads_back() {
-        let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n[log]\nformat = \"json\"\n").unwrap();
+        let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n[log]\nformat = \"json\"\n")
+            .unwrap();
         let text = toml::to_string_pretty(&c).unwrap();
-        assert!(text.contains("[listeners]\nmqtt = \"127.0.0.1:1883\"\n\n"), "{text}");
+        assert!(
+            text.contains("[listeners]\nmqtt = \"127.0.0.1:1883\"\n\n"),
+            "{text}"
+        );
         let again = Config::parse(&text).unwrap();
         assert_eq!(toml::to_string_pretty(&again).unwrap(), text);
         assert_eq!(again.log.format, LogFormat::Json);

@@ -45,10 +45,16 @@ async fn administers_a_running_broker_through_its_api() {
     // The store is in use: the CLI needs a login (exit 4).
     let out = run(&["user", "list"], None);
     assert_eq!(out.code, Some(4), "{}", out.stderr);
-    let out = run(&["login", "--user", "admin", "--password-stdin"], Some("wrong\n"));
+    let out = run(
+        &["login", "--user", "admin", "--password-stdin"],
+        Some("wrong\n"),
+    );
     assert_eq!(out.code, Some(4), "{}", out.stderr);
     assert!(out.stderr.contains("invalid_credentials"), "{}", out.stderr);
-    let out = run(&["login", "--user", "admin", "--password-stdin"], Some("admin\n"));
+    let out = run(
+        &["login", "--user", "admin", "--password-stdin"],
+        Some("admin\n"),
+    );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 
     // The token is kept 0600 in a 0700 directory, and no password with it.
@@ -59,7 +65,11 @@ async fn administers_a_running_broker_through_its_api() {
     assert_eq!(mode(file.parent().unwrap()), 0o700);
     let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(stored["server"], format!("http://{http}"));
-    assert!(!std::fs::read_to_string(&file).unwrap().contains("\"admin\\n"));
+    assert!(
+        !std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("\"admin\\n")
+    );
     let token = stored["token"].as_str().unwrap().to_owned();
 
     // A user with a role, applied to MQTT at once.
@@ -81,7 +91,14 @@ async fn administers_a_running_broker_through_its_api() {
         assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
     }
     let out = run(
-        &["user", "add", "dev-1", "--password-stdin", "--role", "sensors"],
+        &[
+            "user",
+            "add",
+            "dev-1",
+            "--password-stdin",
+            "--role",
+            "sensors",
+        ],
         Some("secret-1\n"),
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -135,7 +152,10 @@ async fn administers_a_running_broker_through_its_api() {
     );
 
     // Exit codes: exists 7, not found 6.
-    let out = run(&["user", "add", "dev-1", "--password-stdin"], Some("secret-1\n"));
+    let out = run(
+        &["user", "add", "dev-1", "--password-stdin"],
+        Some("secret-1\n"),
+    );
     assert_eq!(out.code, Some(7), "{}", out.stderr);
     let out = run(&["user", "del", "ghost"], None);
     assert_eq!(out.code, Some(6), "{}", out.stderr);
@@ -144,7 +164,8 @@ async fn administers_a_running_broker_through_its_api() {
     assert!(out.stderr.contains("at least 5"), "{}", out.stderr);
 
     // Connected clients and sessions: listed, kicked, removed.
-    let (mut client, ack) = users::login(mqtt, ProtocolVersion::V5, "dev-1-a", "dev-1", "secret-1").await;
+    let (mut client, ack) =
+        users::login(mqtt, ProtocolVersion::V5, "dev-1-a", "dev-1", "secret-1").await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
     let clients = json_of(&run(&["clients", "list", "--json"], None));
     let entry = clients
@@ -191,7 +212,12 @@ async fn administers_a_running_broker_through_its_api() {
     let out = run(&["--server", &elsewhere, "user", "list"], None);
     assert_eq!(out.code, Some(4), "{}", out.stderr);
     // GATEHOUSE_TOKEN wins, and a bad one is refused.
-    let out = gatehouse_run(&config, &["user", "list"], None, &[("GATEHOUSE_TOKEN", "x.y.z")]);
+    let out = gatehouse_run(
+        &config,
+        &["user", "list"],
+        None,
+        &[("GATEHOUSE_TOKEN", "x.y.z")],
+    );
     assert_eq!(out.code, Some(4), "{}", out.stderr);
 
     // Logout revokes the token.
@@ -256,7 +282,12 @@ fn check_config_prints_toml_and_names_every_bad_key() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let effective = gatehouse::Config::parse(&out.stdout).expect("TOML that reads back");
     assert_eq!(effective.listeners.open().len(), 1, "{}", out.stdout);
-    assert!(out.stdout.contains("[listeners]\nmqtt = \"127.0.0.1:1883\"\n\n"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("[listeners]\nmqtt = \"127.0.0.1:1883\"\n\n"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("format = \"json\""), "{}", out.stdout);
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[limits]\nmax_packet_size = 3\nmax_inflight = 0\n").unwrap();
@@ -272,7 +303,14 @@ fn check_config_prints_toml_and_names_every_bad_key() {
 fn a_closed_standard_output_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broker.toml");
-    std::fs::write(&config, format!("[storage]\ndir = \"{}\"\n", dir.path().join("data").display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
     let bin = env!("CARGO_BIN_EXE_gatehouse");
     for command in ["check-config", "user list", "role list --json"] {
         let script = format!(
@@ -285,7 +323,11 @@ fn a_closed_standard_output_ends_quietly() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{command}: {:?} {stderr}", output.status);
+        assert!(
+            output.status.success(),
+            "{command}: {:?} {stderr}",
+            output.status
+        );
         assert!(!stderr.contains("panicked"), "{command}: {stderr}");
     }
 }
@@ -312,6 +354,9 @@ async fn listeners_section_opens_only_what_it_names() {
         .lines()
         .find(|l| l.contains("open ports"))
         .unwrap_or_else(|| panic!("{text}"));
-    assert!(line.ends_with(&format!("open ports: mqtt 127.0.0.1:{port}")), "{line}");
+    assert!(
+        line.ends_with(&format!("open ports: mqtt 127.0.0.1:{port}")),
+        "{line}"
+    );
     drop(broker);
 }

@@ -28,7 +28,11 @@ fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> (bool, String) {
     if !link.exists() {
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_gatehouse"), &link).unwrap();
     }
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut command = Command::new("bash");
     command
         .args(["-c", script])
@@ -61,7 +65,8 @@ fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> (bool, String) {
 
 #[test]
 fn readme_quick_start_runs_as_written() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let block = block_after(&readme, "<!-- quickstart -->");
     let install = "cargo install --path . --locked";
     assert!(block.starts_with(install), "{block}");
@@ -125,12 +130,17 @@ journalctl() { cat "$ROOT/gatehouse.log"; }
 
 #[test]
 fn operations_guide_commands_run() {
-    let guide =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     // What a Debian host has before the install.
-    for existing in ["usr/local/bin", "etc/systemd/system", "var/lib", "var/backups"] {
+    for existing in [
+        "usr/local/bin",
+        "etc/systemd/system",
+        "var/lib",
+        "var/backups",
+    ] {
         std::fs::create_dir_all(root.join(existing)).unwrap();
     }
     // The repository's files the install block names.
@@ -142,7 +152,10 @@ fn operations_guide_commands_run() {
         .replace(":1883", &format!(":{mqtt}"))
         .replace(":8883", &format!(":{mqtts}"))
         .replace(":8080", &format!(":{http}"))
-        .replace("/var/lib/gatehouse", &format!("{}/var/lib/gatehouse", root.display()));
+        .replace(
+            "/var/lib/gatehouse",
+            &format!("{}/var/lib/gatehouse", root.display()),
+        );
     std::fs::write(dist.join("broker.toml"), config).unwrap();
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/dist/gatehouse.service"),
@@ -161,7 +174,10 @@ fn operations_guide_commands_run() {
     let mut marker = "";
     let mut lines = guide.lines();
     while let Some(line) = lines.next() {
-        if let Some(m) = line.strip_prefix("<!-- check: ").and_then(|l| l.strip_suffix(" -->")) {
+        if let Some(m) = line
+            .strip_prefix("<!-- check: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
             marker = m;
             continue;
         }
@@ -173,7 +189,10 @@ fn operations_guide_commands_run() {
         }
         let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         let block = block.join("\n");
-        assert!(!marker.is_empty(), "a block without a check marker:\n{block}");
+        assert!(
+            !marker.is_empty(),
+            "a block without a check marker:\n{block}"
+        );
         let mut text = block
             .replace("/etc/", "$ROOT/etc/")
             .replace("/usr/local/bin", "$ROOT/usr/local/bin")
@@ -197,7 +216,10 @@ fn operations_guide_commands_run() {
             other => panic!("unknown marker {other}"),
         }
         if block.contains("gatehouse_connections") {
-            assert!(out.contains("gatehouse_connections{listener=\"mqtt\"}"), "{out}");
+            assert!(
+                out.contains("gatehouse_connections{listener=\"mqtt\"}"),
+                "{out}"
+            );
         }
         if block.contains("gatehouse restore") {
             assert!(out.contains("restored"), "{out}");
@@ -222,7 +244,11 @@ impl Drop for StopBroker {
 fn the_unit_file_is_valid() {
     // scripts/test.sh runs `systemd-analyze verify` on it; here, what the
     // issue asks of it.
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/gatehouse.service")).unwrap();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/dist/gatehouse.service"
+    ))
+    .unwrap();
     for line in [
         "Type=notify",
         "WatchdogSec=",

@@ -17,8 +17,8 @@ fn sh(program: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e} (scripts/test.sh installs mosquitto)"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{program} {args:?}: {text}");
     text
 }
@@ -29,8 +29,22 @@ async fn publishes(port: u16, user: &str, password: &str, topic: &str) -> bool {
     let (status, out) = run_cmd(
         "mosquitto_pub",
         &[
-            "-h", "127.0.0.1", "-p", &port, "-V", "5", "-q", "1", "-u", user, "-P", password, "-t",
-            topic, "-m", "x",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "5",
+            "-q",
+            "1",
+            "-u",
+            user,
+            "-P",
+            password,
+            "-t",
+            topic,
+            "-m",
+            "x",
         ],
         Duration::from_secs(5),
     )
@@ -54,7 +68,13 @@ fn write_dynsec(dir: &Path) -> std::path::PathBuf {
     let file = dir.join("dynamic-security.json");
     sh(
         "mosquitto_ctrl",
-        &["dynsec", "init", file.to_str().unwrap(), "dsadmin", "dsadmin-pass"],
+        &[
+            "dynsec",
+            "init",
+            file.to_str().unwrap(),
+            "dsadmin",
+            "dsadmin-pass",
+        ],
     );
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
@@ -76,14 +96,42 @@ fn write_dynsec(dir: &Path) -> std::path::PathBuf {
     wait_port(([127, 0, 0, 1], port).into());
     let port = port.to_string();
     let ctrl = |args: &[&str]| {
-        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-u", "dsadmin", "-P", "dsadmin-pass", "dynsec"];
+        let mut all = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "dsadmin",
+            "-P",
+            "dsadmin-pass",
+            "dynsec",
+        ];
         all.extend_from_slice(args);
         sh("mosquitto_ctrl", &all);
     };
     ctrl(&["createRole", "plant-writer"]);
-    ctrl(&["addRoleACL", "plant-writer", "publishClientSend", "plant/#", "allow"]);
-    ctrl(&["addRoleACL", "plant-writer", "subscribePattern", "plant/#", "allow"]);
-    ctrl(&["addRoleACL", "plant-writer", "publishClientSend", "plant/secret", "deny"]);
+    ctrl(&[
+        "addRoleACL",
+        "plant-writer",
+        "publishClientSend",
+        "plant/#",
+        "allow",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "plant-writer",
+        "subscribePattern",
+        "plant/#",
+        "allow",
+    ]);
+    ctrl(&[
+        "addRoleACL",
+        "plant-writer",
+        "publishClientSend",
+        "plant/secret",
+        "deny",
+    ]);
     ctrl(&["createClient", "sensor-7", "-p", "dyn-pass-7"]);
     ctrl(&["createGroup", "plant"]);
     ctrl(&["addGroupRole", "plant", "plant-writer"]);
@@ -91,7 +139,10 @@ fn write_dynsec(dir: &Path) -> std::path::PathBuf {
     let _ = mosquitto.kill();
     let _ = mosquitto.wait();
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("sensor-7") && text.contains("plant-writer"), "{text}");
+    assert!(
+        text.contains("sensor-7") && text.contains("plant-writer"),
+        "{text}"
+    );
     file
 }
 
@@ -101,10 +152,16 @@ async fn mosquitto_users_log_in_with_their_passwords() {
     let passwd = dir.path().join("passwd");
     let p = passwd.to_str().unwrap();
     sh("mosquitto_passwd", &["-c", "-b", p, "alice", "alice-pw-1"]);
-    sh("mosquitto_passwd", &["-H", "sha512", "-b", p, "bob", "bob-pw-22"]);
+    sh(
+        "mosquitto_passwd",
+        &["-H", "sha512", "-b", p, "bob", "bob-pw-22"],
+    );
     sh("mosquitto_passwd", &["-b", p, "zz", "too-short-name"]);
     let text = std::fs::read_to_string(&passwd).unwrap();
-    assert!(text.contains("alice:$7$") && text.contains("bob:$6$"), "{text}");
+    assert!(
+        text.contains("alice:$7$") && text.contains("bob:$6$"),
+        "{text}"
+    );
     let acl = dir.path().join("acl");
     std::fs::write(
         &acl,
@@ -131,7 +188,13 @@ async fn mosquitto_users_log_in_with_their_passwords() {
         &[],
     );
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    for needle in ["alice", "bob", "sensor-7", "mosquitto-patterns", "plant-writer"] {
+    for needle in [
+        "alice",
+        "bob",
+        "sensor-7",
+        "mosquitto-patterns",
+        "plant-writer",
+    ] {
         assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
     }
     // What could not be mapped is reported.
@@ -140,7 +203,11 @@ async fn mosquitto_users_log_in_with_their_passwords() {
     }
     // A second run changes nothing.
     let again = gatehouse_run(&config, &["import", "mosquitto", "--passwd", p], None, &[]);
-    assert!(again.stdout.contains("created 0 user(s)"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("created 0 user(s)"),
+        "{}",
+        again.stdout
+    );
 
     let addr = ([127, 0, 0, 1], port).into();
     let _broker = Binary::start(&config, addr);
@@ -158,10 +225,24 @@ async fn mosquitto_users_log_in_with_their_passwords() {
         let port = port.to_string();
         async move {
             let args = [
-                "-h", "127.0.0.1", "-p", &port, "-V", "5", "-u", "alice", "-P", "alice-pw-1",
-                "-t", filter, "-W", "1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                "5",
+                "-u",
+                "alice",
+                "-P",
+                "alice-pw-1",
+                "-t",
+                filter,
+                "-W",
+                "1",
             ];
-            run_cmd("mosquitto_sub", &args, Duration::from_secs(5)).await.1
+            run_cmd("mosquitto_sub", &args, Duration::from_secs(5))
+                .await
+                .1
         }
     };
     let own = subscribe("devices/alice/#").await;

@@ -132,11 +132,24 @@ async fn metrics_need_a_permission_and_count_what_happens() {
     )
     .await;
     assert_eq!(status, Some(0), "{out}");
-    let (_, ack) = users::login(mqtt, ProtocolVersion::V5, "bad", "dev-1", "wrong-password-42").await;
+    let (_, ack) = users::login(
+        mqtt,
+        ProtocolVersion::V5,
+        "bad",
+        "dev-1",
+        "wrong-password-42",
+    )
+    .await;
     assert_eq!(ack.reason, ReasonCode::BAD_USERNAME_OR_PASSWORD);
     let (mut c, _) = users::login(mqtt, ProtocolVersion::V5, "denied", "dev-1", "secret-1").await;
-    c.send(&Packet::Publish(publish("elsewhere", b"x", QoS::AtLeastOnce, false, 3)))
-        .await;
+    c.send(&Packet::Publish(publish(
+        "elsewhere",
+        b"x",
+        QoS::AtLeastOnce,
+        false,
+        3,
+    )))
+    .await;
     let _ = c.recv().await;
 
     let response = client
@@ -159,25 +172,45 @@ async fn metrics_need_a_permission_and_count_what_happens() {
     assert!(metric(&text, "gatehouse_messages_sent_total{qos=\"1\"}") >= 1.0);
     assert!(metric(&text, "gatehouse_payload_received_bytes_total{qos=\"1\"}") >= 5.0);
     assert_eq!(
-        metric(&text, "gatehouse_auth_total{method=\"password\",result=\"failure\"}"),
+        metric(
+            &text,
+            "gatehouse_auth_total{method=\"password\",result=\"failure\"}"
+        ),
         1.0
     );
-    assert!(metric(&text, "gatehouse_auth_total{method=\"password\",result=\"success\"}") >= 3.0);
-    assert_eq!(metric(&text, "gatehouse_acl_denied_total{operation=\"publish\"}"), 1.0);
+    assert!(
+        metric(
+            &text,
+            "gatehouse_auth_total{method=\"password\",result=\"success\"}"
+        ) >= 3.0
+    );
+    assert_eq!(
+        metric(&text, "gatehouse_acl_denied_total{operation=\"publish\"}"),
+        1.0
+    );
     assert_eq!(metric(&text, "gatehouse_store_healthy"), 1.0);
-    assert!(text.contains("gatehouse_http_requests_total{route=\"/api/login\",method=\"POST\",status=\"200\"}"));
+    assert!(text.contains(
+        "gatehouse_http_requests_total{route=\"/api/login\",method=\"POST\",status=\"200\"}"
+    ));
     assert!(text.contains("# TYPE gatehouse_auth_total counter"));
     // Every metric the exporter renders is documented.
-    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md")).unwrap();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
     for (name, _) in gatehouse::prometheus::DESCRIPTIONS {
-        assert!(docs.contains(&format!("`{name}`")), "{name} is not in docs/operations.md");
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "{name} is not in docs/operations.md"
+        );
     }
 
     // One log line per connect, disconnect and failed login; no secret.
     c.disconnect().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(!logs.contains("wrong-password-42") && !logs.contains("secret-1"), "{logs}");
+    assert!(
+        !logs.contains("wrong-password-42") && !logs.contains("secret-1"),
+        "{logs}"
+    );
     let line = |needle: &str, client: &str| {
         logs.lines()
             .find(|l| l.contains(needle) && l.contains(client))
@@ -207,7 +240,9 @@ async fn json_logs_and_public_metrics() {
         std::fs::File::create(&log).unwrap().into(),
     );
     wait_port(http);
-    let text = reqwest::get(format!("http://{http}/metrics")).await.unwrap();
+    let text = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(text.status(), 200);
     let mut c = RawClient::connect(mqtt, ProtocolVersion::V5, "json-client").await;
     c.send(&Packet::PingReq).await;
@@ -226,13 +261,22 @@ async fn json_logs_and_public_metrics() {
         .unwrap_or_else(|| panic!("{logs}"));
     assert_eq!(connected["client_id"], "json-client");
     assert_eq!(connected["login"], "Anonymous");
-    assert!(connected["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        connected["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     assert_eq!(connected["level"], "INFO");
     assert!(
-        entries.iter().any(|e| e["message"] == "client disconnected"),
+        entries
+            .iter()
+            .any(|e| e["message"] == "client disconnected"),
         "{logs}"
     );
-    assert!(entries.iter().any(|e| e["message"]
-        .as_str()
-        .is_some_and(|m| m.starts_with("open ports: mqtt"))));
+    assert!(entries.iter().any(|e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("open ports: mqtt"))
+    }));
 }

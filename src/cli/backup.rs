@@ -39,7 +39,11 @@ fn describe(summary: &Summary) -> String {
         .iter()
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
-    format!("tables: {}; files: {}", tables.join(", "), summary.files.join(", "))
+    format!(
+        "tables: {}; files: {}",
+        tables.join(", "),
+        summary.files.join(", ")
+    )
 }
 
 pub fn backup(ctx: &Ctx, args: BackupArgs) -> Result<()> {
@@ -123,10 +127,14 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     let config = &ctx.config;
     let (data_dir, tls_dir) = (&config.storage.dir, &config.tls.dir);
     let summary = backup::verify(&args.file).map_err(|e| match e {
-        BackupError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            CliError::new(Exit::NotFound, format!("{}: no such file", args.file.display()))
-        }
-        e => CliError::failed(format!("{}: {e}; nothing was restored", args.file.display())),
+        BackupError::Io(e) if e.kind() == std::io::ErrorKind::NotFound => CliError::new(
+            Exit::NotFound,
+            format!("{}: no such file", args.file.display()),
+        ),
+        e => CliError::failed(format!(
+            "{}: {e}; nothing was restored",
+            args.file.display()
+        )),
     })?;
     private_dir(data_dir)?;
     let store_file = data_dir.join("gatehouse.redb");
@@ -180,7 +188,12 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
 /// Checks every file first (an existing key or CA that differs needs
 /// `--force`), then writes them. A replaced CA takes its generated server
 /// certificate with it, so that the next start issues one from it.
-fn place_files(files: &[(String, Vec<u8>)], data_dir: &Path, tls_dir: &Path, force: bool) -> Result<()> {
+fn place_files(
+    files: &[(String, Vec<u8>)],
+    data_dir: &Path,
+    tls_dir: &Path,
+    force: bool,
+) -> Result<()> {
     let mut writes = Vec::new();
     let mut new_ca = false;
     for (name, bytes) in files {

@@ -126,11 +126,17 @@ pub fn cert(ctx: &Ctx, command: CertCommand) -> Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&["SERIAL", "CN", "FINGERPRINT", "NOT AFTER", "STATUS"], &rows)?;
+            output::table(
+                &["SERIAL", "CN", "FINGERPRINT", "NOT AFTER", "STATUS"],
+                &rows,
+            )?;
         }
         CertCommand::Revoke { serial } => {
             let record = directory.revoke_certificate(&serial)?;
-            output::line(format!("revoked {} ({})", record.serial, record.common_name))?;
+            output::line(format!(
+                "revoked {} ({})",
+                record.serial, record.common_name
+            ))?;
         }
     }
     Ok(())

@@ -101,7 +101,10 @@ impl StoredLogin {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(CliError::failed(format!("removing {}: {e}", path.display()))),
+            Err(e) => Err(CliError::failed(format!(
+                "removing {}: {e}",
+                path.display()
+            ))),
         }
     }
 }
@@ -265,7 +268,9 @@ impl ApiClient {
             let sep = if path.contains('?') { '&' } else { '?' };
             let mut answer = self.get(&format!("{path}{sep}pageNumber={page}&rowsPerPage=1000"))?;
             let Value::Array(batch) = answer[key].take() else {
-                return Err(CliError::failed(format!("{path}: no `{key}` in the answer")));
+                return Err(CliError::failed(format!(
+                    "{path}: no `{key}` in the answer"
+                )));
             };
             items.extend(batch);
             let pages = answer["pagination"]["totalPages"].as_u64().unwrap_or(0);

@@ -53,7 +53,8 @@ pub fn import(ctx: &Ctx, command: ImportCommand) -> Result<()> {
         ));
     }
     let mut plan = Plan::default();
-    let syntax = |e: gatehouse::identity::import::ImportError| CliError::new(Exit::Usage, e.to_string());
+    let syntax =
+        |e: gatehouse::identity::import::ImportError| CliError::new(Exit::Usage, e.to_string());
     if let Some(path) = &passwd {
         plan.read_passwd(&read(path)?).map_err(syntax)?;
     }
@@ -70,7 +71,11 @@ pub fn import(ctx: &Ctx, command: ImportCommand) -> Result<()> {
                 "user {name}: {} permission(s), roles [{}]{}",
                 user.permissions.len(),
                 user.roles.join(", "),
-                if user.hash.is_none() { ", no password" } else { "" }
+                if user.hash.is_none() {
+                    ", no password"
+                } else {
+                    ""
+                }
             ))?;
         }
         for (name, permissions) in &plan.roles {
@@ -83,7 +88,13 @@ pub fn import(ctx: &Ctx, command: ImportCommand) -> Result<()> {
     }
     let local = Target::local_only(ctx, "`gatehouse import`")?;
     let report = plan.apply(&local.services, &local.actor)?;
-    let list = |v: &[String]| if v.is_empty() { "-".to_owned() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
     output::line(format!(
         "created {} user(s): {}",
         report.users_created.len(),

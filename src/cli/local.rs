@@ -44,15 +44,15 @@ impl Local {
     }
 
     pub fn user(&self, name: &str) -> Result<User> {
-        self.directory.user(name).ok_or_else(|| {
-            gatehouse::identity::IdentityError::NotFound("user", name.into()).into()
-        })
+        self.directory
+            .user(name)
+            .ok_or_else(|| gatehouse::identity::IdentityError::NotFound("user", name.into()).into())
     }
 
     pub fn role(&self, name: &str) -> Result<Role> {
-        self.directory.role(name).ok_or_else(|| {
-            gatehouse::identity::IdentityError::NotFound("role", name.into()).into()
-        })
+        self.directory
+            .role(name)
+            .ok_or_else(|| gatehouse::identity::IdentityError::NotFound("role", name.into()).into())
     }
 
     /// A user as `GET /api/users/{id}` shows it.
@@ -72,10 +72,11 @@ impl Local {
             .iter()
             .map(|s| {
                 let r = &s.record;
-                let expires_at = (r.expiry_interval != u32::MAX && r.disconnected_at > 0).then(|| {
-                    r.disconnected_at
-                        .saturating_add(u64::from(r.expiry_interval) * 1000)
-                });
+                let expires_at =
+                    (r.expiry_interval != u32::MAX && r.disconnected_at > 0).then(|| {
+                        r.disconnected_at
+                            .saturating_add(u64::from(r.expiry_interval) * 1000)
+                    });
                 json!({
                     "clientId": s.client_id,
                     "owner": r.owner.as_deref().filter(|o| !o.is_empty()),

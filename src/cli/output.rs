@@ -38,7 +38,13 @@ pub fn json(value: &Value) -> Result<()> {
 
 /// Columns padded to their widest cell, two spaces apart; `-` for empty.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let cell = |s: &str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+    let cell = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, c) in row.iter().enumerate() {

@@ -54,13 +54,23 @@ pub fn clients(ctx: &Ctx, command: ClientsCommand) -> Result<()> {
                 .collect();
             output::table(
                 &[
-                    "CLIENT ID", "USER", "ADDRESS", "LISTENER", "MQTT", "LOGIN", "SINCE (UTC)",
+                    "CLIENT ID",
+                    "USER",
+                    "ADDRESS",
+                    "LISTENER",
+                    "MQTT",
+                    "LOGIN",
+                    "SINCE (UTC)",
                 ],
                 &rows,
             )
         }
         (Target::Api(api), ClientsCommand::Kick { client_id }) => {
-            api.call("DELETE", &format!("/api/clients/{}", encode(&client_id)), None)?;
+            api.call(
+                "DELETE",
+                &format!("/api/clients/{}", encode(&client_id)),
+                None,
+            )?;
             output::line(format!("disconnected {client_id}"))
         }
         (Target::Local(_), ClientsCommand::List) => {
@@ -108,12 +118,23 @@ pub fn sessions(ctx: &Ctx, command: SessionsCommand) -> Result<()> {
                 })
                 .collect();
             output::table(
-                &["CLIENT ID", "OWNER", "CONNECTED", "EXPIRY", "EXPIRES (UTC)", "QUEUED"],
+                &[
+                    "CLIENT ID",
+                    "OWNER",
+                    "CONNECTED",
+                    "EXPIRY",
+                    "EXPIRES (UTC)",
+                    "QUEUED",
+                ],
                 &rows,
             )
         }
         (Target::Api(api), SessionsCommand::Rm { client_id }) => {
-            api.call("DELETE", &format!("/api/sessions/{}", encode(&client_id)), None)?;
+            api.call(
+                "DELETE",
+                &format!("/api/sessions/{}", encode(&client_id)),
+                None,
+            )?;
             output::line(format!("session `{client_id}` removed"))
         }
         (Target::Local(local), SessionsCommand::Rm { client_id }) => {

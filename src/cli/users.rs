@@ -229,7 +229,9 @@ pub fn user(ctx: &Ctx, command: UserCommand) -> Result<()> {
                         body["grantTypes"] = serde_json::to_value(
                             grants
                                 .iter()
-                                .map(|g| json!({"method": format!("{:?}", g.method).to_lowercase()}))
+                                .map(
+                                    |g| json!({"method": format!("{:?}", g.method).to_lowercase()}),
+                                )
                                 .collect::<Vec<_>>(),
                         )
                         .unwrap_or_default();
@@ -272,7 +274,8 @@ pub fn user(ctx: &Ctx, command: UserCommand) -> Result<()> {
                         body["oldPassword"] =
                             json!(read_password(password_stdin, "Current password", false)?);
                     }
-                    body["newPassword"] = json!(read_password(password_stdin, "New password", true)?);
+                    body["newPassword"] =
+                        json!(read_password(password_stdin, "New password", true)?);
                     api.call(
                         "PUT",
                         &format!("/api/users/{}/password", id(&user)),
@@ -379,7 +382,11 @@ fn assign(target: &Target, name: &str, role: &str, on: bool) -> Result<()> {
             let (user, role) = (api_user(api, name)?, api_role(api, role)?);
             if on {
                 let body = json!({"roleId": role["id"]});
-                api.call("POST", &format!("/api/users/{}/roles", id(&user)), Some(&body))?;
+                api.call(
+                    "POST",
+                    &format!("/api/users/{}/roles", id(&user)),
+                    Some(&body),
+                )?;
             } else {
                 let path = format!("/api/users/{}/roles/{}", id(&user), id(&role));
                 api.call("DELETE", &path, None)?;
@@ -400,9 +407,8 @@ fn list_users(ctx: &Ctx, target: &Target) -> Result<()> {
         Target::Api(api) => {
             let mut all = Vec::new();
             for page in 1u32.. {
-                let Value::Array(batch) = api.get(&format!(
-                    "/api/users?pageNumber={page}&rowsPerPage=1000"
-                ))?
+                let Value::Array(batch) =
+                    api.get(&format!("/api/users?pageNumber={page}&rowsPerPage=1000"))?
                 else {
                     return Err(CliError::failed("/api/users: not a list"));
                 };
@@ -437,17 +443,35 @@ fn list_users(ctx: &Ctx, target: &Target) -> Result<()> {
                 .unwrap_or_default();
             vec![
                 s(u, "username"),
-                if u["enabled"] == true { "enabled" } else { "disabled" }.into(),
+                if u["enabled"] == true {
+                    "enabled"
+                } else {
+                    "disabled"
+                }
+                .into(),
                 names(&u["roles"], "name"),
                 names(&u["grantTypes"], "method"),
                 s(u, "mqttPublishPrefix"),
-                if u["mfa_is_enrolled"] == true { "on" } else { "off" }.into(),
+                if u["mfa_is_enrolled"] == true {
+                    "on"
+                } else {
+                    "off"
+                }
+                .into(),
                 permissions.join("; "),
             ]
         })
         .collect();
     output::table(
-        &["NAME", "STATUS", "ROLES", "GRANTS", "PREFIX", "MFA", "PERMISSIONS"],
+        &[
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "GRANTS",
+            "PREFIX",
+            "MFA",
+            "PERMISSIONS",
+        ],
         &rows,
     )
 }

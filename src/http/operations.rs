@@ -34,13 +34,15 @@ pub fn backup_routes() -> OpenApiRouter<AppState> {
         description = "Prometheus text exposition format 0.0.4")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let registry = state.registry.clone();
-    let text = tokio::task::spawn_blocking(move || {
-        registry.services().metrics.exporter.render(&registry)
-    })
-    .await
-    .unwrap_or_default();
+    let text =
+        tokio::task::spawn_blocking(move || registry.services().metrics.exporter.render(&registry))
+            .await
+            .unwrap_or_default();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
@@ -92,7 +94,12 @@ impl Write for Chunks {
         description = "The backup file (format in docs/operations.md)")))]
 async fn backup(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let services = &state.services;
-    if !permits(&services.directory, &caller.user, "/api/backup", Operation::Write) {
+    if !permits(
+        &services.directory,
+        &caller.user,
+        "/api/backup",
+        Operation::Write,
+    ) {
         return Err(AccessError::Forbidden {
             operation: "write",
             resource: "/api/backup".into(),
@@ -141,7 +148,11 @@ async fn backup(State(state): State<AppState>, caller: Caller) -> Result<Respons
 }
 
 /// Counts every request by route template, method and status.
-pub async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

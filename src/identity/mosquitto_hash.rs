@@ -21,8 +21,15 @@ pub const MAX_ITERATIONS: u32 = 1_000_000;
 /// A parsed mosquitto hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MosquittoHash {
-    Sha512 { salt: Vec<u8>, hash: Vec<u8> },
-    Pbkdf2 { iterations: u32, salt: Vec<u8>, hash: Vec<u8> },
+    Sha512 {
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+    Pbkdf2 {
+        iterations: u32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
 }
 
 /// Why a hash is not one we can verify.
@@ -50,7 +57,9 @@ impl MosquittoHash {
             ["", "6", salt, hash] => Ok(MosquittoHash::Sha512 {
                 salt: b64(salt, "$6$")?,
                 hash: b64(hash, "$6$").and_then(|h| {
-                    (h.len() == 64).then_some(h).ok_or(HashFormatError::Malformed("$6$"))
+                    (h.len() == 64)
+                        .then_some(h)
+                        .ok_or(HashFormatError::Malformed("$6$"))
                 })?,
             }),
             ["", "7", iterations, salt, hash] => {
@@ -66,7 +75,9 @@ impl MosquittoHash {
                     iterations,
                     salt: b64(salt, "$7$")?,
                     hash: b64(hash, "$7$").and_then(|h| {
-                        (h.len() <= 64).then_some(h).ok_or(HashFormatError::Malformed("$7$"))
+                        (h.len() <= 64)
+                            .then_some(h)
+                            .ok_or(HashFormatError::Malformed("$7$"))
                     })?,
                 })
             }
@@ -81,8 +92,7 @@ impl MosquittoHash {
                 let mut digest = Sha512::new();
                 digest.update(password);
                 digest.update(salt);
-                aws_lc_rs::constant_time::verify_slices_are_equal(&digest.finalize(), hash)
-                    .is_ok()
+                aws_lc_rs::constant_time::verify_slices_are_equal(&digest.finalize(), hash).is_ok()
             }
             MosquittoHash::Pbkdf2 {
                 iterations,

@@ -37,7 +37,9 @@ fn claimed_method(c: &Credentials<'_>) -> LoginMethod {
     match (c.certificate, c.username, c.password) {
         (Some(_), ..) => LoginMethod::Certificate,
         (None, None, _) => LoginMethod::Anonymous,
-        (None, Some(_), Some(p)) if p.starts_with(b"eyJ") && p.iter().filter(|b| **b == b'.').count() == 2 => {
+        (None, Some(_), Some(p))
+            if p.starts_with(b"eyJ") && p.iter().filter(|b| **b == b'.').count() == 2 =>
+        {
             LoginMethod::Token
         }
         _ => LoginMethod::Password,

@@ -255,7 +255,12 @@ async fn serve<S: ByteStream>(mut conn: Conn<S>, fresh: bool) {
     // Boxed: the goodbye runs once, and its timers would otherwise widen
     // the future of every connection.
     Box::pin(goodbye(&mut conn.stream, &mut conn.out)).await;
-    ended(*conn.session, &conn.slot, (Some(conn.peer), S::LISTENER), close);
+    ended(
+        *conn.session,
+        &conn.slot,
+        (Some(conn.peer), S::LISTENER),
+        close,
+    );
 }
 
 /// Hands the connection to the parker; its task ends here.

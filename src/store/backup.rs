@@ -164,9 +164,9 @@ fn write_backup(
             }
             Err(redb::TableError::TableTypeMismatch { .. }) => {
                 let pairs: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(&name);
-                let table = txn.open_table(pairs).map_err(|e| {
-                    BackupError::TableType(name.clone(), e.to_string())
-                })?;
+                let table = txn
+                    .open_table(pairs)
+                    .map_err(|e| BackupError::TableType(name.clone(), e.to_string()))?;
                 out.write_all(&[KEY_STR_U64])?;
                 out.write_all(&table.len().map_err(db_err)?.to_be_bytes())?;
                 let mut n = 0;
@@ -349,10 +349,9 @@ impl<R: Read> Reader<R> {
                     .map_err(|_| BackupError::Checksum)?;
                 let mut rest = [0; 1];
                 let trailing = self.inner.read(&mut rest)?;
-                if !aws_lc_rs::constant_time::verify_slices_are_equal(&sum, expected.as_bytes())
-                    .is_ok()
-                    || trailing != 0
-                {
+                let same =
+                    aws_lc_rs::constant_time::verify_slices_are_equal(&sum, expected.as_bytes());
+                if same.is_err() || trailing != 0 {
                     return Err(BackupError::Checksum);
                 }
                 Ok(None)
@@ -381,10 +380,7 @@ pub fn verify(path: &Path) -> Result<Summary, BackupError> {
 /// not exist) and returns its files (`data/...`, `tls/...`) with their
 /// contents. Call [`verify`] first: this trusts the checksum it checks
 /// only at the end.
-pub fn restore_tables(
-    backup: &Path,
-    target: &Path,
-) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
+pub fn restore_tables(backup: &Path, target: &Path) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)

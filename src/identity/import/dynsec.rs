@@ -106,7 +106,8 @@ fn yes() -> bool {
 impl Plan {
     /// Reads a dynamic-security JSON file.
     pub fn read_dynsec(&mut self, text: &str) -> Result<(), ImportError> {
-        let file: File = serde_json::from_str(text).map_err(|e| ImportError::Json(e.to_string()))?;
+        let file: File =
+            serde_json::from_str(text).map_err(|e| ImportError::Json(e.to_string()))?;
         if let Some(d) = &file.default_acl_access {
             if d.publish_client_send || d.subscribe {
                 self.notes.push(
@@ -130,7 +131,10 @@ impl Plan {
                 group.roles.iter().map(|r| r.rolename.clone()).collect(),
             );
             for c in &group.clients {
-                members.entry(&c.username).or_default().insert(&group.groupname);
+                members
+                    .entry(&c.username)
+                    .or_default()
+                    .insert(&group.groupname);
             }
         }
         if !file.groups.is_empty() {
@@ -168,11 +172,13 @@ impl Plan {
                 ));
             }
             let mut roles: Vec<String> = client.roles.iter().map(|r| r.rolename.clone()).collect();
-            let groups = client
-                .groups
-                .iter()
-                .map(|g| g.groupname.as_str())
-                .chain(members.get(client.username.as_str()).into_iter().flatten().copied());
+            let groups = client.groups.iter().map(|g| g.groupname.as_str()).chain(
+                members
+                    .get(client.username.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
             for group in groups {
                 for role in group_roles.get(group).into_iter().flatten() {
                     roles.push(role.clone());
@@ -239,8 +245,9 @@ impl Plan {
                     continue;
                 }
                 other => {
-                    self.notes
-                        .push(format!("{where_}: unknown ACL type `{other}`: not imported"));
+                    self.notes.push(format!(
+                        "{where_}: unknown ACL type `{other}`: not imported"
+                    ));
                     continue;
                 }
             };
@@ -305,7 +312,13 @@ mod tests {
         assert_eq!(nopass.roles, vec!["r2".to_string()]);
         assert_eq!(plan.anonymous_roles, vec!["r2".to_string()]);
         let notes = plan.notes.join("\n");
-        for needle in ["pinned", "no password", "flattened", "deny always wins", "anonymous"] {
+        for needle in [
+            "pinned",
+            "no password",
+            "flattened",
+            "deny always wins",
+            "anonymous",
+        ] {
             assert!(notes.contains(needle), "{needle}: {notes}");
         }
         assert!(Plan::default().read_dynsec("{").is_err());

@@ -18,7 +18,9 @@ pub use apply::Report;
 
 use std::collections::BTreeMap;
 
-use super::model::{Context, Effect, Operation, Permission, validate_permission, validate_username};
+use super::model::{
+    Context, Effect, Operation, Permission, validate_permission, validate_username,
+};
 use super::mosquitto_hash::MosquittoHash;
 
 /// The role `pattern` lines become.
@@ -132,8 +134,7 @@ impl Plan {
     /// A user entry (kept only when the name is one Gatehouse accepts).
     fn plan_user(&mut self, name: &str, hash: Option<String>) -> Option<&mut PlannedUser> {
         if let Err(e) = validate_username(name) {
-            self.notes
-                .push(format!("user `{name}` not imported: {e}"));
+            self.notes.push(format!("user `{name}` not imported: {e}"));
             return None;
         }
         let user = self.users.entry(name.to_owned()).or_insert(PlannedUser {
