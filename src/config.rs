@@ -584,46 +584,6 @@ mod tests {
     }
 
     #[test]
-    fn every_bad_value_is_named() {
-        let err = Config::parse("[limits]\nmax_packet_size = 3\nmax_inflight = 0\n").unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("limits.max_packet_size"), "{text}");
-        assert!(text.contains("limits.max_inflight"), "{text}");
-    }
-
-    #[test]
-    fn a_listeners_section_opens_only_what_it_names() {
-        let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n").unwrap();
-        assert_eq!(
-            c.listeners.open(),
-            vec![("mqtt", "127.0.0.1:1883".parse().unwrap())]
-        );
-        let c = Config::parse("").unwrap();
-        assert_eq!(c.listeners.open().len(), 6);
-        let c = Config::parse("[listeners]\nmqtt = \"\"\nws = \"0.0.0.0:8083\"\n").unwrap();
-        assert_eq!(
-            c.listeners.open(),
-            vec![("ws", "0.0.0.0:8083".parse().unwrap())]
-        );
-        let err = Config::parse("[listeners]\nhttp = \"127.0.0.1:8080\"\n").unwrap_err();
-        assert!(err.to_string().contains("`listeners`"), "{err}");
-    }
-
-    #[test]
-    fn effective_configuration_prints_as_toml_and_reads_back() {
-        let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n[log]\nformat = \"json\"\n")
-            .unwrap();
-        let text = toml::to_string_pretty(&c).unwrap();
-        assert!(
-            text.contains("[listeners]\nmqtt = \"127.0.0.1:1883\"\n\n"),
-            "{text}"
-        );
-        let again = Config::parse(&text).unwrap();
-        assert_eq!(toml::to_string_pretty(&again).unwrap(), text);
-        assert_eq!(again.log.format, LogFormat::Json);
-    }
-
-    #[test]
     fn bad_value_is_named() {
         let err = Config::parse("[limits]\nmax_packet_size = 3\n").unwrap_err();
         assert!(err.to_string().contains("limits.max_packet_size"), "{err}");

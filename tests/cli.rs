@@ -298,6 +298,25 @@ fn check_config_prints_toml_and_names_every_bad_key() {
     }
 }
 
+#[test]
+fn a_listeners_section_opens_only_what_it_names_in_the_parsed_config() {
+    use gatehouse::Config;
+    let c = Config::parse("[listeners]\nmqtt = \"127.0.0.1:1883\"\n").unwrap();
+    assert_eq!(
+        c.listeners.open(),
+        vec![("mqtt", "127.0.0.1:1883".parse().unwrap())]
+    );
+    assert_eq!(Config::parse("").unwrap().listeners.open().len(), 6);
+    let c = Config::parse("[listeners]\nmqtt = \"\"\nws = \"0.0.0.0:8083\"\n").unwrap();
+    assert_eq!(
+        c.listeners.open(),
+        vec![("ws", "0.0.0.0:8083".parse().unwrap())]
+    );
+    // The admin API alone is not a broker.
+    let err = Config::parse("[listeners]\nhttp = \"127.0.0.1:8080\"\n").unwrap_err();
+    assert!(err.to_string().contains("`listeners`"), "{err}");
+}
+
 /// `gatehouse check-config | head`: the reader goes away; no panic, exit 0.
 #[test]
 fn a_closed_standard_output_ends_quietly() {
