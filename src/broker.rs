@@ -160,7 +160,23 @@ async fn launch(
     if let Some(directory) = &directory {
         end_sessions_of_deleted_users(directory, &registry);
     }
-    if let Some(loaded) = loaded {
+    if let Some(mut loaded) = loaded {
+        if let Some(directory) = &directory {
+            // A session of a user deleted while the broker was stopped
+            // ends with the user (a new user of the name must not resume it).
+            loaded.sessions.retain(|s| match &s.record.owner {
+                Some(owner) if directory.user(owner).is_none() => {
+                    tracing::info!(
+                        client_id = s.client_id,
+                        owner,
+                        "stored session of a deleted user removed"
+                    );
+                    services.store.delete_session(&s.client_id);
+                    false
+                }
+                _ => true,
+            });
+        }
         for message in loaded.retained {
             services.router.retained().set(&Arc::new(message));
         }

@@ -702,3 +702,35 @@ async fn http_permissions_match_paths_with_wildcards_and_deny() {
     assert_eq!(admin.put(&me, json!({"enabled": false})).await.status, 409);
     b.stop().await;
 }
+
+/// `me` stands for the caller's id when permissions are checked: a deny
+/// on one's own id cannot be dodged by writing `me` instead.
+#[tokio::test]
+async fn me_cannot_dodge_a_deny_on_ones_own_id() {
+    let b = broker().await;
+    let admin = Api::login(b.http_addr(), "admin", "admin").await;
+    let id = admin
+        .create_user(json!({"username": "manager", "password": "manager-pw"}))
+        .await;
+    let allow = json!({"resource": "/api/users/#", "operation": "readWrite", "context": "http"});
+    let deny = json!({"resource": format!("/api/users/{id}/#"), "operation": "write", "context": "http", "effect": "deny"});
+    let deny_self = json!({"resource": format!("/api/users/{id}"), "operation": "write", "context": "http", "effect": "deny"});
+    for p in [allow, deny, deny_self] {
+        let r = admin.post(&format!("/api/users/{id}/permissions"), p).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let manager = Api::login(b.http_addr(), "manager", "manager-pw").await;
+    for path in [
+        "/api/users/me/permissions",
+        &format!("/api/users/{id}/permissions"),
+    ] {
+        let body = json!({"resource": "#", "operation": "readWrite", "context": "mqtt"});
+        let r = manager.post(path, body).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    let r = manager
+        .put(&format!("/api/users/{id}"), json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    b.stop().await;
+}

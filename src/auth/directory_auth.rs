@@ -288,7 +288,11 @@ impl DirectoryAuthenticator {
         let epoch = self.cache.epoch();
         let user = self.directory.user(username);
         let password = c.password.unwrap_or_default();
-        let cached = user.is_some() && self.cache.contains(username, password);
+        let stored = user
+            .as_ref()
+            .and_then(|u| u.password_hash.clone())
+            .unwrap_or_default();
+        let cached = user.is_some() && self.cache.contains(username, &stored, password);
         let verified = cached || self.verify(user.as_ref(), password).await;
         let user = match user {
             Some(user) if verified => user,
@@ -312,7 +316,7 @@ impl DirectoryAuthenticator {
             // Not if the user changed since it was read: the password just
             // verified may be the old one.
             self.cache
-                .insert_unless_changed(username, password, Some(epoch));
+                .insert_unless_changed(username, &stored, password, Some(epoch));
             self.rehash_if_needed(&user, password);
         }
         self.admit(&user, c.client_id, LoginMethod::Password, None, revision)

@@ -141,6 +141,14 @@ pub async fn authorize(
         .starts_with("/api/users/{id}")
         .then(|| params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v))
         .flatten();
+    // `me` names the caller: permissions are matched against the path with
+    // the caller's id in it, so a deny on one's own id cannot be dodged.
+    let path = match (user_id, path.strip_prefix("/api/users/me")) {
+        (Some("me"), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+            format!("/api/users/{}{rest}", user.id)
+        }
+        _ => path,
+    };
     http_access::authorize(
         &services.directory,
         &user,

@@ -334,6 +334,10 @@ impl ClientSession {
                 store.inbound_qos2(client_id, packet_id, true);
             }
         });
+        if persisted == Persisted::Unstored && qos != QoS::AtMostOnce {
+            // Shutdown closed the store between the health check and now.
+            return Err(Close::shutdown());
+        }
         let ack = match qos {
             QoS::AtMostOnce => return Ok(()),
             QoS::AtLeastOnce => HeldAck::PubAck(packet_id),
