@@ -9,6 +9,11 @@
 //! a revoked token is refused at once everywhere. The claims carry who the
 //! caller is, never what they may do: permissions are read from the
 //! directory on each request.
+//!
+//! OAuth access tokens (RFC 9068, `typ: at+jwt`) are signed with the same
+//! key, recorded in the same table and verified by the same function, so
+//! they work wherever an API token does; only their `typ` and claims
+//! differ (`aud`, `client_id`, `scope`).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::{Mutex, RwLock};
@@ -32,6 +37,16 @@ pub const SCOPE_MFA_ENROLL: &str = "mfa-enroll";
 const MAX_TOKEN_LEN: usize = 8192;
 /// Verified tokens remembered, so a reconnecting device verifies once.
 const CACHE_ENTRIES: usize = 65_536;
+/// `typ` of OAuth access tokens (RFC 9068 §2.1).
+pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
+/// `exp` of a token that "never expires": 9999-12-31T23:59:59Z. Still a
+/// real expiry (64-bit seconds, milliseconds fit too); nothing arms a timer
+/// for it (the sweeper sleeps at most an hour).
+pub const NEVER_EXPIRES: u64 = 253_402_300_799;
+/// Scope words of OAuth access tokens: `api` opens the admin API, `mqtt`
+/// the broker. API tokens (from `/api/login`) have both.
+pub const SCOPE_API: &str = "api";
+pub const SCOPE_MQTT: &str = "mqtt";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -73,6 +88,34 @@ struct Claims {
     scope: Option<String>,
 }
 
+/// RFC 9068 access-token claims. Who the user is comes from the record.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    iss: String,
+    sub: String,
+    aud: String,
+    client_id: String,
+    iat: u64,
+    exp: u64,
+    jti: String,
+    scope: String,
+}
+
+/// An OAuth access token to issue.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessGrant<'a> {
+    /// The resource owner (the client's own account for `client_credentials`).
+    pub user: &'a User,
+    pub client_id: &'a str,
+    /// Space-separated words of [`SCOPE_API`] and [`SCOPE_MQTT`].
+    pub scope: &'a str,
+    /// Seconds; `None`: never expires ([`NEVER_EXPIRES`]).
+    pub lifetime: Option<u64>,
+    /// The authorization (code or password grant) it belongs to, so that
+    /// a reused code or refresh token revokes it.
+    pub grant: Option<&'a str>,
+}
+
 /// What is kept of an issued token (Connectware lists `fingerprint,
 /// createdAt, expiresAt, label` on the user object).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +133,12 @@ pub struct TokenRecord {
     pub expires_at: u64,
     #[serde(default)]
     pub scope: Option<String>,
+    /// OAuth access tokens: the client they were issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// OAuth access tokens: the authorization they came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// A token that verified: who it speaks for, until when.
@@ -102,12 +151,25 @@ pub struct TokenInfo {
     /// Unix seconds.
     pub expires_at: u64,
     pub scope: Option<Box<str>>,
+    /// Set for OAuth access tokens.
+    pub client_id: Option<Box<str>>,
 }
 
 impl TokenInfo {
     /// A token good only for enrolling MFA.
     pub fn enrol_only(&self) -> bool {
         self.scope.as_deref() == Some(SCOPE_MFA_ENROLL)
+    }
+
+    /// Whether the token opens `what` ([`SCOPE_API`] or [`SCOPE_MQTT`]):
+    /// an API token opens both (unless enrol-only), an access token what
+    /// its scope names.
+    pub fn allows(&self, what: &str) -> bool {
+        match (&self.client_id, &self.scope) {
+            (None, _) => !self.enrol_only(),
+            (Some(_), Some(scope)) => scope.split(' ').any(|w| w == what),
+            (Some(_), None) => false,
+        }
     }
 }
 
@@ -260,6 +322,11 @@ impl TokenService {
         &self.key.kid
     }
 
+    /// `iss` of every token (also `aud` of access tokens).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// The public key as a JWK Set (`/.well-known/jwks.json`).
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({"keys": [{
@@ -289,11 +356,7 @@ impl TokenService {
             label: label.clone(),
             scope: scope.map(str::to_owned),
         };
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("JWT".into());
-        header.kid = Some(self.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
-            .map_err(|e| TokenServiceError::Sign(e.to_string()))?;
+        let token = self.sign("JWT", &claims)?;
         let record = TokenRecord {
             jti: claims.jti,
             user_id: user.id.clone(),
@@ -303,12 +366,72 @@ impl TokenService {
             created_at: now,
             expires_at: exp * 1000,
             scope: claims.scope,
+            client_id: None,
+            grant: None,
         };
+        self.record(record.clone())?;
+        Ok((token, record))
+    }
+
+    /// Signs and records an OAuth access token (RFC 9068). Its record's
+    /// label names the client, so the user's token list shows it.
+    pub fn issue_access(
+        &self,
+        grant: AccessGrant<'_>,
+    ) -> Result<(String, TokenRecord), TokenServiceError> {
+        let now = now_millis();
+        let iat = now / 1000;
+        let exp = match grant.lifetime {
+            Some(secs) => iat.saturating_add(secs.max(1)).min(NEVER_EXPIRES),
+            None => NEVER_EXPIRES,
+        };
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: grant.user.id.clone(),
+            aud: self.issuer.clone(),
+            client_id: grant.client_id.into(),
+            iat,
+            exp,
+            jti: format!("{:032x}", rand::random::<u128>()),
+            scope: grant.scope.into(),
+        };
+        let token = self.sign(TYP_ACCESS_TOKEN, &claims)?;
+        let record = TokenRecord {
+            jti: claims.jti,
+            user_id: grant.user.id.clone(),
+            username: grant.user.username.clone(),
+            fingerprint: fingerprint(&token),
+            label: Some(format!("oauth:{}", grant.client_id)),
+            created_at: now,
+            expires_at: exp * 1000,
+            scope: Some(claims.scope),
+            client_id: Some(claims.client_id),
+            grant: grant.grant.map(str::to_owned),
+        };
+        self.record(record.clone())?;
+        Ok((token, record))
+    }
+
+    fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, TokenServiceError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(typ.into());
+        header.kid = Some(self.key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key.encoding)
+            .map_err(|e| TokenServiceError::Sign(e.to_string()))
+    }
+
+    /// Stores a record durably, then in memory.
+    fn record(&self, record: TokenRecord) -> Result<(), TokenServiceError> {
         let json = serde_json::to_vec(&record).expect("token record serialises");
         self.store
             .put_identity(IdentityTable::Tokens, &record.jti, Some(&json))?;
-        self.records.write().insert(record.clone());
-        Ok((token, record))
+        self.records.write().insert(record);
+        Ok(())
+    }
+
+    /// The record of a live token, by jti.
+    pub fn record_of(&self, jti: &str) -> Option<TokenRecord> {
+        self.records.read().by_jti.get(jti).cloned()
     }
 
     fn digest(&self, token: &str) -> [u8; 32] {
@@ -316,8 +439,9 @@ impl TokenService {
     }
 
     /// Checks a token: signature (once; verified tokens are cached under a
-    /// keyed hash), header (`typ` JWT, `alg` ES256, our `kid`), issuer,
-    /// expiry, and that its record still exists (not revoked).
+    /// keyed hash), header (`typ` JWT or at+jwt, `alg` ES256, our `kid`),
+    /// issuer (and audience of an access token), expiry, and that its
+    /// record still exists (not revoked).
     pub fn verify(&self, token: &str) -> Result<Arc<TokenInfo>, TokenError> {
         if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
             return Err(TokenError::Malformed);
@@ -352,40 +476,63 @@ impl TokenService {
     fn verify_signed(&self, token: &str) -> Result<TokenInfo, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // jsonwebtoken does not check `typ`; a token of another type (or
-        // signed by another key) is not ours.
-        if header.typ.as_deref() != Some("JWT")
-            || header.alg != Algorithm::ES256
-            || header.kid.as_deref() != Some(self.key.kid.as_str())
-        {
+        // signed by another key) is not ours. RFC 9068 §4: access tokens
+        // must say `at+jwt` (media types compare case-insensitively).
+        let access = match header.typ.as_deref() {
+            Some("JWT") => false,
+            Some(t)
+                if t.eq_ignore_ascii_case(TYP_ACCESS_TOKEN)
+                    || t.eq_ignore_ascii_case("application/at+jwt") =>
+            {
+                true
+            }
+            _ => return Err(TokenError::Invalid),
+        };
+        if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(self.key.kid.as_str()) {
             return Err(TokenError::Invalid);
         }
         let mut validation = Validation::new(Algorithm::ES256);
         validation.leeway = 0;
-        validation.validate_aud = false;
         validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })?
-            .claims;
+        if access {
+            validation.set_audience(&[&self.issuer]);
+            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        } else {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        }
+        let decode_err = |e: jsonwebtoken::errors::Error| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        };
+        let (jti, sub, exp, scope, client_id) = if access {
+            let c = jsonwebtoken::decode::<AccessClaims>(token, &self.key.decoding, &validation)
+                .map_err(decode_err)?
+                .claims;
+            (c.jti, c.sub, c.exp, Some(c.scope), Some(c.client_id))
+        } else {
+            let c = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation)
+                .map_err(decode_err)?
+                .claims;
+            (c.jti, c.sub, c.exp, c.scope, None)
+        };
         let fingerprint = fingerprint(token);
         let records = self.records.read();
-        let record = records
-            .by_jti
-            .get(claims.jti.as_str())
-            .ok_or(TokenError::Revoked)?;
-        if record.user_id != claims.sub || record.fingerprint != fingerprint {
+        let record = records.by_jti.get(jti.as_str()).ok_or(TokenError::Revoked)?;
+        if record.user_id != sub
+            || record.fingerprint != fingerprint
+            || record.client_id != client_id
+        {
             return Err(TokenError::Revoked);
         }
         Ok(TokenInfo {
-            jti: claims.jti.into(),
-            user_id: claims.sub.into(),
-            username: claims.username.into(),
+            jti: jti.into(),
+            user_id: sub.into(),
+            username: record.username.as_str().into(),
             fingerprint: fingerprint.into(),
-            expires_at: claims.exp,
-            scope: claims.scope.map(Into::into),
+            expires_at: exp,
+            scope: scope.map(Into::into),
+            client_id: client_id.map(Into::into),
         })
     }
 
@@ -442,6 +589,22 @@ impl TokenService {
             .get(user_id)
             .cloned()
             .unwrap_or_default();
+        self.remove(&jtis)
+    }
+
+    /// Revokes every token `select` picks (an OAuth grant's, a client's).
+    pub fn revoke_where(
+        &self,
+        select: impl Fn(&TokenRecord) -> bool,
+    ) -> Result<Vec<TokenRecord>, TokenServiceError> {
+        let jtis: Vec<Box<str>> = self
+            .records
+            .read()
+            .by_jti
+            .values()
+            .filter(|r| select(r))
+            .map(|r| r.jti.as_str().into())
+            .collect();
         self.remove(&jtis)
     }
 
