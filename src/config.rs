@@ -527,7 +527,10 @@ mod tests {
         let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
         let err = Config::parse("[oauth]\ntoken_expiration_secs = 0\n").unwrap_err();
-        assert!(err.to_string().contains("oauth.token_expiration_secs"), "{err}");
+        assert!(
+            err.to_string().contains("oauth.token_expiration_secs"),
+            "{err}"
+        );
         let err = Config::parse("[oauth]\nbase_url = \"ftp://x/\"\n").unwrap_err();
         assert!(err.to_string().contains("oauth.base_url"), "{err}");
         assert_eq!(Config::parse("").unwrap().oauth.token_expiration_secs, 3600);

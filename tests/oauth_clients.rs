@@ -35,7 +35,11 @@ async fn register_with_defaults_secret_once_and_account() {
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let secret = body["clientSecret"].as_str().unwrap().to_owned();
     assert_eq!(secret.len(), 36);
-    assert!(secret.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    assert!(
+        secret
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    );
     // Never again: not in reads.
     let one = admin.get(&format!("/api/oauth/clients/{id}")).await;
     assert_eq!(one.status, 200);
@@ -65,32 +69,73 @@ async fn register_with_defaults_secret_once_and_account() {
     assert!(p.body.get("clientSecret").is_none() && p.body.get("userId").is_none());
     let pid = p.body["clientId"].as_str().unwrap().to_owned();
     let c = admin
-        .put(&format!("/api/oauth/clients/{pid}"), json!({"type": "confidential"}))
+        .put(
+            &format!("/api/oauth/clients/{pid}"),
+            json!({"type": "confidential"}),
+        )
         .await;
     assert_eq!(c.status, 200, "{}", c.body);
     assert_eq!(c.body["clientSecret"].as_str().unwrap().len(), 36);
     let account = c.body["userId"].as_str().unwrap().to_owned();
-    assert_eq!(admin.get(&format!("/api/users/{account}")).await.status, 200);
+    assert_eq!(
+        admin.get(&format!("/api/users/{account}")).await.status,
+        200
+    );
     let c = admin
-        .put(&format!("/api/oauth/clients/{pid}"), json!({"type": "public"}))
+        .put(
+            &format!("/api/oauth/clients/{pid}"),
+            json!({"type": "public"}),
+        )
         .await;
     assert_eq!(c.status, 200, "{}", c.body);
     assert!(c.body.get("userId").is_none());
-    assert_eq!(admin.get(&format!("/api/users/{account}")).await.status, 404);
+    assert_eq!(
+        admin.get(&format!("/api/users/{account}")).await.status,
+        404
+    );
 
     // Delete: the account and the tokens go with the client.
     let svc = confidential(&admin, "svc", CB, json!("never"), json!("unlimited")).await;
-    let t = curl(&["-u", &svc.basic(), "-d", "grant_type=client_credentials", &b.http_url("/oauth/token")]).await;
+    let t = curl(&[
+        "-u",
+        &svc.basic(),
+        "-d",
+        "grant_type=client_credentials",
+        &b.http_url("/oauth/token"),
+    ])
+    .await;
     let token = t.body["access_token"].as_str().unwrap().to_owned();
-    assert!(t.body.get("expires_in").is_none(), "never expires: {}", t.body);
+    assert!(
+        t.body.get("expires_in").is_none(),
+        "never expires: {}",
+        t.body
+    );
     let as_svc = admin.with_token(&token);
     assert_eq!(as_svc.get("/api/users/me").await.status, 200);
-    assert_eq!(admin.delete(&format!("/api/oauth/clients/{}", svc.id)).await.status, 204);
+    assert_eq!(
+        admin
+            .delete(&format!("/api/oauth/clients/{}", svc.id))
+            .await
+            .status,
+        204
+    );
     assert_eq!(as_svc.get("/api/users/me").await.status, 401);
     let uid = svc.user_id.unwrap();
     assert_eq!(admin.get(&format!("/api/users/{uid}")).await.status, 404);
-    assert_eq!(admin.get(&format!("/api/oauth/clients/{}", svc.id)).await.status, 404);
-    assert_eq!(admin.delete(&format!("/api/oauth/clients/{}", svc.id)).await.status, 404);
+    assert_eq!(
+        admin
+            .get(&format!("/api/oauth/clients/{}", svc.id))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        admin
+            .delete(&format!("/api/oauth/clients/{}", svc.id))
+            .await
+            .status,
+        404
+    );
     b.stop().await;
 }
 
@@ -123,13 +168,28 @@ async fn every_rule_is_a_422_naming_the_field() {
         (json!({"allowedGrants": []}), "allowedGrants"),
         (json!({"allowedGrants": ["magic"]}), "allowedGrants"),
         (json!({"redirectUris": []}), "redirectUris"),
-        (json!({"allowedGrants": ["implicit"], "redirectUris": []}), "redirectUris"),
+        (
+            json!({"allowedGrants": ["implicit"], "redirectUris": []}),
+            "redirectUris",
+        ),
         (json!({"redirectUris": ["/relative"]}), "redirectUris"),
-        (json!({"redirectUris": ["https://a/cb#frag"]}), "redirectUris"),
-        (json!({"type": "public", "allowedGrants": ["client_credentials"]}), "allowedGrants"),
-        (json!({"type": "public", "allowedGrants": ["authorization_code", "password"]}), "allowedGrants"),
+        (
+            json!({"redirectUris": ["https://a/cb#frag"]}),
+            "redirectUris",
+        ),
+        (
+            json!({"type": "public", "allowedGrants": ["client_credentials"]}),
+            "allowedGrants",
+        ),
+        (
+            json!({"type": "public", "allowedGrants": ["authorization_code", "password"]}),
+            "allowedGrants",
+        ),
         (json!({"tokenExpiration": 0}), "tokenExpiration"),
-        (json!({"tokenExpiration": 2_147_483_648u64}), "tokenExpiration"),
+        (
+            json!({"tokenExpiration": 2_147_483_648u64}),
+            "tokenExpiration",
+        ),
         (json!({"tokenExpiration": "soon"}), "tokenExpiration"),
         (json!({"refreshCount": -1}), "refreshCount"),
         (json!({"refreshCount": 2_147_483_648u64}), "refreshCount"),
@@ -143,16 +203,24 @@ async fn every_rule_is_a_422_naming_the_field() {
         assert!(message.contains(field), "{change}: {message}");
     }
     // The limits themselves are fine; so is a client with no browser grant.
-    let ok = with(json!({"name": "limits", "tokenExpiration": 2_147_483_647u64, "refreshCount": 2_147_483_647u64}));
+    let ok = with(
+        json!({"name": "limits", "tokenExpiration": 2_147_483_647u64, "refreshCount": 2_147_483_647u64}),
+    );
     assert_eq!(admin.post("/api/oauth/clients", ok).await.status, 201);
-    let machine = with(json!({"name": "m", "allowedGrants": ["client_credentials"], "redirectUris": null}));
+    let machine =
+        with(json!({"name": "m", "allowedGrants": ["client_credentials"], "redirectUris": null}));
     assert_eq!(admin.post("/api/oauth/clients", machine).await.status, 201);
     // Name and version are unique together.
     let dup = admin.post("/api/oauth/clients", base.clone()).await;
     assert_eq!(dup.status, 201);
     let again = admin.post("/api/oauth/clients", base.clone()).await;
-    assert_eq!((again.status.as_u16(), again.code()), (409, "already_exists"));
-    let other_version = admin.post("/api/oauth/clients", with(json!({"version": "2"}))).await;
+    assert_eq!(
+        (again.status.as_u16(), again.code()),
+        (409, "already_exists")
+    );
+    let other_version = admin
+        .post("/api/oauth/clients", with(json!({"version": "2"})))
+        .await;
     assert_eq!(other_version.status, 201);
     // A change breaking a rule is refused and changes nothing.
     let id = dup.body["clientId"].as_str().unwrap();
@@ -161,16 +229,31 @@ async fn every_rule_is_a_422_naming_the_field() {
         .await;
     assert_eq!(r.status, 409);
     let r = admin
-        .put(&format!("/api/oauth/clients/{id}"), json!({"type": "public", "allowedGrants": ["password"]}))
+        .put(
+            &format!("/api/oauth/clients/{id}"),
+            json!({"type": "public", "allowedGrants": ["password"]}),
+        )
         .await;
     assert_eq!(r.status, 422);
     let now = admin.get(&format!("/api/oauth/clients/{id}")).await.body;
     assert_eq!(now["type"], "confidential");
     let r = admin
-        .put(&format!("/api/oauth/clients/{id}"), json!({"refreshCount": "unlimited", "tokenExpiration": "never"}))
+        .put(
+            &format!("/api/oauth/clients/{id}"),
+            json!({"refreshCount": "unlimited", "tokenExpiration": "never"}),
+        )
         .await;
-    assert_eq!((r.body["refreshCount"].as_str(), r.body["tokenExpiration"].as_str()), (Some("unlimited"), Some("never")));
-    assert_eq!(admin.put("/api/oauth/clients/nope", json!({})).await.status, 404);
+    assert_eq!(
+        (
+            r.body["refreshCount"].as_str(),
+            r.body["tokenExpiration"].as_str()
+        ),
+        (Some("unlimited"), Some("never"))
+    );
+    assert_eq!(
+        admin.put("/api/oauth/clients/nope", json!({})).await.status,
+        404
+    );
     b.stop().await;
 }
 
@@ -179,8 +262,10 @@ async fn registration_needs_http_permissions() {
     let b = TestBroker::start().await;
     let admin = Api::login(b.http_addr(), "admin", "admin").await;
     admin
-        .create_user(json!({"username": "viewer", "password": "viewer-pw", "permissions": [
-            {"resource": "/api/oauth/clients", "operation": "read", "context": "http"}]}))
+        .create_user(
+            json!({"username": "viewer", "password": "viewer-pw", "initialPermissions": [
+            {"resource": "/api/oauth/clients", "operation": "read", "context": "http"}]}),
+        )
         .await;
     admin
         .create_user(json!({"username": "nobody", "password": "nobody-pw"}))
@@ -189,9 +274,18 @@ async fn registration_needs_http_permissions() {
     let nobody = Api::login(b.http_addr(), "nobody", "nobody-pw").await;
     let body = json!({"name": "x", "version": "1", "type": "public", "redirectUris": [CB]});
     assert_eq!(viewer.get("/api/oauth/clients").await.status, 200);
-    assert_eq!(viewer.post("/api/oauth/clients", body.clone()).await.status, 403);
+    assert_eq!(
+        viewer.post("/api/oauth/clients", body.clone()).await.status,
+        403
+    );
     assert_eq!(nobody.get("/api/oauth/clients").await.status, 403);
-    assert_eq!(Api::new(b.http_addr()).get("/api/oauth/clients").await.status, 401);
+    assert_eq!(
+        Api::new(b.http_addr())
+            .get("/api/oauth/clients")
+            .await
+            .status,
+        401
+    );
     assert_eq!(admin.post("/api/oauth/clients", body).await.status, 201);
     b.stop().await;
 }

@@ -45,7 +45,10 @@ async fn the_curl_examples_run() {
     std::fs::write(&path, script).unwrap();
     let (status, out) = run_cmd(
         "bash",
-        &["-c", &format!("cd {} && bash oauth-docs.sh", dir.path().display())],
+        &[
+            "-c",
+            &format!("cd {} && bash oauth-docs.sh", dir.path().display()),
+        ],
         Duration::from_secs(60),
     )
     .await;

@@ -43,7 +43,12 @@ async fn authlib_drives_every_flow() {
     let enrolment = pat.post("/api/mfa/enroll", json!({})).await;
     let mfa_secret = enrolment.body["secret"].as_str().unwrap().to_owned();
     let code = totp(&base32_decode(&mfa_secret), step_now());
-    assert_eq!(pat.post("/api/mfa/confirm", json!({"otp": code})).await.status, 200);
+    assert_eq!(
+        pat.post("/api/mfa/confirm", json!({"otp": code}))
+            .await
+            .status,
+        200
+    );
 
     let conf = confidential(&admin, "lib", CB, json!(60), json!(2)).await;
     let web = register(

@@ -36,7 +36,14 @@ async fn service(admin: &Api, name: &str, expiration: u32) -> Registered {
 
 async fn token(b: &TestBroker, client: &Registered, extra: &str) -> String {
     let body = format!("grant_type=client_credentials{extra}");
-    let r = curl(&["-u", &client.basic(), "-d", &body, &b.http_url("/oauth/token")]).await;
+    let r = curl(&[
+        "-u",
+        &client.basic(),
+        "-d",
+        &body,
+        &b.http_url("/oauth/token"),
+    ])
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["access_token"].as_str().unwrap().to_owned()
 }
@@ -44,8 +51,22 @@ async fn token(b: &TestBroker, client: &Registered, extra: &str) -> String {
 async fn mosquitto_pub(b: &TestBroker, user: &str, password: &str) -> (Option<i32>, String) {
     let port = b.port().to_string();
     let args = [
-        "-h", "127.0.0.1", "-p", &port, "-V", "5", "-u", user, "-P", password, "-t", "svc/x",
-        "-m", "hi", "-q", "1",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "5",
+        "-u",
+        user,
+        "-P",
+        password,
+        "-t",
+        "svc/x",
+        "-m",
+        "hi",
+        "-q",
+        "1",
     ];
     run_cmd("mosquitto_pub", &args, Duration::from_secs(5)).await
 }
@@ -68,7 +89,14 @@ async fn access_token_as_mosquitto_password_refused_once_expired_or_revoked() {
     // Revoked (by its client, RFC 7009): refused.
     let revoked = token(&b, &svc, "").await;
     let field = format!("token={revoked}");
-    let r = curl(&["-u", &svc.basic(), "-d", &field, &b.http_url("/oauth/revoke")]).await;
+    let r = curl(&[
+        "-u",
+        &svc.basic(),
+        "-d",
+        &field,
+        &b.http_url("/oauth/revoke"),
+    ])
+    .await;
     assert_eq!(r.status, 200);
     let (status, out) = mosquitto_pub(&b, &svc.id, &revoked).await;
     assert_ne!(status, Some(0), "revoked: {out}");
@@ -78,18 +106,32 @@ async fn access_token_as_mosquitto_password_refused_once_expired_or_revoked() {
     assert_ne!(status, Some(0), "expired: {out}");
     // A password-grant token opens MQTT as its user.
     admin
-        .create_user(json!({"username": "dana", "password": "dana-pw", "permissions": [
-            {"resource": "svc/#", "operation": "write", "context": "mqtt"}]}))
+        .create_user(
+            json!({"username": "dana", "password": "dana-pw", "initialPermissions": [
+            {"resource": "svc/#", "operation": "write", "context": "mqtt"}]}),
+        )
         .await;
     let app = confidential(&admin, "app", CB, json!(60), json!(0)).await;
-    let r = curl(&["-u", &app.basic(), "-d", "grant_type=password&username=dana&password=dana-pw", &b.http_url("/oauth/token")]).await;
+    let r = curl(&[
+        "-u",
+        &app.basic(),
+        "-d",
+        "grant_type=password&username=dana&password=dana-pw",
+        &b.http_url("/oauth/token"),
+    ])
+    .await;
     let dana = r.body["access_token"].as_str().unwrap().to_owned();
     let (status, out) = mosquitto_pub(&b, "dana", &dana).await;
     assert_eq!(status, Some(0), "{out}");
     b.stop().await;
 }
 
-async fn connect_with(b: &TestBroker, user: &str, method: Option<&str>, data: &str) -> (RawClient, ConnAck) {
+async fn connect_with(
+    b: &TestBroker,
+    user: &str,
+    method: Option<&str>,
+    data: &str,
+) -> (RawClient, ConnAck) {
     let mut client = RawClient::tcp(b.addr(), ProtocolVersion::V5).await;
     let mut connect = connect_packet(ProtocolVersion::V5, "renewing", true);
     connect.username = Some(user.into());
@@ -131,9 +173,21 @@ async fn live_session_closed_at_its_tokens_expiry() {
     let started = Instant::now();
     let (mut client, ack) = connect_with(&b, &svc.id, None, &t).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
-    assert_eq!(client.subscribe("svc/#", QoS::AtMostOnce).await, ReasonCode(0));
-    expect_disconnect(&mut client, ReasonCode::MAXIMUM_CONNECT_TIME, Duration::from_secs(5)).await;
-    assert!(started.elapsed() >= Duration::from_millis(1000), "{:?}", started.elapsed());
+    assert_eq!(
+        client.subscribe("svc/#", QoS::AtMostOnce).await,
+        ReasonCode(0)
+    );
+    expect_disconnect(
+        &mut client,
+        ReasonCode::MAXIMUM_CONNECT_TIME,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
     b.stop().await;
 }
 
@@ -146,12 +200,17 @@ async fn auth_reauthentication_extends_the_session() {
     let started = Instant::now();
     let (mut client, ack) = connect_with(&b, &svc.id, Some(METHOD), &first).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
-    assert_eq!(ack.properties.authentication_method.as_deref(), Some(METHOD));
+    assert_eq!(
+        ack.properties.authentication_method.as_deref(),
+        Some(METHOD)
+    );
     // Expiries are whole seconds: the first ends 3 to 4 s after the
     // start, the second 5.5 to 6.5 s.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let second = token(&b, &svc, "").await;
-    client.send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &second)).await;
+    client
+        .send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &second))
+        .await;
     match client.recv().await {
         Some(Packet::Auth(a)) => {
             assert_eq!(a.reason, ReasonCode::SUCCESS);
@@ -165,12 +224,28 @@ async fn auth_reauthentication_extends_the_session() {
     assert_eq!(client.recv().await, Some(Packet::PingResp));
     // Revoking the first token no longer closes it either.
     let field = format!("token={first}");
-    curl(&["-u", &svc.basic(), "-d", &field, &b.http_url("/oauth/revoke")]).await;
+    curl(&[
+        "-u",
+        &svc.basic(),
+        "-d",
+        &field,
+        &b.http_url("/oauth/revoke"),
+    ])
+    .await;
     client.send(&Packet::PingReq).await;
     assert_eq!(client.recv().await, Some(Packet::PingResp));
     // The second token's expiry ends it.
-    expect_disconnect(&mut client, ReasonCode::MAXIMUM_CONNECT_TIME, Duration::from_secs(4)).await;
-    assert!(started.elapsed() >= Duration::from_millis(5400), "{:?}", started.elapsed());
+    expect_disconnect(
+        &mut client,
+        ReasonCode::MAXIMUM_CONNECT_TIME,
+        Duration::from_secs(4),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(5400),
+        "{:?}",
+        started.elapsed()
+    );
     b.stop().await;
 }
 
@@ -190,25 +265,60 @@ async fn refused_renewals_and_methods() {
     let (mut client, ack) = connect_with(&b, &svc.id, Some(METHOD), &t).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
     let foreign = token(&b, &other, "").await;
-    client.send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &foreign)).await;
-    expect_disconnect(&mut client, ReasonCode::NOT_AUTHORIZED, Duration::from_secs(3)).await;
+    client
+        .send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &foreign))
+        .await;
+    expect_disconnect(
+        &mut client,
+        ReasonCode::NOT_AUTHORIZED,
+        Duration::from_secs(3),
+    )
+    .await;
     // Garbage: 0x87.
     let (mut client, _) = connect_with(&b, &svc.id, Some(METHOD), &t).await;
-    client.send(&auth(ReasonCode::REAUTHENTICATE, METHOD, "not-a-token")).await;
-    expect_disconnect(&mut client, ReasonCode::NOT_AUTHORIZED, Duration::from_secs(3)).await;
+    client
+        .send(&auth(ReasonCode::REAUTHENTICATE, METHOD, "not-a-token"))
+        .await;
+    expect_disconnect(
+        &mut client,
+        ReasonCode::NOT_AUTHORIZED,
+        Duration::from_secs(3),
+    )
+    .await;
     // AUTH on a connection that did not use the method: protocol error.
     let (mut client, ack) = connect_with(&b, &svc.id, None, &t).await;
     assert_eq!(ack.reason, ReasonCode::SUCCESS);
     assert!(ack.properties.authentication_method.is_none());
-    client.send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &t)).await;
-    expect_disconnect(&mut client, ReasonCode::PROTOCOL_ERROR, Duration::from_secs(3)).await;
+    client
+        .send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &t))
+        .await;
+    expect_disconnect(
+        &mut client,
+        ReasonCode::PROTOCOL_ERROR,
+        Duration::from_secs(3),
+    )
+    .await;
     // A renewed session closes when the new token is revoked (0x98).
     let (mut client, _) = connect_with(&b, &svc.id, Some(METHOD), &t).await;
     let fresh = token(&b, &svc, "").await;
-    client.send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &fresh)).await;
+    client
+        .send(&auth(ReasonCode::REAUTHENTICATE, METHOD, &fresh))
+        .await;
     assert!(matches!(client.recv().await, Some(Packet::Auth(_))));
     let field = format!("token={fresh}");
-    curl(&["-u", &svc.basic(), "-d", &field, &b.http_url("/oauth/revoke")]).await;
-    expect_disconnect(&mut client, ReasonCode::ADMINISTRATIVE_ACTION, Duration::from_secs(3)).await;
+    curl(&[
+        "-u",
+        &svc.basic(),
+        "-d",
+        &field,
+        &b.http_url("/oauth/revoke"),
+    ])
+    .await;
+    expect_disconnect(
+        &mut client,
+        ReasonCode::ADMINISTRATIVE_ACTION,
+        Duration::from_secs(3),
+    )
+    .await;
     b.stop().await;
 }

@@ -229,7 +229,9 @@ impl From<ClientError> for ApiError {
         match e {
             ClientError::Invalid { .. } => ApiError::invalid(message),
             ClientError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            ClientError::Exists(_) => ApiError::new(StatusCode::CONFLICT, "already_exists", message),
+            ClientError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+            }
             ClientError::Admin(e) => e.into(),
         }
     }
@@ -301,11 +303,7 @@ mod tests {
                 409,
                 "already_exists",
             ),
-            (
-                ClientError::NotFound("c".into()).into(),
-                404,
-                "not_found",
-            ),
+            (ClientError::NotFound("c".into()).into(), 404, "not_found"),
             (
                 LoginError::BadCredentials.into(),
                 401,

@@ -15,17 +15,21 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type}
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Caller};
-use super::AppState;
 use crate::identity::oauth::clients::{ClientError, ClientInput, MAX_SECONDS};
-use crate::identity::services::IdentityServices;
 use crate::identity::oauth::{ClientType, Expiration, GrantKind, OAuthClient, RefreshCount};
+use crate::identity::services::IdentityServices;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_oauth_clients, create_oauth_client))
-        .routes(routes!(get_oauth_client, update_oauth_client, delete_oauth_client))
+        .routes(routes!(
+            get_oauth_client,
+            update_oauth_client,
+            delete_oauth_client
+        ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -121,12 +125,16 @@ pub struct ClientBody {
     #[schema(schema_with = refresh_schema)]
     pub refresh_count: Option<RefreshCount>,
     /// Ignored.
+    #[allow(dead_code)]
     pub client_id: Option<String>,
     /// Ignored.
+    #[allow(dead_code)]
     pub user_id: Option<String>,
     /// Ignored.
+    #[allow(dead_code)]
     pub created_at: Option<u64>,
     /// Ignored.
+    #[allow(dead_code)]
     pub updated_at: Option<u64>,
 }
 
@@ -257,10 +265,8 @@ async fn create_oauth_client(
     ApiJson(body): ApiJson<ClientBody>,
 ) -> Result<(StatusCode, Json<ClientDto>), ApiError> {
     let actor = caller.actor();
-    let (client, secret) = blocking_with(&state, move |s| {
-        s.create_oauth_client(&actor, body.input())
-    })
-    .await?;
+    let (client, secret) =
+        blocking_with(&state, move |s| s.create_oauth_client(&actor, body.input())).await?;
     Ok((StatusCode::CREATED, Json(dto(client, secret))))
 }
 

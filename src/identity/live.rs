@@ -207,7 +207,10 @@ impl LiveAcl {
             .and_then(|t| std::str::from_utf8(t).ok())
             .ok_or(ReasonCode::NOT_AUTHORIZED)?;
         tokens.renew(self, token).map_err(|e| {
-            tracing::warn!(username = self.username.as_deref(), "re-authentication refused: {e}");
+            tracing::warn!(
+                username = self.username.as_deref(),
+                "re-authentication refused: {e}"
+            );
             ReasonCode::NOT_AUTHORIZED
         })
     }

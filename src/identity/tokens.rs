@@ -518,7 +518,10 @@ impl TokenService {
         };
         let fingerprint = fingerprint(token);
         let records = self.records.read();
-        let record = records.by_jti.get(jti.as_str()).ok_or(TokenError::Revoked)?;
+        let record = records
+            .by_jti
+            .get(jti.as_str())
+            .ok_or(TokenError::Revoked)?;
         if record.user_id != sub
             || record.fingerprint != fingerprint
             || record.client_id != client_id
@@ -737,6 +740,51 @@ mod tests {
         };
         let wrong_typ = jsonwebtoken::encode(&header, &claims, &tokens.key.encoding).unwrap();
         assert_eq!(tokens.verify(&wrong_typ), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn access_tokens_are_rfc9068_and_checked_by_typ() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = service(dir.path());
+        let grant = AccessGrant {
+            user: &user(),
+            client_id: "c1",
+            scope: "mqtt",
+            lifetime: None,
+            grant: Some("g1"),
+        };
+        let (token, record) = tokens.issue_access(grant).unwrap();
+        assert_eq!(record.expires_at, NEVER_EXPIRES * 1000);
+        assert_eq!(record.label.as_deref(), Some("oauth:c1"));
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some(TYP_ACCESS_TOKEN));
+        let info = tokens.verify(&token).unwrap();
+        assert_eq!(info.expires_at, NEVER_EXPIRES);
+        assert_eq!(info.client_id.as_deref(), Some("c1"));
+        assert_eq!(&*info.username, "alice");
+        assert!(info.allows(SCOPE_MQTT) && !info.allows(SCOPE_API));
+        // The same claims under the API tokens' `typ` are not accepted.
+        let claims: serde_json::Value = {
+            use base64::Engine;
+            let part = token.split('.').nth(1).unwrap();
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let relabelled = tokens.sign("JWT", &claims).unwrap();
+        assert_eq!(tokens.verify(&relabelled), Err(TokenError::Invalid));
+        // Revoked with its grant.
+        tokens
+            .revoke_where(|r| r.grant.as_deref() == Some("g1"))
+            .unwrap();
+        assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
+        // API tokens open both, unless enrol-only.
+        let (api, _) = tokens
+            .issue(&user(), Duration::from_secs(60), None, None)
+            .unwrap();
+        let info = tokens.verify(&api).unwrap();
+        assert!(info.allows(SCOPE_API) && info.allows(SCOPE_MQTT));
     }
 
     #[test]

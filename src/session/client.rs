@@ -15,8 +15,8 @@ use crate::config::OnPublishDenied;
 use crate::identity::Wakeup;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    self, Auth, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+    self, Auth, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish,
+    QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message, SubscriptionIds};
 use crate::store::StoredStage;

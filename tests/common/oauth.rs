@@ -181,10 +181,7 @@ pub async fn sign_in(
     for (n, v) in extra {
         fields.push(((*n).into(), (*v).into()));
     }
-    let encoded: Vec<String> = fields
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
+    let encoded: Vec<String> = fields.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let mut args = vec!["-b", jar, "-X", "POST"];
     for pair in &encoded {
         args.push("--data-urlencode");

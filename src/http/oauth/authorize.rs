@@ -153,7 +153,10 @@ fn form(
 ) -> Response {
     let issued = now_millis() / 1000;
     let mut fields = hidden(a);
-    fields.push(("csrf", format!("{issued}.{}", csrf_mac(state, nonce, issued, a))));
+    fields.push((
+        "csrf",
+        format!("{issued}.{}", csrf_mac(state, nonce, issued, a)),
+    ));
     let body = html::login_form(&html::Form {
         client_name: &a.client.name,
         client_version: &a.client.version,
@@ -178,7 +181,11 @@ fn form(
         (status = 302, description = "Back to the redirect URI with an error and `state`"),
         (status = 400, description = "Unknown client or redirect URI (never redirected)", content_type = "text/html", body = String)))]
 #[tracing::instrument(name = "oauth_authorize", skip_all)]
-async fn oauth_authorize(State(state): State<AppState>, Scheme(https): Scheme, uri: Uri) -> Response {
+async fn oauth_authorize(
+    State(state): State<AppState>,
+    Scheme(https): Scheme,
+    uri: Uri,
+) -> Response {
     let params = match Params::parse(uri.query().unwrap_or_default().as_bytes()) {
         Ok(params) => params,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
@@ -203,9 +210,10 @@ fn refusal(e: &LoginError) -> Result<(StatusCode, String), String> {
             StatusCode::OK,
             "This account uses two-factor authentication: enter the one-time code too.".into(),
         ),
-        LoginError::Mfa(MfaError::Invalid) => {
-            (StatusCode::OK, "The one-time code is wrong or was used already.".into())
-        }
+        LoginError::Mfa(MfaError::Invalid) => (
+            StatusCode::OK,
+            "The one-time code is wrong or was used already.".into(),
+        ),
         LoginError::Disabled | LoginError::InitialAdminRemote => (StatusCode::OK, e.to_string()),
         LoginError::RateLimited(_) | LoginError::Mfa(MfaError::Locked(_)) => (retry, e.to_string()),
         LoginError::Mfa(
@@ -254,9 +262,9 @@ async fn oauth_authorize_form(
             return redirect(StatusCode::SEE_OTHER, &location);
         }
     };
-    let Some(nonce) = cookie_nonce(&headers).filter(|_| {
-        csrf_ok(&state, &headers, params.get("csrf").as_deref(), &a)
-    }) else {
+    let Some(nonce) = cookie_nonce(&headers)
+        .filter(|_| csrf_ok(&state, &headers, params.get("csrf").as_deref(), &a))
+    else {
         tracing::warn!(peer = %peer.0, "OAuth login form refused: CSRF check failed");
         return error_page(
             StatusCode::FORBIDDEN,
@@ -296,7 +304,8 @@ async fn oauth_authorize_form(
         }
     };
     let services = state.services.clone();
-    let granted = tokio::task::spawn_blocking(move || services.grant_authorization(&a, &user)).await;
+    let granted =
+        tokio::task::spawn_blocking(move || services.grant_authorization(&a, &user)).await;
     match granted {
         Ok(Ok(location)) | Ok(Err(AuthorizeError::Redirect(location))) => {
             redirect(StatusCode::SEE_OTHER, &location)

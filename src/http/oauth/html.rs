@@ -58,10 +58,7 @@ pub fn page(status: StatusCode, title: &str, body: &str, cookie: Option<String>)
 
 /// A page that tells the user what went wrong (never redirected).
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        "<h1>Cannot continue</h1>\n<p>{}</p>",
-        escape(message)
-    );
+    let body = format!("<h1>Cannot continue</h1>\n<p>{}</p>", escape(message));
     page(status, "Error", &body, None)
 }
 

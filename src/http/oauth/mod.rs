@@ -109,15 +109,24 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Scheme {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Scheme, Self::Rejection> {
-        Ok(Scheme(parts.extensions.get::<super::server::Https>().is_some()))
+        Ok(Scheme(
+            parts.extensions.get::<super::server::Https>().is_some(),
+        ))
     }
 }
 
 /// Form parameters (`application/x-www-form-urlencoded`) or a query:
 /// empty values count as absent (RFC 6749 §3.1), a repeated parameter is
 /// an error (RFC 6749 §3.1, §3.2).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Params(HashMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    /// Names only: values hold passwords, secrets and codes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 impl Params {
     pub fn parse(text: &[u8]) -> Result<Params, OAuthError> {
@@ -160,12 +169,14 @@ impl<S: Send + Sync> FromRequest<S> for Form {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !form {
-            return Err(OAuthError::request(
-                "the body must be application/x-www-form-urlencoded",
-            )
-            .into());
+            return Err(
+                OAuthError::request("the body must be application/x-www-form-urlencoded").into(),
+            );
         }
         let bytes = Bytes::from_request(request, state)
             .await
@@ -182,7 +193,11 @@ fn form_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push((hi * 16 + lo) as u8);
                 i += 3;
@@ -299,6 +314,9 @@ mod tests {
             assert_eq!(r.status().as_u16(), status);
         }
         let r = OAuthResponseError(OAuthError::new(ErrorCode::InvalidClient, "x")).into_response();
-        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"gatehouse\"");
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"gatehouse\""
+        );
     }
 }

@@ -150,9 +150,9 @@ impl IdentityServices {
             .map_err(|e: OAuthError| fail(e.code, &e.description))?;
         let challenge = match response_type {
             ResponseType::Token => None,
-            ResponseType::Code => self.check_pkce(&client, request).map_err(|m| {
-                fail(ErrorCode::InvalidRequest, m)
-            })?,
+            ResponseType::Code => self
+                .check_pkce(&client, request)
+                .map_err(|m| fail(ErrorCode::InvalidRequest, m))?,
         };
         Ok(Authorization {
             client,
@@ -192,7 +192,10 @@ impl IdentityServices {
         client: &OAuthClient,
         request: &AuthorizeRequest,
     ) -> Result<Option<String>, &'static str> {
-        match (&request.code_challenge, request.code_challenge_method.as_deref()) {
+        match (
+            &request.code_challenge,
+            request.code_challenge_method.as_deref(),
+        ) {
             (None, None) if client.client_type == ClientType::Public => {
                 Err("public clients must use PKCE (code_challenge with code_challenge_method S256)")
             }
@@ -202,7 +205,9 @@ impl IdentityServices {
                 Err("code_challenge_method must be S256 (plain is not accepted)")
             }
             (Some(c), Some("S256")) if valid_challenge(c) => Ok(Some(c.clone())),
-            (Some(_), Some("S256")) => Err("code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~"),
+            (Some(_), Some("S256")) => {
+                Err("code_challenge must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~")
+            }
             (Some(_), Some(_)) => Err("code_challenge_method must be S256"),
         }
     }
@@ -243,7 +248,11 @@ impl IdentityServices {
                             "too many pending authorization codes",
                         ))
                     })?;
-                tracing::info!(client_id = a.client.client_id, username = user.username, "OAuth authorization code issued");
+                tracing::info!(
+                    client_id = a.client.client_id,
+                    username = user.username,
+                    "OAuth authorization code issued"
+                );
                 let mut params = vec![("code", code.as_str())];
                 if let Some(state) = &a.state {
                     params.push(("state", state.as_str()));
@@ -284,8 +293,14 @@ mod tests {
             location("https://a/cb", false, &[("code", "x y"), ("state", "s&")]),
             "https://a/cb?code=x+y&state=s%26"
         );
-        assert_eq!(location("https://a/cb?k=1", false, &[("code", "c")]), "https://a/cb?k=1&code=c");
-        assert_eq!(location("https://a/cb", true, &[("access_token", "t")]), "https://a/cb#access_token=t");
+        assert_eq!(
+            location("https://a/cb?k=1", false, &[("code", "c")]),
+            "https://a/cb?k=1&code=c"
+        );
+        assert_eq!(
+            location("https://a/cb", true, &[("access_token", "t")]),
+            "https://a/cb#access_token=t"
+        );
         assert!(valid_challenge(&"a".repeat(43)));
         assert!(!valid_challenge(&"a".repeat(42)));
         assert!(!valid_challenge(&format!("{}+", "a".repeat(43))));

@@ -228,8 +228,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ClientError {
 pub(super) fn load(store: &Store) -> Result<HashMap<String, OAuthClient>, OAuthOpenError> {
     let mut clients = HashMap::new();
     for raw in store.load_identity(IdentityTable::OAuthClients)? {
-        let client: OAuthClient = serde_json::from_slice(&raw)
-            .map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
+        let client: OAuthClient =
+            serde_json::from_slice(&raw).map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
         clients.insert(client.client_id.clone(), client);
     }
     Ok(clients)
@@ -239,7 +239,10 @@ fn check_label(field: &'static str, text: &str) -> Result<(), ClientError> {
     if text.is_empty() || text.chars().count() > 128 {
         return Err(invalid(field, "must be 1 to 128 characters"));
     }
-    if text.chars().any(|c| FORBIDDEN.contains(&c) || c.is_control()) {
+    if text
+        .chars()
+        .any(|c| FORBIDDEN.contains(&c) || c.is_control())
+    {
         return Err(invalid(
             field,
             "must not contain & ( ) \\ ; , / \" : ' < > or control characters",
@@ -279,11 +282,7 @@ fn check(client: &OAuthClient) -> Result<(), ClientError> {
     if client.redirect_uris.len() > MAX_REDIRECT_URIS {
         return Err(invalid("redirectUris", "at most 32 redirect URIs"));
     }
-    if let Some(bad) = client
-        .redirect_uris
-        .iter()
-        .find(|u| !valid_redirect_uri(u))
-    {
+    if let Some(bad) = client.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
         let shown: String = bad.chars().take(80).collect();
         return Err(invalid(
             "redirectUris",
@@ -522,7 +521,10 @@ impl IdentityServices {
         if let Some(user_id) = client.user_id.take()
             && let Err(e) = self.delete_user(actor, &user_id)
         {
-            tracing::warn!(client_id = client.client_id, "cannot delete the OAuth client's account: {e}");
+            tracing::warn!(
+                client_id = client.client_id,
+                "cannot delete the OAuth client's account: {e}"
+            );
         }
     }
 

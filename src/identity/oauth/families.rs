@@ -36,8 +36,8 @@ pub struct Family {
     pub keep_until: Option<u64>,
 }
 
-/// The outcome of presenting a well-formed refresh token of a live family.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of presenting a well-formed refresh token of a live family
+/// (no `Debug`: it carries a refresh token).
 pub enum Rotation {
     /// Rotated: the family as it is now, and its next refresh token (none
     /// when no refresh is left).
@@ -67,8 +67,8 @@ impl Families {
         let mut live = HashMap::new();
         let mut stale = Vec::new();
         for raw in store.load_identity(IdentityTable::OAuthGrants)? {
-            let family: Family = serde_json::from_slice(&raw)
-                .map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
+            let family: Family =
+                serde_json::from_slice(&raw).map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
             if keep(&family) && family.keep_until.is_none_or(|t| t > now) {
                 live.insert(family.id.clone(), family);
             } else {
@@ -205,7 +205,11 @@ impl Families {
     /// Ends every family `select` picks (a deleted client's).
     pub fn remove_where(&self, select: impl Fn(&Family) -> bool) -> Result<(), StoreError> {
         let mut live = self.live.lock();
-        let ids: Vec<String> = live.values().filter(|f| select(f)).map(|f| f.id.clone()).collect();
+        let ids: Vec<String> = live
+            .values()
+            .filter(|f| select(f))
+            .map(|f| f.id.clone())
+            .collect();
         let deletes: Vec<_> = ids
             .iter()
             .map(|id| (IdentityTable::OAuthGrants, id.as_str(), None))
@@ -244,12 +248,17 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef";
         let t0 = f.start(id, "c", "u", "api", Some(2)).unwrap();
         assert!(f.rotate(&t0, "other", 9, |_| Ok(())).is_err());
-        let Rotation::Next { token: Some(t1), .. } = f.rotate(&t0, "c", 9, |_| Ok(())).unwrap()
+        let Rotation::Next {
+            token: Some(t1), ..
+        } = f.rotate(&t0, "c", 9, |_| Ok(())).unwrap()
         else {
             panic!("rotated")
         };
         // The last refresh: no further token, the family kept for reuse.
-        let Rotation::Next { token: None, family } = f.rotate(&t1, "c", 9, |_| Ok(())).unwrap()
+        let Rotation::Next {
+            token: None,
+            family,
+        } = f.rotate(&t1, "c", 9, |_| Ok(())).unwrap()
         else {
             panic!("exhausted")
         };

@@ -95,7 +95,11 @@ impl IdentityServices {
         if let Some((family, _)) = self.oauth.families.lookup(token) {
             if family.client_id == caller.client_id {
                 let count = self.revoke_grant(&family.id)?;
-                tracing::info!(client_id = caller.client_id, count, "OAuth grant revoked by its client");
+                tracing::info!(
+                    client_id = caller.client_id,
+                    count,
+                    "OAuth grant revoked by its client"
+                );
             }
             return Ok(());
         }
@@ -104,7 +108,10 @@ impl IdentityServices {
         };
         if info.client_id.as_deref() == Some(caller.client_id.as_str()) {
             self.tokens.revoke_where(|r| *r.jti == *info.jti)?;
-            tracing::info!(client_id = caller.client_id, "OAuth access token revoked by its client");
+            tracing::info!(
+                client_id = caller.client_id,
+                "OAuth access token revoked by its client"
+            );
         }
         Ok(())
     }

@@ -162,13 +162,24 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 /// What the token endpoint answers (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IssuedTokens {
     pub access_token: String,
     /// `None`: never expires.
     pub expires_in: Option<u64>,
     pub refresh_token: Option<String>,
     pub scope: String,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    /// Without the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("expires_in", &self.expires_in)
+            .field("refresh", &self.refresh_token.is_some())
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authorization server's state: registered clients, pending codes,
@@ -373,7 +384,13 @@ impl IdentityServices {
             )?),
             _ => None,
         };
-        tracing::info!(client_id = client.client_id, username = user.username, scope, refresh = refresh_token.is_some(), "OAuth access token issued");
+        tracing::info!(
+            client_id = client.client_id,
+            username = user.username,
+            scope,
+            refresh = refresh_token.is_some(),
+            "OAuth access token issued"
+        );
         Ok(IssuedTokens {
             access_token,
             expires_in,

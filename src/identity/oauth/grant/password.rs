@@ -35,10 +35,7 @@ pub(super) async fn grant(
         password: password.into(),
         ..LoginRequest::default()
     };
-    let user = services
-        .verify_login(login, peer)
-        .await
-        .map_err(refused)?;
+    let user = services.verify_login(login, peer).await.map_err(refused)?;
     let account = services.mfa.account(&user.id);
     if account.enforce_mfa_enrollment && !account.mfa_enrolled() {
         return Err(OAuthError::grant("the user must enrol MFA first"));

@@ -35,21 +35,26 @@ pub(super) fn refresh(
         .map_or(NEVER_EXPIRES * 1000, |secs| {
             now_millis().saturating_add(secs.saturating_mul(1000))
         });
-    let rotation = services
-        .oauth
-        .families
-        .rotate(token, &client.client_id, keep_until, |family| {
-            services.live_user(&family.user_id)?;
-            match &asked {
-                Some(scope) if !scope.split(' ').all(|w| family.scope.split(' ').any(|f| f == w)) => {
-                    Err(OAuthError::new(
-                        ErrorCode::InvalidScope,
-                        "scope may only narrow the granted scope",
-                    ))
+    let rotation =
+        services
+            .oauth
+            .families
+            .rotate(token, &client.client_id, keep_until, |family| {
+                services.live_user(&family.user_id)?;
+                match &asked {
+                    Some(scope)
+                        if !scope
+                            .split(' ')
+                            .all(|w| family.scope.split(' ').any(|f| f == w)) =>
+                    {
+                        Err(OAuthError::new(
+                            ErrorCode::InvalidScope,
+                            "scope may only narrow the granted scope",
+                        ))
+                    }
+                    _ => Ok(()),
                 }
-                _ => Ok(()),
-            }
-        })?;
+            })?;
     let (family, refresh_token) = match rotation {
         Rotation::Next { family, token } => (family, token),
         Rotation::Reused(family) => {
