@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -56,6 +56,28 @@ pub struct AuthorizeQuery {
     code_challenge: Option<String>,
     /// `S256` only.
     code_challenge_method: Option<String>,
+}
+
+/// The login form's fields (documentation; the body is read as a form).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AuthorizeForm {
+    /// The authorization request, as the form carries it.
+    response_type: String,
+    client_id: String,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    /// The form's CSRF token (with its cookie).
+    csrf: String,
+    username: String,
+    password: String,
+    /// A TOTP or backup code, when the user has MFA.
+    otp: Option<String>,
+    /// `allow` (the default) or `deny`.
+    action: Option<String>,
 }
 
 fn request_of(params: &Params) -> AuthorizeRequest {
@@ -229,8 +251,7 @@ fn refusal(e: &LoginError) -> Result<(StatusCode, String), String> {
 
 /// The login form submitted: sign in, then back to the client.
 #[utoipa::path(post, path = "/oauth/authorize", tag = "oauth", security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "The form: the authorization request's fields, `csrf`, `username`, `password`, `otp`, `action` (`allow` or `deny`)"),
+    request_body(content = AuthorizeForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "The form again, with what went wrong", content_type = "text/html", body = String),
         (status = 303, description = "Back to the redirect URI with a code, a token, or an error"),
         (status = 400, description = "Bad request (never redirected)", content_type = "text/html", body = String),
