@@ -10,10 +10,7 @@
 //! caller is, never what they may do: permissions are read from the
 //! directory on each request.
 //!
-//! OAuth access tokens (RFC 9068, `typ: at+jwt`) are signed with the same
-//! key, recorded in the same table and verified by the same function, so
-//! they work wherever an API token does; only their `typ` and claims
-//! differ (`aud`, `client_id`, `scope`).
+//! OAuth access tokens: `access_tokens.rs` (verified here too).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::{Mutex, RwLock};
@@ -24,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::access_tokens::AccessClaims;
+pub use super::access_tokens::{
+    AccessGrant, NEVER_EXPIRES, SCOPE_API, SCOPE_MQTT, TYP_ACCESS_TOKEN,
+};
 use super::model::User;
 use super::token_sessions::LiveTokens;
 use crate::router::now_millis;
@@ -37,16 +38,6 @@ pub const SCOPE_MFA_ENROLL: &str = "mfa-enroll";
 const MAX_TOKEN_LEN: usize = 8192;
 /// Verified tokens remembered, so a reconnecting device verifies once.
 const CACHE_ENTRIES: usize = 65_536;
-/// `typ` of OAuth access tokens (RFC 9068 §2.1).
-pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
-/// `exp` of a token that "never expires": 9999-12-31T23:59:59Z. Still a
-/// real expiry (64-bit seconds, milliseconds fit too); nothing arms a timer
-/// for it (the sweeper sleeps at most an hour).
-pub const NEVER_EXPIRES: u64 = 253_402_300_799;
-/// Scope words of OAuth access tokens: `api` opens the admin API, `mqtt`
-/// the broker. API tokens (from `/api/login`) have both.
-pub const SCOPE_API: &str = "api";
-pub const SCOPE_MQTT: &str = "mqtt";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -86,34 +77,6 @@ struct Claims {
     label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
-}
-
-/// RFC 9068 access-token claims. Who the user is comes from the record.
-#[derive(Debug, Serialize, Deserialize)]
-struct AccessClaims {
-    iss: String,
-    sub: String,
-    aud: String,
-    client_id: String,
-    iat: u64,
-    exp: u64,
-    jti: String,
-    scope: String,
-}
-
-/// An OAuth access token to issue.
-#[derive(Debug, Clone, Copy)]
-pub struct AccessGrant<'a> {
-    /// The resource owner (the client's own account for `client_credentials`).
-    pub user: &'a User,
-    pub client_id: &'a str,
-    /// Space-separated words of [`SCOPE_API`] and [`SCOPE_MQTT`].
-    pub scope: &'a str,
-    /// Seconds; `None`: never expires ([`NEVER_EXPIRES`]).
-    pub lifetime: Option<u64>,
-    /// The authorization (code or password grant) it belongs to, so that
-    /// a reused code or refresh token revokes it.
-    pub grant: Option<&'a str>,
 }
 
 /// What is kept of an issued token (Connectware lists `fingerprint,
@@ -159,17 +122,6 @@ impl TokenInfo {
     /// A token good only for enrolling MFA.
     pub fn enrol_only(&self) -> bool {
         self.scope.as_deref() == Some(SCOPE_MFA_ENROLL)
-    }
-
-    /// Whether the token opens `what` ([`SCOPE_API`] or [`SCOPE_MQTT`]):
-    /// an API token opens both (unless enrol-only), an access token what
-    /// its scope names.
-    pub fn allows(&self, what: &str) -> bool {
-        match (&self.client_id, &self.scope) {
-            (None, _) => !self.enrol_only(),
-            (Some(_), Some(scope)) => scope.split(' ').any(|w| w == what),
-            (Some(_), None) => false,
-        }
     }
 }
 
@@ -373,46 +325,11 @@ impl TokenService {
         Ok((token, record))
     }
 
-    /// Signs and records an OAuth access token (RFC 9068). Its record's
-    /// label names the client, so the user's token list shows it.
-    pub fn issue_access(
+    pub(super) fn sign(
         &self,
-        grant: AccessGrant<'_>,
-    ) -> Result<(String, TokenRecord), TokenServiceError> {
-        let now = now_millis();
-        let iat = now / 1000;
-        let exp = match grant.lifetime {
-            Some(secs) => iat.saturating_add(secs.max(1)).min(NEVER_EXPIRES),
-            None => NEVER_EXPIRES,
-        };
-        let claims = AccessClaims {
-            iss: self.issuer.clone(),
-            sub: grant.user.id.clone(),
-            aud: self.issuer.clone(),
-            client_id: grant.client_id.into(),
-            iat,
-            exp,
-            jti: format!("{:032x}", rand::random::<u128>()),
-            scope: grant.scope.into(),
-        };
-        let token = self.sign(TYP_ACCESS_TOKEN, &claims)?;
-        let record = TokenRecord {
-            jti: claims.jti,
-            user_id: grant.user.id.clone(),
-            username: grant.user.username.clone(),
-            fingerprint: fingerprint(&token),
-            label: Some(format!("oauth:{}", grant.client_id)),
-            created_at: now,
-            expires_at: exp * 1000,
-            scope: Some(claims.scope),
-            client_id: Some(claims.client_id),
-            grant: grant.grant.map(str::to_owned),
-        };
-        self.record(record.clone())?;
-        Ok((token, record))
-    }
-
-    fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, TokenServiceError> {
+        typ: &str,
+        claims: &impl Serialize,
+    ) -> Result<String, TokenServiceError> {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(typ.into());
         header.kid = Some(self.key.kid.clone());
@@ -421,17 +338,12 @@ impl TokenService {
     }
 
     /// Stores a record durably, then in memory.
-    fn record(&self, record: TokenRecord) -> Result<(), TokenServiceError> {
+    pub(super) fn record(&self, record: TokenRecord) -> Result<(), TokenServiceError> {
         let json = serde_json::to_vec(&record).expect("token record serialises");
         self.store
             .put_identity(IdentityTable::Tokens, &record.jti, Some(&json))?;
         self.records.write().insert(record);
         Ok(())
-    }
-
-    /// The record of a live token, by jti.
-    pub fn record_of(&self, jti: &str) -> Option<TokenRecord> {
-        self.records.read().by_jti.get(jti).cloned()
     }
 
     fn digest(&self, token: &str) -> [u8; 32] {
@@ -595,24 +507,8 @@ impl TokenService {
         self.remove(&jtis)
     }
 
-    /// Revokes every token `select` picks (an OAuth grant's, a client's).
-    pub fn revoke_where(
-        &self,
-        select: impl Fn(&TokenRecord) -> bool,
-    ) -> Result<Vec<TokenRecord>, TokenServiceError> {
-        let jtis: Vec<Box<str>> = self
-            .records
-            .read()
-            .by_jti
-            .values()
-            .filter(|r| select(r))
-            .map(|r| r.jti.as_str().into())
-            .collect();
-        self.remove(&jtis)
-    }
-
     /// Deletes records (durably first), then closes their MQTT sessions.
-    fn remove(&self, jtis: &[Box<str>]) -> Result<Vec<TokenRecord>, TokenServiceError> {
+    pub(super) fn remove(&self, jtis: &[Box<str>]) -> Result<Vec<TokenRecord>, TokenServiceError> {
         if jtis.is_empty() {
             return Ok(Vec::new());
         }
@@ -641,10 +537,10 @@ pub fn fingerprint(token: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn service(dir: &Path) -> TokenService {
+    pub(in crate::identity) fn service(dir: &Path) -> TokenService {
         let store = Arc::new(
             Store::open(
                 &dir.join("data"),
@@ -656,7 +552,7 @@ mod tests {
         TokenService::open(dir, "gatehouse", store, |_| true).unwrap()
     }
 
-    fn user() -> User {
+    pub(in crate::identity) fn user() -> User {
         User {
             id: "u1".into(),
             username: "alice".into(),
@@ -740,51 +636,6 @@ mod tests {
         };
         let wrong_typ = jsonwebtoken::encode(&header, &claims, &tokens.key.encoding).unwrap();
         assert_eq!(tokens.verify(&wrong_typ), Err(TokenError::Invalid));
-    }
-
-    #[test]
-    fn access_tokens_are_rfc9068_and_checked_by_typ() {
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = service(dir.path());
-        let grant = AccessGrant {
-            user: &user(),
-            client_id: "c1",
-            scope: "mqtt",
-            lifetime: None,
-            grant: Some("g1"),
-        };
-        let (token, record) = tokens.issue_access(grant).unwrap();
-        assert_eq!(record.expires_at, NEVER_EXPIRES * 1000);
-        assert_eq!(record.label.as_deref(), Some("oauth:c1"));
-        let header = jsonwebtoken::decode_header(&token).unwrap();
-        assert_eq!(header.typ.as_deref(), Some(TYP_ACCESS_TOKEN));
-        let info = tokens.verify(&token).unwrap();
-        assert_eq!(info.expires_at, NEVER_EXPIRES);
-        assert_eq!(info.client_id.as_deref(), Some("c1"));
-        assert_eq!(&*info.username, "alice");
-        assert!(info.allows(SCOPE_MQTT) && !info.allows(SCOPE_API));
-        // The same claims under the API tokens' `typ` are not accepted.
-        let claims: serde_json::Value = {
-            use base64::Engine;
-            let part = token.split('.').nth(1).unwrap();
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(part)
-                .unwrap();
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        let relabelled = tokens.sign("JWT", &claims).unwrap();
-        assert_eq!(tokens.verify(&relabelled), Err(TokenError::Invalid));
-        // Revoked with its grant.
-        tokens
-            .revoke_where(|r| r.grant.as_deref() == Some("g1"))
-            .unwrap();
-        assert_eq!(tokens.verify(&token), Err(TokenError::Revoked));
-        // API tokens open both, unless enrol-only.
-        let (api, _) = tokens
-            .issue(&user(), Duration::from_secs(60), None, None)
-            .unwrap();
-        let info = tokens.verify(&api).unwrap();
-        assert!(info.allows(SCOPE_API) && info.allows(SCOPE_MQTT));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod codes;
 mod families;
 pub mod grant;
 pub mod introspect;
+pub mod model;
 
 use aws_lc_rs::constant_time;
 use parking_lot::{Mutex, RwLock};
@@ -30,9 +31,10 @@ use super::services::IdentityServices;
 use super::tokens::{AccessGrant, SCOPE_API, SCOPE_MQTT, TokenServiceError};
 use crate::config::OAuth as OAuthConfig;
 use crate::store::{Store, StoreError};
-pub use clients::{ClientType, Expiration, GrantKind, OAuthClient, RefreshCount};
+pub use clients::OAuthClient;
 use codes::Codes;
 use families::Families;
+pub use model::{ClientType, Expiration, GrantKind, RefreshCount};
 
 /// The key file for client-secret hashes, refresh-token tags and CSRF
 /// tokens (32 random bytes, mode 0600, beside the other keys).
