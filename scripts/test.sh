@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test. Installs what the tests need when it is
-# missing (Debian's mosquitto-clients, openssl and curl, PyPI's paho-mqtt,
-# and schemathesis in a venv for the API fuzzing); safe to run again.
+# missing (Debian's mosquitto-clients, openssl, curl and jq, PyPI's
+# paho-mqtt, authlib in a venv for the OAuth tests, and schemathesis in a
+# venv for the API fuzzing); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || mi
 # tests/tls.rs makes a CSR the way docs/tls.md tells device owners to.
 command -v openssl >/dev/null || missing="$missing openssl"
 command -v curl >/dev/null || missing="$missing curl"
+# docs/oauth.md's examples (run by tests/oauth_docs.rs) read JSON with jq.
+command -v jq >/dev/null || missing="$missing jq"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -23,6 +26,9 @@ fi
 if ! python3 -c 'import paho.mqtt' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3'
 fi
+
+# authlib (pinned) for tests/oauth_library.rs.
+bash scripts/oauth_venv.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

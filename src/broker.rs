@@ -88,6 +88,7 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
         store.clone(),
         &config.storage.dir,
         &config.http,
+        &config.oauth,
     )?;
     auth.accept_tokens(identity.tokens.clone());
     warn_initial_admin_password(&directory);

@@ -33,6 +33,29 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub tls: Tls,
     pub http: Http,
+    pub oauth: OAuth,
+}
+
+/// The OAuth 2.0 authorization server (`[oauth]`, `docs/oauth.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuth {
+    /// Access-token lifetime of clients registered with `tokenExpiration:
+    /// "global"` (seconds, Integration Server's default 3600).
+    pub token_expiration_secs: u32,
+    /// Public URL of the admin API (`https://broker.example:8443`), used
+    /// for the endpoints in the server metadata; empty: taken from each
+    /// request's `Host`.
+    pub base_url: String,
+}
+
+impl Default for OAuth {
+    fn default() -> OAuth {
+        OAuth {
+            token_expiration_secs: 3600,
+            base_url: String::new(),
+        }
+    }
 }
 
 /// The admin HTTP API (`[http]`): tokens, MFA, limits.
@@ -441,6 +464,20 @@ impl Config {
             "must be at least 1",
         )?;
         check(!h.issuer.is_empty(), "http.issuer", "must not be empty")?;
+        check(
+            (1..=i32::MAX as u32).contains(&self.oauth.token_expiration_secs),
+            "oauth.token_expiration_secs",
+            "must be between 1 and 2147483647",
+        )?;
+        let base = &self.oauth.base_url;
+        check(
+            base.is_empty()
+                || ((base.starts_with("http://") || base.starts_with("https://"))
+                    && !base.ends_with('/')
+                    && !base.contains(['?', '#', ' '])),
+            "oauth.base_url",
+            "must be empty or an http(s) URL without a trailing slash, query or fragment",
+        )?;
         let l = &self.listeners;
         check(
             l.mqtt.is_some() || l.ws.is_some() || l.mqtts.is_some() || l.wss.is_some(),
@@ -489,5 +526,13 @@ mod tests {
         assert!(err.to_string().contains("limits.max_packet_size"), "{err}");
         let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
+        let err = Config::parse("[oauth]\ntoken_expiration_secs = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("oauth.token_expiration_secs"),
+            "{err}"
+        );
+        let err = Config::parse("[oauth]\nbase_url = \"ftp://x/\"\n").unwrap_err();
+        assert!(err.to_string().contains("oauth.base_url"), "{err}");
+        assert_eq!(Config::parse("").unwrap().oauth.token_expiration_secs, 3600);
     }
 }

@@ -14,7 +14,7 @@ use crate::config::Auth as AuthConfig;
 use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
 use crate::identity::services::{is_initial_admin, is_loopback};
-use crate::identity::tokens::{TokenError, TokenService};
+use crate::identity::tokens::{SCOPE_MQTT, TokenError, TokenService};
 use crate::identity::{
     Directory, GrantMethod, LiveAcl, LiveSet, LoginMethod, User, client_id_substitutable, password,
     still_granted,
@@ -89,13 +89,16 @@ impl DirectoryAuthenticator {
                 return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
             }
         };
+        // The user name must be the token's user (for an OAuth
+        // `client_credentials` token: the client id); an OAuth token must
+        // have the `mqtt` scope.
         let user = self
             .directory
             .user(username)
-            .filter(|u| *u.id == *info.user_id && !info.enrol_only());
+            .filter(|u| *u.id == *info.user_id && info.allows(SCOPE_MQTT));
         let Some(user) = user else {
             self.backoff.failed(username, c.peer.ip());
-            tracing::warn!(peer = %c.peer, username, "token login refused: token of another user, or enrol-only");
+            tracing::warn!(peer = %c.peer, username, "token login refused: token of another user, enrol-only, or without the mqtt scope");
             return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
         };
         if !user.enabled || !user.has_grant(GrantMethod::Password) {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::identity::http_access::AccessError;
 use crate::identity::login::LoginError;
 use crate::identity::mfa::MfaError;
+use crate::identity::oauth::clients::ClientError;
 use crate::identity::services::AdminError;
 use crate::identity::tokens::{TokenError, TokenServiceError};
 use crate::identity::{IdentityError, ValidationError};
@@ -204,6 +205,7 @@ impl From<AdminError> for ApiError {
             AdminError::Mfa(e) => e.into(),
             AdminError::Tokens(e) => e.into(),
             AdminError::Store(e) => e.into(),
+            AdminError::OAuth(e) => ApiError::unavailable(&e),
             AdminError::PermissionDeclared => {
                 ApiError::new(StatusCode::CONFLICT, "permission_already_declared", message)
             }
@@ -217,6 +219,20 @@ impl From<AdminError> for ApiError {
                 ApiError::invalid(message)
             }
             AdminError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+        }
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ClientError::Invalid { .. } => ApiError::invalid(message),
+            ClientError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            ClientError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+            }
+            ClientError::Admin(e) => e.into(),
         }
     }
 }
@@ -273,6 +289,21 @@ mod tests {
             (MfaError::Required.into(), 401, "mfa_required"),
             (MfaError::Locked(5).into(), 429, "mfa_locked"),
             (TokenError::Revoked.into(), 401, "invalid_token"),
+            (
+                ClientError::Invalid {
+                    field: "redirectUris",
+                    reason: "x".into(),
+                }
+                .into(),
+                422,
+                "invalid_field",
+            ),
+            (
+                ClientError::Exists("app".into()).into(),
+                409,
+                "already_exists",
+            ),
+            (ClientError::NotFound("c".into()).into(), 404, "not_found"),
             (
                 LoginError::BadCredentials.into(),
                 401,

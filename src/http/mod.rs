@@ -20,6 +20,8 @@ mod clients;
 mod health;
 mod login;
 mod mfa;
+mod oauth;
+mod oauth_clients;
 pub mod openapi;
 mod permissions;
 mod roles;
@@ -69,6 +71,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(audit::routes())
         .merge(clients::routes())
+        .merge(oauth_clients::routes())
 }
 
 /// Routes without authentication.
@@ -77,6 +80,7 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(login::routes())
         .merge(health::routes())
         .merge(openapi::routes())
+        .merge(oauth::routes())
 }
 
 /// The OpenAPI description of every route, generated from the same

@@ -48,6 +48,17 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("get", "/api/health"),
     ("get", "/api/openapi.json"),
     ("get", "/.well-known/jwks.json"),
+    ("get", "/api/oauth/clients"),
+    ("post", "/api/oauth/clients"),
+    ("get", "/api/oauth/clients/{clientId}"),
+    ("put", "/api/oauth/clients/{clientId}"),
+    ("delete", "/api/oauth/clients/{clientId}"),
+    ("get", "/oauth/authorize"),
+    ("post", "/oauth/authorize"),
+    ("post", "/oauth/token"),
+    ("post", "/oauth/introspect"),
+    ("post", "/oauth/revoke"),
+    ("get", "/.well-known/oauth-authorization-server"),
 ];
 
 /// Statuses any operation may answer with `ErrorBody`.

@@ -16,9 +16,10 @@ use super::audit::{Actor, AuditLog};
 use super::directory::{ANONYMOUS_USER, Directory, IdentityError, NewUser};
 use super::mfa::{MfaError, MfaService};
 use super::model::*;
+use super::oauth::{OAuthOpenError, OAuthState};
 use super::rate::RateLimiter;
 use super::tokens::{TokenService, TokenServiceError};
-use crate::config::Http as HttpConfig;
+use crate::config::{Http as HttpConfig, OAuth as OAuthConfig};
 use crate::store::{Store, StoreError};
 
 /// The password the built-in `admin` user starts with: while it is still
@@ -35,6 +36,8 @@ pub enum AdminError {
     Tokens(#[from] TokenServiceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthOpenError),
     #[error("permission already declared")]
     PermissionDeclared,
     #[error("permission `{0}` not found")]
@@ -86,6 +89,8 @@ pub struct IdentityServices {
     pub tokens: Arc<TokenService>,
     pub mfa: MfaService,
     pub audit: AuditLog,
+    /// The OAuth 2.0 authorization server (`identity::oauth`).
+    pub oauth: OAuthState,
     pub config: HttpConfig,
     /// Login and MFA attempts per user name.
     pub per_user: RateLimiter,
@@ -122,6 +127,7 @@ impl IdentityServices {
         store: Arc<Store>,
         data_dir: &Path,
         config: &HttpConfig,
+        oauth: &OAuthConfig,
     ) -> Result<Arc<IdentityServices>, AdminError> {
         let exists = |id: &str| directory.user_by_id(id).is_some();
         let tokens = Arc::new(TokenService::open(
@@ -137,6 +143,7 @@ impl IdentityServices {
             Duration::from_secs(config.mfa_lockout_minutes * 60),
             exists,
         )?;
+        let oauth = OAuthState::open(data_dir, store.clone(), oauth, exists)?;
         let audit = AuditLog::open(store, config.audit_max_entries)?;
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(IdentityServices {
@@ -144,6 +151,7 @@ impl IdentityServices {
             tokens,
             mfa,
             audit,
+            oauth,
             config: config.clone(),
             per_user: RateLimiter::new(config.rate_per_user_per_minute),
             per_address: RateLimiter::new(config.rate_per_address_per_minute),

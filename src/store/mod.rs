@@ -45,6 +45,8 @@ const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certifi
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+const OAUTH_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_clients");
+const OAUTH_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_grants");
 
 /// The identity tables (users and roles, stored as JSON by `identity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub enum IdentityTable {
     Accounts,
     /// The admin audit log, by zero-padded sequence number.
     Audit,
+    /// Registered OAuth clients, by client id (secrets only as keyed hashes).
+    OAuthClients,
+    /// OAuth refresh-token families, by family id (never a token).
+    OAuthGrants,
 }
 
 impl IdentityTable {
@@ -69,6 +75,8 @@ impl IdentityTable {
             IdentityTable::Tokens => TOKENS,
             IdentityTable::Accounts => ACCOUNTS,
             IdentityTable::Audit => AUDIT,
+            IdentityTable::OAuthClients => OAUTH_CLIENTS,
+            IdentityTable::OAuthGrants => OAUTH_GRANTS,
         }
     }
 }
@@ -284,6 +292,8 @@ impl Store {
             TOKENS,
             ACCOUNTS,
             AUDIT,
+            OAUTH_CLIENTS,
+            OAUTH_GRANTS,
         ] {
             txn.open_table(table).map_err(db_err)?;
         }
