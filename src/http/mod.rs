@@ -16,6 +16,7 @@ pub mod extract;
 pub mod server;
 
 mod audit;
+mod client_registry;
 mod clients;
 mod health;
 mod login;
@@ -69,6 +70,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(audit::routes())
         .merge(clients::routes())
+        .merge(client_registry::admin_routes())
 }
 
 /// Routes without authentication.
@@ -77,6 +79,7 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(login::routes())
         .merge(health::routes())
         .merge(openapi::routes())
+        .merge(client_registry::device_routes())
 }
 
 /// The OpenAPI description of every route, generated from the same

@@ -17,6 +17,7 @@ use super::directory::{ANONYMOUS_USER, Directory, IdentityError, NewUser};
 use super::mfa::{MfaError, MfaService};
 use super::model::*;
 use super::rate::RateLimiter;
+use super::registry::ClientRegistry;
 use super::tokens::{TokenService, TokenServiceError};
 use crate::config::Http as HttpConfig;
 use crate::store::{Store, StoreError};
@@ -95,6 +96,8 @@ pub struct IdentityServices {
     pub(super) hashing: Semaphore,
     /// Serialises compound changes (check, then write, then audit).
     writes: Mutex<()>,
+    /// Devices asking for an identity (`registry_service.rs`).
+    pub registry: ClientRegistry,
 }
 
 /// A stable id for a permission: its content hashed, so that it needs no
@@ -122,6 +125,7 @@ impl IdentityServices {
         store: Arc<Store>,
         data_dir: &Path,
         config: &HttpConfig,
+        registry: ClientRegistry,
     ) -> Result<Arc<IdentityServices>, AdminError> {
         let exists = |id: &str| directory.user_by_id(id).is_some();
         let tokens = Arc::new(TokenService::open(
@@ -149,6 +153,7 @@ impl IdentityServices {
             per_address: RateLimiter::new(config.rate_per_address_per_minute),
             hashing: Semaphore::new(parallel),
             writes: Mutex::new(()),
+            registry,
         }))
     }
 

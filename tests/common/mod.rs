@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod registry;
 mod process;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
