@@ -13,7 +13,7 @@ use super::{AuthOutcome, Authenticator, Credentials, Identity};
 use crate::config::Auth as AuthConfig;
 use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
-use crate::identity::registry_service::ImplicitRegistrations;
+use crate::identity::registry::ImplicitRegistrations;
 use crate::identity::services::{is_initial_admin, is_loopback};
 use crate::identity::tokens::{TokenError, TokenService};
 use crate::identity::{

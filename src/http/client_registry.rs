@@ -1,7 +1,7 @@
 //! The client registry (`docs/onboarding.md`): devices register without
 //! authentication (`POST /api/client-registry/register`, Connectware's
 //! route); administrators unlock, lock, list, confirm (Connectware's
-//! grant) and reject. The rules live in `identity::registry_service`.
+//! grant) and reject. The rules live in `identity::registry`.
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
@@ -18,8 +18,9 @@ use super::dto::{PermissionDto, PermissionInput, UserDto, permissions_in};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, Caller, Peer};
 use super::users::user_view;
-use crate::identity::registry::{PendingRequest, RegistryStatus, Wishes};
-use crate::identity::registry_service::{Registered, Registration, RegistryError};
+use crate::identity::registry::{
+    PendingRequest, Registered, Registration, RegistryError, RegistryStatus, Wishes,
+};
 use crate::identity::services::IdentityServices;
 
 /// The one unauthenticated registry route (rate-limited per address).

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::identity::http_access::AccessError;
 use crate::identity::login::LoginError;
 use crate::identity::mfa::MfaError;
-use crate::identity::registry_service::RegistryError;
+use crate::identity::registry::RegistryError;
 use crate::identity::services::AdminError;
 use crate::identity::tokens::{TokenError, TokenServiceError};
 use crate::identity::{IdentityError, ValidationError};

@@ -19,7 +19,6 @@ pub mod password;
 pub mod policy;
 pub mod rate;
 pub mod registry;
-pub mod registry_service;
 pub mod services;
 pub mod settings;
 mod token_sessions;

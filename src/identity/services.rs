@@ -96,7 +96,7 @@ pub struct IdentityServices {
     pub(super) hashing: Semaphore,
     /// Serialises compound changes (check, then write, then audit).
     writes: Mutex<()>,
-    /// Devices asking for an identity (`registry_service.rs`).
+    /// Devices asking for an identity (`registry/`).
     pub registry: ClientRegistry,
 }
 

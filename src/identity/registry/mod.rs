@@ -2,8 +2,9 @@
 //! devices that asked for an identity (pending, or granted and waiting to
 //! be fetched). Nothing here survives a restart: the registry starts
 //! locked and empty. Bounded in number and age, so an open registry cannot
-//! be filled without limit. The flows that use it (argon2, the CA, the
-//! audit log) are in `registry_service.rs`.
+//! be filled without limit. The flows that use it are beside it: a
+//! request's checks (`request.rs`), register, confirm and reject
+//! (`service.rs`), and the MQTT implicit flow (`implicit.rs`).
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -15,9 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-use super::model::Permission;
-use super::rate::RateLimiter;
-use super::totp::base32;
+mod implicit;
+mod request;
+mod service;
+
+pub use implicit::ImplicitRegistrations;
+pub use request::{MAX_CONTEXT_CHARS, MAX_WISHES, Registered, Registration, RegistryError};
+
+use crate::identity::model::Permission;
+use crate::identity::rate::RateLimiter;
+use crate::identity::totp::base32;
 use crate::config::Registry as RegistryConfig;
 use crate::router::now_millis;
 use crate::tls::{CaError, CertificateAuthority};
