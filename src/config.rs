@@ -549,5 +549,12 @@ mod tests {
         assert!(err.to_string().contains("limits.max_packet_size"), "{err}");
         let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
+        let err = Config::parse("[registry]\ndefault_unlock_minutes = 90\n").unwrap_err();
+        assert!(
+            err.to_string().contains("registry.default_unlock_minutes"),
+            "{err}"
+        );
+        let c = Config::parse("[registry]\nmax_pending = 3\nimplicit_flow = false\n").unwrap();
+        assert_eq!((c.registry.max_pending, c.registry.implicit_flow), (3, false));
     }
 }

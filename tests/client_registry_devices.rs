@@ -264,6 +264,8 @@ async fn the_cli_drives_the_registry() {
 
     let (ok, out) = cli(&b, &["confirm", "gauge-1", "--role", "minimum-access"], None, &[("GATEHOUSE_TOKEN", token)]);
     assert!(ok && out.contains("confirmed `gauge-1`"), "{out}");
+    let fetched = register_password(&device, "gauge-1", "gauge-secret").await;
+    assert_eq!(fetched.status, 201, "{}", fetched.body);
     let user = Api::login(b.http_addr(), "gauge-1", "gauge-secret").await;
     let me = user.get("/api/users/me").await;
     assert_eq!(me.body["roles"][0]["name"], "minimum-access");

@@ -261,7 +261,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::Policy(_) => bad("password_policy"),
             RegistryError::BothCredentials | RegistryError::NoCredential => bad("credentials"),
             RegistryError::CsrEncoding | RegistryError::InvalidCsr(_) => bad("invalid_csr"),
-            RegistryError::EmptyCommonName | RegistryError::CommonName { .. } => {
+            RegistryError::EmptyCommonName
+            | RegistryError::SeveralCommonNames
+            | RegistryError::CommonName { .. } => {
                 bad("csr_common_name")
             }
             RegistryError::Wishes(_) => bad("invalid_request"),

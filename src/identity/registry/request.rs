@@ -41,8 +41,10 @@ pub enum RegistryError {
     CsrEncoding,
     #[error("csr: {0}")]
     InvalidCsr(CaError),
-    #[error("csr: the common name (CN) is empty")]
+    #[error("csr: the common name (CN) is missing or empty")]
     EmptyCommonName,
+    #[error("csr: several common names (CN); give one, the user name")]
+    SeveralCommonNames,
     #[error("csr: the common name (CN) `{cn}` is not the user name `{username}`")]
     CommonName { cn: String, username: String },
     #[error("{0}")]
@@ -196,6 +198,7 @@ pub(super) fn check_csr(text: &str, username: &str) -> Result<Offered, RegistryE
     let pem = csr_pem(text)?;
     let summary = inspect_csr(&pem).map_err(|e| match e {
         CaError::NoCommonName => RegistryError::EmptyCommonName,
+        CaError::SeveralCommonNames => RegistryError::SeveralCommonNames,
         e => RegistryError::InvalidCsr(e),
     })?;
     let cn = summary.common_name;

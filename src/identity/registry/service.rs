@@ -80,92 +80,132 @@ impl IdentityServices {
             }
             (None, None) => return Err(RegistryError::NoCredential),
         };
-        let mut hashed: Option<Credential> = None;
+        let mut credential: Option<Credential> = None;
         // A few rounds at most: a request added or removed meanwhile (by
         // an identical request racing this one) is looked at again.
         for _ in 0..3 {
-            if let Some(entry) = registry.get(&username) {
-                if !self.same_credential(&entry.credential, &offered).await? {
-                    tracing::warn!(%peer, username, "registration refused: a different request for this user name is pending");
-                    let detail = serde_json::json!({"username": username, "reason": "conflict"});
-                    let target = username.clone();
-                    self.off_thread(move |s| {
-                        s.audit
-                            .record(&device(peer), "registry.conflict", &target, detail)
-                    })
-                    .await??;
-                    return Err(RegistryError::Conflict(username));
-                }
-                if entry.granted.is_none() && !registry.is_open() {
-                    return Err(RegistryError::Locked);
-                }
-                match registry.repeat(&entry.id, &username, peer, request.wishes.clone()) {
-                    Repeat::Pending(pairing_code) => return Ok(Registered::Pending { pairing_code }),
-                    Repeat::Granted(grant) => {
-                        let detail = describe(&entry);
-                        let target = username.clone();
-                        self.off_thread(move |s| {
-                            s.audit
-                                .record(&device(peer), "registry.deliver", &target, detail)
-                        })
-                        .await??;
-                        return Ok(Registered::Granted { username, grant });
-                    }
-                    Repeat::Gone => continue,
-                }
-            }
-            if !registry.is_open() {
-                return Err(RegistryError::Locked);
-            }
-            if self.directory.user(&username).is_some() {
-                return Err(RegistryError::UserExists(username));
-            }
-            let credential = match (&hashed, &offered) {
-                (Some(credential), _) => credential.clone(),
-                (None, Offered::Password(password)) => {
-                    let _permit = self.hashing.acquire().await;
-                    let password = password.clone();
-                    let hash = self
-                        .off_thread(move |_| password::try_hash_password(&password))
+            let answer = match registry.get(&username) {
+                Some(entry) => {
+                    self.register_again(entry, &offered, &request.wishes, peer)
                         .await?
-                        .map_err(|e| {
-                            tracing::error!("registration: {e}");
-                            RegistryError::Interrupted
-                        })?;
-                    Credential::Password { hash }
                 }
-                (None, Offered::Csr { pem, key_digest }) => Credential::Csr {
-                    pem: pem.clone(),
-                    key_digest: *key_digest,
-                },
-            };
-            hashed = Some(credential.clone());
-            let new = NewRequest {
-                username: username.clone(),
-                credential,
-                wishes: request.wishes.clone(),
-                flow: Flow::Explicit,
-                address: peer,
-            };
-            match registry.insert(new) {
-                Ok(added) => {
-                    tracing::info!(%peer, username, method = added.credential.method(), pairing_code = added.pairing_code, "registration pending");
-                    let detail = describe(&added);
-                    self.off_thread(move |s| {
-                        s.audit
-                            .record(&device(peer), "registry.request", &username, detail)
-                    })
-                    .await??;
-                    return Ok(Registered::Pending {
-                        pairing_code: added.pairing_code,
-                    });
+                None => {
+                    self.register_new(&username, &offered, &mut credential, &request.wishes, peer)
+                        .await?
                 }
-                Err(InsertRefused::Taken) => continue,
-                Err(InsertRefused::Full(wait)) => return Err(RegistryError::Full(wait)),
-                Err(InsertRefused::Locked) => return Err(RegistryError::Locked),
+            };
+            if let Some(answer) = answer {
+                return Ok(answer);
             }
         }
         Err(RegistryError::Conflict(username))
+    }
+
+    /// `register` for a name with a request: the same one polls (or gets
+    /// its granted answer, once); another one is a conflict. `None`: the
+    /// request went meanwhile.
+    async fn register_again(
+        self: &Arc<Self>,
+        entry: PendingRequest,
+        offered: &Offered,
+        wishes: &Wishes,
+        peer: IpAddr,
+    ) -> Result<Option<Registered>, RegistryError> {
+        let username = entry.username.clone();
+        if !self.same_credential(&entry.credential, offered).await? {
+            tracing::warn!(%peer, username, "registration refused: a different request for this user name is pending");
+            let detail = serde_json::json!({"username": username, "reason": "conflict"});
+            self.audit_off_thread(peer, "registry.conflict", &username, detail)
+                .await?;
+            return Err(RegistryError::Conflict(username));
+        }
+        if entry.granted.is_none() && !self.registry.is_open() {
+            return Err(RegistryError::Locked);
+        }
+        match self
+            .registry
+            .repeat(&entry.id, &username, peer, wishes.clone())
+        {
+            Repeat::Pending(pairing_code) => Ok(Some(Registered::Pending { pairing_code })),
+            Repeat::Granted(grant) => {
+                self.audit_off_thread(peer, "registry.deliver", &username, describe(&entry))
+                    .await?;
+                Ok(Some(Registered::Granted { username, grant }))
+            }
+            Repeat::Gone => Ok(None),
+        }
+    }
+
+    /// `register` for a name without a request: a new one (the password
+    /// hashed once, into `credential`). `None`: one appeared meanwhile.
+    async fn register_new(
+        self: &Arc<Self>,
+        username: &str,
+        offered: &Offered,
+        credential: &mut Option<Credential>,
+        wishes: &Wishes,
+        peer: IpAddr,
+    ) -> Result<Option<Registered>, RegistryError> {
+        if !self.registry.is_open() {
+            return Err(RegistryError::Locked);
+        }
+        if self.directory.user(username).is_some() {
+            return Err(RegistryError::UserExists(username.into()));
+        }
+        let stored = match (credential.as_ref(), offered) {
+            (Some(stored), _) => stored.clone(),
+            (None, Offered::Password(password)) => {
+                let _permit = self.hashing.acquire().await;
+                let password = password.clone();
+                let hash = self
+                    .off_thread(move |_| password::try_hash_password(&password))
+                    .await?
+                    .map_err(|e| {
+                        tracing::error!("registration: {e}");
+                        RegistryError::Interrupted
+                    })?;
+                Credential::Password { hash }
+            }
+            (None, Offered::Csr { pem, key_digest }) => Credential::Csr {
+                pem: pem.clone(),
+                key_digest: *key_digest,
+            },
+        };
+        *credential = Some(stored.clone());
+        let new = NewRequest {
+            username: username.into(),
+            credential: stored,
+            wishes: wishes.clone(),
+            flow: Flow::Explicit,
+            address: peer,
+        };
+        match self.registry.insert(new) {
+            Ok(added) => {
+                tracing::info!(%peer, username, method = added.credential.method(), pairing_code = added.pairing_code, "registration pending");
+                self.audit_off_thread(peer, "registry.request", username, describe(&added))
+                    .await?;
+                Ok(Some(Registered::Pending {
+                    pairing_code: added.pairing_code,
+                }))
+            }
+            Err(InsertRefused::Taken) => Ok(None),
+            Err(InsertRefused::Full(wait)) => Err(RegistryError::Full(wait)),
+            Err(InsertRefused::Locked) => Err(RegistryError::Locked),
+        }
+    }
+
+    /// An audit entry for a device's request (the store write fsyncs).
+    async fn audit_off_thread(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        action: &'static str,
+        username: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let target = username.to_owned();
+        self.off_thread(move |s| s.audit.record(&device(peer), action, &target, detail))
+            .await??;
+        Ok(())
     }
 
     pub fn registry_status(&self) -> RegistryStatus {
@@ -254,19 +294,19 @@ impl IdentityServices {
                 ..CreateUser::default()
             },
         )?;
-        let grant = match self.credential_for(&user, &entry.credential) {
-            Ok(grant) => grant,
+        let (grant, serial) = match self.credential_for(&user, &entry.credential) {
+            Ok(done) => done,
             Err(e) => {
                 // No half-made identity: the user goes again.
-                if let Err(undo) = self.directory.delete_user(&user.username) {
+                if let Err(undo) = self.delete_user(actor, &user.id) {
                     tracing::error!(username, "registry: cannot undo the user: {undo}");
                 }
                 return Err(e);
             }
         };
-        let serial = grant.as_ref().and_then(|(_, serial)| serial.clone());
+        // Nobody fetches an answer in the implicit flow: the client connects.
         let answer = match entry.flow {
-            Flow::Explicit => grant.map(|(grant, _)| grant),
+            Flow::Explicit => Some(grant),
             Flow::Implicit => None,
         };
         self.registry.settle(&entry.id, username, answer);
@@ -287,7 +327,7 @@ impl IdentityServices {
         &self,
         user: &User,
         credential: &Credential,
-    ) -> Result<Option<(Grant, Option<String>)>, RegistryError> {
+    ) -> Result<(Grant, Option<String>), RegistryError> {
         match credential {
             Credential::Password { hash } => {
                 let hash = hash.clone();
@@ -295,13 +335,11 @@ impl IdentityServices {
                     u.password_hash = Some(hash);
                     Ok(())
                 })?;
-                Ok(Some((
-                    Grant {
-                        certificate: None,
-                        ca_certificate: None,
-                    },
-                    None,
-                )))
+                let grant = Grant {
+                    certificate: None,
+                    ca_certificate: None,
+                };
+                Ok((grant, None))
             }
             Credential::Csr { pem, .. } => {
                 let ca = self.registry.ca().map_err(RegistryError::Ca)?;
@@ -310,13 +348,11 @@ impl IdentityServices {
                     .map_err(RegistryError::Ca)?;
                 self.directory
                     .record_certificate(CertificateRecord::from(&issued))?;
-                Ok(Some((
-                    Grant {
-                        certificate: Some(issued.pem),
-                        ca_certificate: Some(ca.cert_pem.clone()),
-                    },
-                    Some(issued.serial),
-                )))
+                let grant = Grant {
+                    certificate: Some(issued.pem),
+                    ca_certificate: Some(ca.cert_pem.clone()),
+                };
+                Ok((grant, Some(issued.serial)))
             }
         }
     }
