@@ -555,6 +555,9 @@ mod tests {
             "{err}"
         );
         let c = Config::parse("[registry]\nmax_pending = 3\nimplicit_flow = false\n").unwrap();
-        assert_eq!((c.registry.max_pending, c.registry.implicit_flow), (3, false));
+        assert_eq!(
+            (c.registry.max_pending, c.registry.implicit_flow),
+            (3, false)
+        );
     }
 }

@@ -19,7 +19,10 @@ async fn locked_by_default_and_again_after_the_duration() {
     let device = device_api(&b);
     let admin = admin(&b).await;
     let reply = register_password(&device, "sensor-1", "secret-1").await;
-    assert_eq!((reply.status.as_u16(), reply.code()), (423, "registry_locked"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.code()),
+        (423, "registry_locked")
+    );
     let status = admin.get("/api/client-registry").await;
     assert_eq!(status.body["locked"], true, "{}", status.body);
     assert_eq!(status.body["unlockedUntil"], Value::Null);
@@ -39,7 +42,10 @@ async fn locked_by_default_and_again_after_the_duration() {
             > until
     );
     let reply = register_password(&device, "sensor-2", "secret-2").await;
-    assert_eq!((reply.status.as_u16(), reply.code()), (423, "registry_locked"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.code()),
+        (423, "registry_locked")
+    );
     // Even the pending one polls into a locked registry; it stays listed.
     let reply = register_password(&device, "sensor-1", "secret-1").await;
     assert_eq!(reply.status.as_u16(), 423);
@@ -86,10 +92,17 @@ async fn password_flow_pending_then_granted_once() {
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
     let code = first.body["pairingCode"].as_str().unwrap().to_owned();
     assert_eq!(code.len(), 8);
-    assert!(code.chars().all(|c| matches!(c, 'A'..='Z' | '2'..='7')), "{code}");
+    assert!(
+        code.chars().all(|c| matches!(c, 'A'..='Z' | '2'..='7')),
+        "{code}"
+    );
     let again = device.post(REGISTER, body.clone()).await;
     assert_eq!(again.status, StatusCode::ACCEPTED);
-    assert_eq!(again.body["pairingCode"], code.as_str(), "same request, same code");
+    assert_eq!(
+        again.body["pairingCode"],
+        code.as_str(),
+        "same request, same code"
+    );
     let entry = listed(&admin, "pump-7").await.unwrap();
     assert_eq!(entry["method"], "password");
     assert_eq!(entry["flow"], "explicit");
@@ -118,20 +131,32 @@ async fn password_flow_pending_then_granted_once() {
     assert_eq!(confirmed.body["roles"].as_array().unwrap().len(), 1);
     assert_eq!(confirmed.body["grantTypes"][0]["method"], "password");
     let twice = admin
-        .post("/api/client-registry/confirm", json!({"username": "pump-7"}))
+        .post(
+            "/api/client-registry/confirm",
+            json!({"username": "pump-7"}),
+        )
         .await;
-    assert_eq!((twice.status.as_u16(), twice.code()), (409, "already_confirmed"));
+    assert_eq!(
+        (twice.status.as_u16(), twice.code()),
+        (409, "already_confirmed")
+    );
     assert_eq!(listed(&admin, "pump-7").await.unwrap()["status"], "granted");
 
     // A different password is a conflict, never an overwrite.
     let other = register_password(&device, "pump-7", "another-secret").await;
-    assert_eq!((other.status.as_u16(), other.code()), (409, "registration_conflict"));
+    assert_eq!(
+        (other.status.as_u16(), other.code()),
+        (409, "registration_conflict")
+    );
     let granted = device.post(REGISTER, body.clone()).await;
     assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.body);
     assert_eq!(granted.body, json!({"username": "pump-7"}));
     // Answered once; then the normal answer for an existing user.
     let after = device.post(REGISTER, body).await;
-    assert_eq!((after.status.as_u16(), after.code()), (409, "already_exists"));
+    assert_eq!(
+        (after.status.as_u16(), after.code()),
+        (409, "already_exists")
+    );
     assert!(listed(&admin, "pump-7").await.is_none());
     // The user logs in with the registered password (HTTP and MQTT).
     Api::login(b.http_addr(), "pump-7", "pump-7-secret").await;
@@ -155,16 +180,28 @@ async fn reject_and_the_audit_log() {
     let first = register_password(&device, "valve-3", "valve-secret").await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     let rejected = admin
-        .post("/api/client-registry/reject", json!({"username": "valve-3"}))
+        .post(
+            "/api/client-registry/reject",
+            json!({"username": "valve-3"}),
+        )
         .await;
     assert_eq!(rejected.status, 204, "{}", rejected.body);
     assert!(listed(&admin, "valve-3").await.is_none());
     let unknown = admin
-        .post("/api/client-registry/reject", json!({"username": "valve-3"}))
+        .post(
+            "/api/client-registry/reject",
+            json!({"username": "valve-3"}),
+        )
         .await;
-    assert_eq!((unknown.status.as_u16(), unknown.code()), (404, "not_found"));
+    assert_eq!(
+        (unknown.status.as_u16(), unknown.code()),
+        (404, "not_found")
+    );
     let unknown = admin
-        .post("/api/client-registry/confirm", json!({"username": "nobody"}))
+        .post(
+            "/api/client-registry/confirm",
+            json!({"username": "nobody"}),
+        )
         .await;
     assert_eq!(unknown.status, 404);
     // A new request after a rejection starts afresh (new hash, new code).
@@ -193,7 +230,10 @@ async fn reject_and_the_audit_log() {
         .unwrap();
     assert_eq!(request["target"], "valve-3");
     assert_eq!(request["address"], "127.0.0.1");
-    assert!(!audit.body.to_string().contains("valve-secret"), "no secret");
+    assert!(
+        !audit.body.to_string().contains("valve-secret"),
+        "no secret"
+    );
     b.stop().await;
 }
 
@@ -219,23 +259,72 @@ async fn bad_requests_are_400_with_the_reason() {
         &[],
     );
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"username": "ab", "password": "secret-1"}), "invalid_username", "3 to 128"),
-        (json!({"username": "a b c", "password": "secret-1"}), "invalid_username", "whitespace"),
-        (json!({"username": "short-pw", "password": "abc"}), "password_policy", "password"),
-        (json!({"username": "cam-1", "password": "secret-1", "csr": pem("cam-1")}), "credentials", "not both"),
+        (
+            json!({"username": "ab", "password": "secret-1"}),
+            "invalid_username",
+            "3 to 128",
+        ),
+        (
+            json!({"username": "a b c", "password": "secret-1"}),
+            "invalid_username",
+            "whitespace",
+        ),
+        (
+            json!({"username": "short-pw", "password": "abc"}),
+            "password_policy",
+            "password",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1", "csr": pem("cam-1")}),
+            "credentials",
+            "not both",
+        ),
         (json!({"username": "cam-1"}), "credentials", "required"),
-        (json!({"username": "cam-1", "csr": tampered}), "invalid_csr", "signature"),
-        (json!({"username": "cam-1", "csr": "!!! not base64 !!!"}), "invalid_csr", "base64"),
-        (json!({"username": "cam-1", "csr": "aGVsbG8="}), "invalid_csr", "PEM"),
-        (json!({"username": "nocn", "csr": pem("nocn")}), "csr_common_name", "empty"),
-        (json!({"username": "cam-1", "csr": pem("other")}), "csr_common_name", "someone-else"),
-        (json!({"username": "cam-1", "password": "secret-1", "context": "x".repeat(1025)}), "invalid_request", "context"),
-        (json!({"username": "cam-1", "password": "secret-1",
-            "permissions": [{"resource": "a/#/b", "operation": "read", "context": "mqtt"}]}), "invalid_request", "a/#/b"),
+        (
+            json!({"username": "cam-1", "csr": tampered}),
+            "invalid_csr",
+            "signature",
+        ),
+        (
+            json!({"username": "cam-1", "csr": "!!! not base64 !!!"}),
+            "invalid_csr",
+            "base64",
+        ),
+        (
+            json!({"username": "cam-1", "csr": "aGVsbG8="}),
+            "invalid_csr",
+            "PEM",
+        ),
+        (
+            json!({"username": "nocn", "csr": pem("nocn")}),
+            "csr_common_name",
+            "empty",
+        ),
+        (
+            json!({"username": "cam-1", "csr": pem("other")}),
+            "csr_common_name",
+            "someone-else",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1", "context": "x".repeat(1025)}),
+            "invalid_request",
+            "context",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1",
+            "permissions": [{"resource": "a/#/b", "operation": "read", "context": "mqtt"}]}),
+            "invalid_request",
+            "a/#/b",
+        ),
     ];
     for (body, code, words) in cases {
         let reply = device.post(REGISTER, body.clone()).await;
-        assert_eq!((reply.status.as_u16(), reply.code()), (400, code), "{body}: {}", reply.body);
+        assert_eq!(
+            (reply.status.as_u16(), reply.code()),
+            (400, code),
+            "{body}: {}",
+            reply.body
+        );
         let message = reply.body["message"].as_str().unwrap();
         assert!(message.contains(words), "{code}: {message}");
     }
@@ -255,11 +344,16 @@ async fn bad_requests_are_400_with_the_reason() {
     };
     let (status, body) = send(b"{\"username\": ".to_vec()).await;
     assert_eq!((status, body["error"].as_str().unwrap()), (400, "bad_json"));
-    let (status, body) = send(br#"{"username":"cam-1","password":"secret-1","pin":1}"#.to_vec()).await;
+    let (status, body) =
+        send(br#"{"username":"cam-1","password":"secret-1","pin":1}"#.to_vec()).await;
     assert_eq!(status, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("pin"), "{body}");
-    let (status, body) = send(format!(r#"{{"username":"cam-1","csr":"{}"}}"#, "A".repeat(9000)).into_bytes()).await;
-    assert_eq!((status, body["error"].as_str().unwrap()), (413, "payload_too_large"));
+    let (status, body) =
+        send(format!(r#"{{"username":"cam-1","csr":"{}"}}"#, "A".repeat(9000)).into_bytes()).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (413, "payload_too_large")
+    );
     // Nothing of this was recorded.
     assert!(
         admin.get("/api/client-registry").await.body["pendingRequests"]
@@ -277,7 +371,10 @@ async fn conflicts_are_409() {
     let admin = admin(&b).await;
     unlock(&admin, None).await;
     let exists = register_password(&device, "admin", "whatever-1").await;
-    assert_eq!((exists.status.as_u16(), exists.code()), (409, "already_exists"));
+    assert_eq!(
+        (exists.status.as_u16(), exists.code()),
+        (409, "already_exists")
+    );
     let dir = tempfile::tempdir().unwrap();
     make_csr(dir.path(), "cam-2", "/CN=cam-2", "");
     let (status, _) = curl_register_csr(&b, dir.path(), "cam-2");
@@ -286,18 +383,35 @@ async fn conflicts_are_409() {
     std::fs::rename(dir.path().join("cam-2.csr"), dir.path().join("first.csr")).unwrap();
     make_csr(dir.path(), "cam-2", "/CN=cam-2", "");
     let (status, body) = curl_register_csr(&b, dir.path(), "cam-2");
-    assert_eq!((status, body["error"].as_str().unwrap()), (409, "registration_conflict"));
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (409, "registration_conflict")
+    );
     // A password for a name with a pending CSR, and the other way round.
     let reply = register_password(&device, "cam-2", "secret-22").await;
     assert_eq!(reply.code(), "registration_conflict");
-    assert_eq!(register_password(&device, "meter-1", "secret-1").await.status, 202);
+    assert_eq!(
+        register_password(&device, "meter-1", "secret-1")
+            .await
+            .status,
+        202
+    );
     let csr = make_csr(dir.path(), "meter-1", "/CN=meter-1", "");
     let reply = device
-        .post(REGISTER, json!({"username": "meter-1", "csr": std::fs::read_to_string(csr).unwrap()}))
+        .post(
+            REGISTER,
+            json!({"username": "meter-1", "csr": std::fs::read_to_string(csr).unwrap()}),
+        )
         .await;
-    assert_eq!((reply.status.as_u16(), reply.code()), (409, "registration_conflict"));
+    assert_eq!(
+        (reply.status.as_u16(), reply.code()),
+        (409, "registration_conflict")
+    );
     let entry = listed(&admin, "cam-2").await.unwrap();
-    assert_eq!((entry["method"].as_str(), entry["attempts"].as_u64()), (Some("csr"), Some(1)));
+    assert_eq!(
+        (entry["method"].as_str(), entry["attempts"].as_u64()),
+        (Some("csr"), Some(1))
+    );
     b.stop().await;
 }
 
@@ -311,18 +425,39 @@ async fn pending_requests_are_bounded_in_number_and_age() {
     let device = device_api(&b);
     let admin = admin(&b).await;
     unlock(&admin, None).await;
-    assert_eq!(register_password(&device, "dev-a", "secret-a").await.status, 202);
-    assert_eq!(register_password(&device, "dev-b", "secret-b").await.status, 202);
+    assert_eq!(
+        register_password(&device, "dev-a", "secret-a").await.status,
+        202
+    );
+    assert_eq!(
+        register_password(&device, "dev-b", "secret-b").await.status,
+        202
+    );
     let full = register_password(&device, "dev-c", "secret-c").await;
-    assert_eq!((full.status.as_u16(), full.code()), (429, "registry_full"), "{}", full.body);
-    let retry: u64 = full.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        (full.status.as_u16(), full.code()),
+        (429, "registry_full"),
+        "{}",
+        full.body
+    );
+    let retry: u64 = full.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     // Known requests still poll.
-    assert_eq!(register_password(&device, "dev-a", "secret-a").await.status, 202);
+    assert_eq!(
+        register_password(&device, "dev-a", "secret-a").await.status,
+        202
+    );
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let status = admin.get("/api/client-registry").await;
     assert_eq!(status.body["pendingRequests"], json!([]), "aged out");
-    assert_eq!(register_password(&device, "dev-c", "secret-c").await.status, 202);
+    assert_eq!(
+        register_password(&device, "dev-c", "secret-c").await.status,
+        202
+    );
     b.stop().await;
 }
 
@@ -331,10 +466,16 @@ async fn registrations_are_rate_limited_per_address() {
     let b = TestBroker::start_with(|c| c.registry.rate_per_address_per_minute = 3).await;
     let device = device_api(&b);
     for _ in 0..3 {
-        assert_eq!(register_password(&device, "dev-x", "secret-x").await.status, 423);
+        assert_eq!(
+            register_password(&device, "dev-x", "secret-x").await.status,
+            423
+        );
     }
     let limited = register_password(&device, "dev-x", "secret-x").await;
-    assert_eq!((limited.status.as_u16(), limited.code()), (429, "rate_limited"));
+    assert_eq!(
+        (limited.status.as_u16(), limited.code()),
+        (429, "rate_limited")
+    );
     assert!(limited.headers.contains_key("retry-after"));
     b.stop().await;
 }
@@ -362,7 +503,12 @@ async fn admin_routes_need_their_permission() {
         assert_eq!(reply.status, 401, "{method} {path}");
         let reply = operator.call(method, path, body).await;
         let expected = if method == "GET" { 200 } else { 403 };
-        assert_eq!(reply.status.as_u16(), expected, "{method} {path}: {}", reply.body);
+        assert_eq!(
+            reply.status.as_u16(),
+            expected,
+            "{method} {path}: {}",
+            reply.body
+        );
     }
     // Only register is open to anyone.
     let reply = register_password(&anonymous, "dev-y", "secret-y").await;

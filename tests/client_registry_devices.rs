@@ -37,15 +37,26 @@ async fn csr_device_onboards_and_publishes_over_mutual_tls() {
     make_csr(d, "device1", "/CN=device1", "");
 
     let (status, body) = curl_register_csr(&b, d, "device1");
-    assert_eq!((status, body["error"].as_str()), (423, Some("registry_locked")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (423, Some("registry_locked"))
+    );
     unlock(&admin, None).await;
     let (status, body) = curl_register_csr(&b, d, "device1");
     assert_eq!(status, 202, "{body}");
     let code = body["pairingCode"].as_str().unwrap();
-    assert_eq!(code, pairing_code_of(d, "device1"), "the device computes the same code");
+    assert_eq!(
+        code,
+        pairing_code_of(d, "device1"),
+        "the device computes the same code"
+    );
     let entry = listed(&admin, "device1").await.unwrap();
     assert_eq!(
-        (entry["method"].as_str(), entry["pairingCode"].as_str(), entry["context"].as_str()),
+        (
+            entry["method"].as_str(),
+            entry["pairingCode"].as_str(),
+            entry["context"].as_str()
+        ),
         (Some("csr"), Some(code), Some("line 3, cabinet 2"))
     );
     let (status, _) = curl_register_csr(&b, d, "device1");
@@ -59,7 +70,10 @@ async fn csr_device_onboards_and_publishes_over_mutual_tls() {
         )
         .await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
-    assert_eq!(confirmed.body["grantTypes"], json!([{"method": "certificate", "isRequired": false}]));
+    assert_eq!(
+        confirmed.body["grantTypes"],
+        json!([{"method": "certificate", "isRequired": false}])
+    );
     assert_eq!(confirmed.body["certificates"].as_array().unwrap().len(), 1);
 
     let (status, granted) = curl_register_csr(&b, d, "device1");
@@ -72,22 +86,52 @@ async fn csr_device_onboards_and_publishes_over_mutual_tls() {
         std::fs::read_to_string(&ca_file).unwrap()
     );
     let ca = ca_file.display().to_string();
-    let verified = sh_ok(d, "openssl verify -CAfile \"$CA\" device1.crt", &[("CA", &ca)]);
+    let verified = sh_ok(
+        d,
+        "openssl verify -CAfile \"$CA\" device1.crt",
+        &[("CA", &ca)],
+    );
     assert!(verified.contains("device1.crt: OK"), "{verified}");
     let subject = sh_ok(d, "openssl x509 -in device1.crt -noout -subject", &[]);
-    assert!(subject.contains("CN=device1") || subject.contains("CN = device1"), "{subject}");
+    assert!(
+        subject.contains("CN=device1") || subject.contains("CN = device1"),
+        "{subject}"
+    );
     let (status, again) = curl_register_csr(&b, d, "device1");
-    assert_eq!((status, again["error"].as_str()), (409, Some("already_exists")));
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (409, Some("already_exists"))
+    );
 
     // The device publishes with its key and the new certificate.
     let key = d.join("device1.key").display().to_string();
-    let tls = ["--cafile", ca.as_str(), "--cert", &cert, "--key", &key, "-V", "5"];
+    let tls = [
+        "--cafile",
+        ca.as_str(),
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-V",
+        "5",
+    ];
     let topic = "devices/device1/state";
     let (status, out) = mosquitto_roundtrip(mqtts, topic, topic, "onboarded", &tls, &tls).await;
     assert_eq!((status, out.trim()), (Some(0), "onboarded"));
     // Held to the permissions it was confirmed with.
     let port = mqtts.to_string();
-    let mut args = vec!["-h", "127.0.0.1", "-p", port.as_str(), "-t", "elsewhere", "-C", "1", "-W", "2"];
+    let mut args = vec![
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port.as_str(),
+        "-t",
+        "elsewhere",
+        "-C",
+        "1",
+        "-W",
+        "2",
+    ];
     args.extend(tls);
     let (status, out) = run_cmd("mosquitto_sub", &args, Duration::from_secs(6)).await;
     assert!(status != Some(0) || out.contains("denied"), "{out}");
@@ -112,7 +156,8 @@ async fn csr_asking_for_ca_rights_yields_a_leaf() {
     assert!(asked.contains("CA:TRUE"), "{asked}");
     unlock(&admin, None).await;
     // The PEM text itself is accepted too.
-    let body = json!({"username": "rogue", "csr": std::fs::read_to_string(d.join("rogue.csr")).unwrap()});
+    let body =
+        json!({"username": "rogue", "csr": std::fs::read_to_string(d.join("rogue.csr")).unwrap()});
     let device = device_api(&b);
     assert_eq!(device.post(REGISTER, body.clone()).await.status, 202);
     let confirmed = admin
@@ -123,7 +168,11 @@ async fn csr_asking_for_ca_rights_yields_a_leaf() {
     assert_eq!(confirmed.body["permissions"], json!([]));
     let granted = device.post(REGISTER, body).await;
     assert_eq!(granted.status, 201, "{}", granted.body);
-    write(d, "rogue.crt", granted.body["certificate"].as_str().unwrap());
+    write(
+        d,
+        "rogue.crt",
+        granted.body["certificate"].as_str().unwrap(),
+    );
     let text = sh_ok(d, "openssl x509 -in rogue.crt -noout -text", &[]);
     assert!(text.contains("CA:FALSE"), "{text}");
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
@@ -131,16 +180,39 @@ async fn csr_asking_for_ca_rights_yields_a_leaf() {
     assert!(!text.contains("Certificate Sign"), "{text}");
     assert!(!text.contains("example.com"), "{text}");
     let ca = b.config.tls.dir.join("ca.crt").display().to_string();
-    let verified = sh_ok(d, "openssl verify -CAfile \"$CA\" rogue.crt", &[("CA", &ca)]);
+    let verified = sh_ok(
+        d,
+        "openssl verify -CAfile \"$CA\" rogue.crt",
+        &[("CA", &ca)],
+    );
     assert!(verified.contains("OK"), "{verified}");
     b.stop().await;
 }
 
-async fn mosquitto_pub(port: u16, user: &str, password: &str, version: &str) -> (Option<i32>, String) {
+async fn mosquitto_pub(
+    port: u16,
+    user: &str,
+    password: &str,
+    version: &str,
+) -> (Option<i32>, String) {
     let port = port.to_string();
     let args = [
-        "-h", "127.0.0.1", "-p", port.as_str(), "-u", user, "-P", password, "-V", version, "-i",
-        "sensor7-client", "-t", "sensors/7", "-m", "21.5",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port.as_str(),
+        "-u",
+        user,
+        "-P",
+        password,
+        "-V",
+        version,
+        "-i",
+        "sensor7-client",
+        "-t",
+        "sensors/7",
+        "-m",
+        "21.5",
     ];
     run_cmd("mosquitto_pub", &args, Duration::from_secs(10)).await
 }
@@ -164,13 +236,31 @@ async fn implicit_flow_with_mosquitto_pub() {
     assert_ne!(status, Some(0), "{out}");
     let entry = wait_listed(&admin, "sensor7").await;
     assert_eq!(
-        (entry["method"].as_str(), entry["flow"].as_str(), entry["attempts"].as_u64()),
+        (
+            entry["method"].as_str(),
+            entry["flow"].as_str(),
+            entry["attempts"].as_u64()
+        ),
         (Some("password"), Some("implicit"), Some(1))
     );
     // The refusals themselves, exactly: v5 0x86, 3.1.1 return code 4.
-    let (_, ack) = login(b.addr(), ProtocolVersion::V5, "s7", "sensor7", "sensor7-secret").await;
+    let (_, ack) = login(
+        b.addr(),
+        ProtocolVersion::V5,
+        "s7",
+        "sensor7",
+        "sensor7-secret",
+    )
+    .await;
     assert_eq!(ack.reason, ReasonCode::BAD_USERNAME_OR_PASSWORD);
-    let (_, ack) = login(b.addr(), ProtocolVersion::V311, "s7", "sensor7", "sensor7-secret").await;
+    let (_, ack) = login(
+        b.addr(),
+        ProtocolVersion::V311,
+        "s7",
+        "sensor7",
+        "sensor7-secret",
+    )
+    .await;
     // (return code 4 on the wire, decoded as its v5 equivalent)
     assert_eq!(ack.reason, ReasonCode::BAD_USERNAME_OR_PASSWORD);
     // The same password counts as the same request; another one is ignored.
@@ -180,7 +270,14 @@ async fn implicit_flow_with_mosquitto_pub() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = login(b.addr(), ProtocolVersion::V5, "s7", "sensor7", "other-secret").await;
+    let _ = login(
+        b.addr(),
+        ProtocolVersion::V5,
+        "s7",
+        "sensor7",
+        "other-secret",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let entry = listed(&admin, "sensor7").await.unwrap();
     assert_eq!(entry["attempts"], 3, "{entry}");
@@ -188,11 +285,17 @@ async fn implicit_flow_with_mosquitto_pub() {
     let _ = login(b.addr(), ProtocolVersion::V5, "s8", "sensor8", "abc").await;
 
     let confirmed = admin
-        .post("/api/client-registry/confirm", json!({"username": "sensor7"}))
+        .post(
+            "/api/client-registry/confirm",
+            json!({"username": "sensor7"}),
+        )
         .await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.body);
     assert_eq!(confirmed.body["permissions"], json!([]));
-    assert!(listed(&admin, "sensor7").await.is_none(), "nothing to fetch");
+    assert!(
+        listed(&admin, "sensor7").await.is_none(),
+        "nothing to fetch"
+    );
     assert!(listed(&admin, "sensor8").await.is_none());
     for version in ["5", "311"] {
         let (status, out) = mosquitto_pub(b.port(), "sensor7", "sensor7-secret", version).await;
@@ -220,7 +323,12 @@ fn cli(b: &TestBroker, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)])
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let output = child.wait_with_output().unwrap();
@@ -240,14 +348,25 @@ async fn the_cli_drives_the_registry() {
     let (ok, out) = cli(&b, &["list", "--token", "not-a-token"], None, &[]);
     assert!(!ok && out.contains("401"), "{out}");
 
-    let (ok, out) = cli(&b, &["unlock", "--minutes", "2", "--token", token], None, &[]);
+    let (ok, out) = cli(
+        &b,
+        &["unlock", "--minutes", "2", "--token", token],
+        None,
+        &[],
+    );
     assert!(ok && out.contains("unlocked for another"), "{out}");
-    let until = admin.get("/api/client-registry").await.body["unlockedUntil"].as_u64().unwrap();
+    let until = admin.get("/api/client-registry").await.body["unlockedUntil"]
+        .as_u64()
+        .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert!((110_000..=121_000).contains(&(until - now)), "{}", until - now);
+    assert!(
+        (110_000..=121_000).contains(&(until - now)),
+        "{}",
+        until - now
+    );
 
     let device = device_api(&b);
     let pending = register_password(&device, "gauge-1", "gauge-secret").await;
@@ -256,33 +375,77 @@ async fn the_cli_drives_the_registry() {
     // The token from the environment.
     let (ok, out) = cli(&b, &["list"], None, &[("GATEHOUSE_TOKEN", token)]);
     assert!(ok, "{out}");
-    let line = out.lines().find(|l| l.starts_with("gauge-1\t")).expect(&out);
-    assert!(line.contains("password") && line.contains(&format!("code={code}")), "{line}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("gauge-1\t"))
+        .expect(&out);
+    assert!(
+        line.contains("password") && line.contains(&format!("code={code}")),
+        "{line}"
+    );
     let (ok, out) = cli(&b, &["list", "--json"], None, &[("GATEHOUSE_TOKEN", token)]);
     let json: Value = serde_json::from_str(&out).expect(&out);
     assert!(ok && json["pendingRequests"].as_array().unwrap().len() == 2);
 
-    let (ok, out) = cli(&b, &["confirm", "gauge-1", "--role", "minimum-access"], None, &[("GATEHOUSE_TOKEN", token)]);
+    let (ok, out) = cli(
+        &b,
+        &["confirm", "gauge-1", "--role", "minimum-access"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
     assert!(ok && out.contains("confirmed `gauge-1`"), "{out}");
     let fetched = register_password(&device, "gauge-1", "gauge-secret").await;
     assert_eq!(fetched.status, 201, "{}", fetched.body);
     let user = Api::login(b.http_addr(), "gauge-1", "gauge-secret").await;
     let me = user.get("/api/users/me").await;
     assert_eq!(me.body["roles"][0]["name"], "minimum-access");
-    let (ok, out) = cli(&b, &["confirm", "nobody"], None, &[("GATEHOUSE_TOKEN", token)]);
+    let (ok, out) = cli(
+        &b,
+        &["confirm", "nobody"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
     assert!(!ok && out.contains("404"), "{out}");
 
     // A one-call login; its token is revoked afterwards.
-    let tokens_before = admin.get("/api/users/me/tokens").await.body.as_array().unwrap().len();
-    let (ok, out) = cli(&b, &["reject", "gauge-2", "--user", "admin", "--password-stdin"], Some("admin\n"), &[]);
+    let tokens_before = admin
+        .get("/api/users/me/tokens")
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .len();
+    let (ok, out) = cli(
+        &b,
+        &["reject", "gauge-2", "--user", "admin", "--password-stdin"],
+        Some("admin\n"),
+        &[],
+    );
     assert!(ok && out.contains("rejected `gauge-2`"), "{out}");
-    let tokens_after = admin.get("/api/users/me/tokens").await.body.as_array().unwrap().len();
-    assert_eq!(tokens_before, tokens_after, "the one-call token was revoked");
+    let tokens_after = admin
+        .get("/api/users/me/tokens")
+        .await
+        .body
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        tokens_before, tokens_after,
+        "the one-call token was revoked"
+    );
     let (ok, out) = cli(&b, &["lock"], None, &[("GATEHOUSE_TOKEN", token)]);
     assert!(ok && out.contains("locked"), "{out}");
     let (ok, out) = cli(&b, &["list"], None, &[("GATEHOUSE_TOKEN", token)]);
-    assert!(ok && out.starts_with("locked") && out.contains("no requests"), "{out}");
-    let (ok, out) = cli(&b, &["list", "--server", "https://127.0.0.1:1"], None, &[("GATEHOUSE_TOKEN", token)]);
+    assert!(
+        ok && out.starts_with("locked") && out.contains("no requests"),
+        "{out}"
+    );
+    let (ok, out) = cli(
+        &b,
+        &["list", "--server", "https://127.0.0.1:1"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
     assert!(!ok && out.contains("plain HTTP"), "{out}");
     b.stop().await;
 }

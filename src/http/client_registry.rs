@@ -156,7 +156,12 @@ fn request_dto(r: PendingRequest) -> PendingRequestDto {
             "pending"
         }
         .into(),
-        permissions: r.wishes.permissions.iter().map(PermissionDto::from).collect(),
+        permissions: r
+            .wishes
+            .permissions
+            .iter()
+            .map(PermissionDto::from)
+            .collect(),
         roles: r.wishes.roles,
         context: r.wishes.context,
         address: r.address.to_string(),

@@ -249,9 +249,7 @@ impl From<RegistryError> for ApiError {
         let message = e.to_string();
         let bad = |code| ApiError::bad_request(code, message.clone());
         match e {
-            RegistryError::Locked => {
-                ApiError::new(StatusCode::LOCKED, "registry_locked", message)
-            }
+            RegistryError::Locked => ApiError::new(StatusCode::LOCKED, "registry_locked", message),
             RegistryError::RateLimited(after) => ApiError::rate_limited(after),
             RegistryError::Full(after) => ApiError {
                 retry_after: Some(after),
@@ -263,9 +261,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::CsrEncoding | RegistryError::InvalidCsr(_) => bad("invalid_csr"),
             RegistryError::EmptyCommonName
             | RegistryError::SeveralCommonNames
-            | RegistryError::CommonName { .. } => {
-                bad("csr_common_name")
-            }
+            | RegistryError::CommonName { .. } => bad("csr_common_name"),
             RegistryError::Wishes(_) => bad("invalid_request"),
             RegistryError::UserExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already_exists", message)

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 pub mod api;
-pub mod registry;
 mod process;
+pub mod registry;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
 pub use process::{Binary, free_port, gatehouse_cli, write_config};

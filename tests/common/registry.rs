@@ -124,6 +124,9 @@ pub async fn wait_listed(admin: &Api, username: &str) -> Value {
 }
 
 pub async fn register_password(api: &Api, username: &str, password: &str) -> Reply {
-    api.post(REGISTER, json!({"username": username, "password": password}))
-        .await
+    api.post(
+        REGISTER,
+        json!({"username": username, "password": password}),
+    )
+    .await
 }

@@ -101,7 +101,8 @@ impl ImplicitRegistrations {
             tracing::debug!(%peer, username, "implicit registration not recorded: no UTF-8 password");
             return;
         };
-        if validate_username(username).is_err() || services.directory.policy().check(password).is_err()
+        if validate_username(username).is_err()
+            || services.directory.policy().check(password).is_err()
         {
             tracing::debug!(%peer, username, "implicit registration not recorded: invalid user name, or the password fails the policy");
             return;

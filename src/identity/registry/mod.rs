@@ -23,10 +23,10 @@ mod service;
 pub use implicit::ImplicitRegistrations;
 pub use request::{MAX_CONTEXT_CHARS, MAX_WISHES, Registered, Registration, RegistryError};
 
+use crate::config::Registry as RegistryConfig;
 use crate::identity::model::Permission;
 use crate::identity::rate::RateLimiter;
 use crate::identity::totp::base32;
-use crate::config::Registry as RegistryConfig;
 use crate::router::now_millis;
 use crate::tls::{CaError, CertificateAuthority};
 
@@ -461,7 +461,10 @@ mod tests {
         let listed = r.get("dev").unwrap();
         assert_eq!((listed.attempts, listed.address), (2, addr));
         assert_eq!(listed.wishes, wishes);
-        assert_eq!(r.repeat("other-id", "dev", addr, Wishes::default()), Repeat::Gone);
+        assert_eq!(
+            r.repeat("other-id", "dev", addr, Wishes::default()),
+            Repeat::Gone
+        );
         let grant = Grant {
             certificate: Some("c".into()),
             ca_certificate: Some("ca".into()),

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{PendingRequest, Wishes};
+use super::{Grant, PendingRequest, Wishes};
 use crate::identity::audit::Actor;
 use crate::identity::directory::IdentityError;
 use crate::identity::policy::PolicyViolation;
@@ -151,7 +151,10 @@ fn csr_pem(text: &str) -> Result<String, RegistryError> {
 }
 
 /// The checks that need no state: name, one credential, wishes, policy.
-pub(super) fn check_request(request: &Registration, services: &IdentityServices) -> Result<(), RegistryError> {
+pub(super) fn check_request(
+    request: &Registration,
+    services: &IdentityServices,
+) -> Result<(), RegistryError> {
     validate_username(&request.username).map_err(RegistryError::Username)?;
     match (&request.password, &request.csr) {
         (Some(_), Some(_)) => return Err(RegistryError::BothCredentials),
@@ -218,4 +221,3 @@ pub(super) fn check_csr(text: &str, username: &str) -> Result<Offered, RegistryE
 pub(super) fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
-

@@ -44,9 +44,12 @@ impl IdentityServices {
                 self.off_thread(move |_| password::verify_password(password.as_bytes(), &hash))
                     .await
             }
-            (Credential::Csr { key_digest, .. }, Offered::Csr { key_digest: new, .. }) => {
-                Ok(same_digest(key_digest, new))
-            }
+            (
+                Credential::Csr { key_digest, .. },
+                Offered::Csr {
+                    key_digest: new, ..
+                },
+            ) => Ok(same_digest(key_digest, new)),
             _ => Ok(false),
         }
     }
@@ -314,7 +317,11 @@ impl IdentityServices {
         detail["serial"] = serde_json::json!(serial);
         self.audit
             .record(actor, "registry.confirm", &user.id, detail)?;
-        tracing::info!(username, pairing_code = entry.pairing_code, "registration confirmed");
+        tracing::info!(
+            username,
+            pairing_code = entry.pairing_code,
+            "registration confirmed"
+        );
         self.directory
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()).into())
@@ -372,7 +379,11 @@ impl IdentityServices {
         };
         self.audit
             .record(actor, "registry.reject", username, describe(&entry))?;
-        tracing::info!(username, pairing_code = entry.pairing_code, "registration rejected");
+        tracing::info!(
+            username,
+            pairing_code = entry.pairing_code,
+            "registration rejected"
+        );
         Ok(())
     }
 }
