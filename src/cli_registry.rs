@@ -25,8 +25,8 @@ pub struct ApiArgs {
     #[arg(long, global = true)]
     token: Option<String>,
     /// Log in as this user for this one command (with --password-stdin).
-    #[arg(long, global = true)]
-    user: Option<String>,
+    #[arg(long = "user", id = "login_user", value_name = "NAME", global = true)]
+    login_user: Option<String>,
     /// Read --user's password from the first line of standard input.
     #[arg(long, global = true)]
     password_stdin: bool,
@@ -98,10 +98,10 @@ impl ApiClient {
             token: String::new(),
             own_token: None,
         };
-        if args.password_stdin && args.user.is_none() {
+        if args.password_stdin && args.login_user.is_none() {
             bail!("--password-stdin needs --user");
         }
-        match (&args.token, &args.user) {
+        match (&args.token, &args.login_user) {
             (Some(_), Some(_)) => bail!("give --token or --user, not both"),
             (Some(token), None) => client.token = token.clone(),
             (None, Some(user)) => {
@@ -213,13 +213,17 @@ pub enum RegistryCommand {
     },
     /// Grant USER's request; the new user gets exactly the roles given.
     Confirm {
-        user: String,
+        #[arg(value_name = "USER")]
+        username: String,
         /// Role name or id (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
     },
     /// Drop USER's request.
-    Reject { user: String },
+    Reject {
+        #[arg(value_name = "USER")]
+        username: String,
+    },
 }
 
 /// Seconds from now until `until` (Unix milliseconds).
@@ -300,24 +304,24 @@ fn run(client: &ApiClient, command: RegistryCommand) -> anyhow::Result<()> {
                 print_requests(&status);
             }
         }
-        RegistryCommand::Confirm { user, roles } => {
-            let mut body = json!({"username": user});
+        RegistryCommand::Confirm { username, roles } => {
+            let mut body = json!({"username": username});
             if !roles.is_empty() {
                 body["roles"] = json!(roles);
             }
             let created = client.call("POST", "/api/client-registry/confirm", Some(body))?;
             println!(
-                "confirmed `{user}` (user id {})",
+                "confirmed `{username}` (user id {})",
                 created["id"].as_str().unwrap_or("?")
             );
         }
-        RegistryCommand::Reject { user } => {
+        RegistryCommand::Reject { username } => {
             client.call(
                 "POST",
                 "/api/client-registry/reject",
-                Some(json!({"username": user})),
+                Some(json!({"username": username})),
             )?;
-            println!("rejected `{user}`");
+            println!("rejected `{username}`");
         }
     }
     Ok(())
