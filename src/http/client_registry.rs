@@ -44,6 +44,7 @@ pub fn admin_routes() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterBody {
     /// The user the device will be (3 to 128 characters).
+    #[schema(min_length = 3, max_length = 128)]
     pub username: String,
     /// The password the device will log in with (password policy applies).
     pub password: Option<String>,
