@@ -2,9 +2,9 @@
 # Runs every check and test. Installs what the tests need when it is
 # missing (Debian's mosquitto-clients, mosquitto (mosquitto_passwd,
 # mosquitto_ctrl and the dynamic-security plugin for tests/migration.rs),
-# systemd (systemd-analyze for the unit check), openssl and curl, PyPI's
-# paho-mqtt, and schemathesis in a venv for the API fuzzing); safe to run
-# again.
+# systemd (systemd-analyze for the unit check), openssl, curl and jq, PyPI's
+# paho-mqtt, authlib in a venv for the OAuth tests, and schemathesis in a
+# venv for the API fuzzing); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ command -v curl >/dev/null || missing="$missing curl"
 command -v mosquitto_passwd >/dev/null && command -v mosquitto_ctrl >/dev/null \
   && ls /usr/lib/*/mosquitto_dynamic_security.so >/dev/null 2>&1 || missing="$missing mosquitto"
 command -v systemd-analyze >/dev/null || missing="$missing systemd"
+# docs/oauth.md's examples (run by tests/oauth_docs.rs) read JSON with jq.
+command -v jq >/dev/null || missing="$missing jq"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -29,6 +31,9 @@ fi
 if ! python3 -c 'import paho.mqtt' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'paho-mqtt>=2,<3'
 fi
+
+# authlib (pinned) for tests/oauth_library.rs.
+bash scripts/oauth_venv.sh
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

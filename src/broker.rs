@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::auth::{AnonymousOnly, Authenticator, DirectoryAuthenticator};
 use crate::config::Config;
+use crate::identity::registry::ClientRegistry;
 use crate::identity::services::{AdminError, INITIAL_ADMIN_PASSWORD, IdentityServices};
 use crate::identity::{Directory, IdentityError, SettingsError, StartupSettings};
 use crate::metrics::Metrics;
@@ -83,13 +84,21 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
     let store = open_store(&config)?;
     let directory = open_directory(&config, store.clone())?;
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
+    let registry = ClientRegistry::new(
+        &config.registry,
+        config.tls.dir.clone(),
+        config.tls.device_cert_days,
+    );
     let identity = IdentityServices::open(
         directory.clone(),
         store.clone(),
         &config.storage.dir,
         &config.http,
+        &config.oauth,
+        registry,
     )?;
     auth.accept_tokens(identity.tokens.clone());
+    auth.record_unknown_users_in(identity.implicit_registrations());
     warn_initial_admin_password(&directory);
     let wills: Arc<dyn WillCheck> = auth.clone();
     let parts = Parts {
@@ -163,7 +172,23 @@ async fn launch(
     if let Some(directory) = &directory {
         end_sessions_of_deleted_users(directory, &registry);
     }
-    if let Some(loaded) = loaded {
+    if let Some(mut loaded) = loaded {
+        if let Some(directory) = &directory {
+            // A session of a user deleted while the broker was stopped
+            // ends with the user (a new user of the name must not resume it).
+            loaded.sessions.retain(|s| match &s.record.owner {
+                Some(owner) if directory.user(owner).is_none() => {
+                    tracing::info!(
+                        client_id = s.client_id,
+                        owner,
+                        "stored session of a deleted user removed"
+                    );
+                    services.store.delete_session(&s.client_id);
+                    false
+                }
+                _ => true,
+            });
+        }
         for message in loaded.retained {
             services.router.retained().set(&Arc::new(message));
         }

@@ -69,6 +69,9 @@ enum Command {
     /// Import users, roles and permissions from another broker (stopped).
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// The client registry of a running broker, through its admin API.
+    #[command(subcommand)]
+    Registry(cli::registry::RegistryCommand),
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, gatehouse::config::ConfigError> {
@@ -169,6 +172,7 @@ fn run(ctx: &Ctx, command: Command) -> cli::Result<()> {
         Command::Backup(args) => cli::backup::backup(ctx, args),
         Command::Restore(args) => cli::backup::restore(ctx, args),
         Command::Import(command) => cli::import::import(ctx, command),
+        Command::Registry(command) => cli::registry::registry(ctx, command),
     }
 }
 

@@ -2,12 +2,14 @@
 //! `gatehouse restore` into a fresh data directory: users log in, ACLs
 //! hold, a revoked token stays revoked while the others work, MFA is still
 //! asked, a retained message is delivered, a stored session gets what was
-//! queued for it, the certificate records and the CA come back. Damaged
+//! queued for it, the certificate records and the CA come back, an OAuth
+//! client's secret still gets it tokens. Damaged
 //! files and occupied directories are refused.
 
 mod common;
 
 use common::api::{Api, base32_decode, step_now, totp};
+use common::oauth::{confidential, curl};
 use common::*;
 use gatehouse::protocol::*;
 use serde_json::json;
@@ -104,6 +106,16 @@ async fn a_restored_broker_has_everything_back() {
         .await;
     assert_eq!(confirmed.status, 200);
 
+    // A confidential OAuth client (client_credentials).
+    let svc = confidential(
+        &admin,
+        "backup-svc",
+        "http://127.0.0.1:9/cb",
+        json!("global"),
+        json!(0),
+    )
+    .await;
+
     // A retained message, and a stored session with a queued message.
     let mut keeper = RawClient::tcp(mqtt, ProtocolVersion::V5).await;
     assert_eq!(
@@ -144,6 +156,7 @@ async fn a_restored_broker_has_everything_back() {
         "retained",
         "sessions",
         "queue",
+        "oauth_clients",
         "jwt-es256.pem",
         "mfa.key",
         "tls/ca.key",
@@ -232,6 +245,16 @@ async fn a_restored_broker_has_everything_back() {
             .status,
         200
     );
+    // The OAuth client and its (hashed) secret came back.
+    let r = curl(&[
+        "-u",
+        &svc.basic(),
+        "-d",
+        "grant_type=client_credentials",
+        &format!("http://{http}/oauth/token"),
+    ])
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     // MFA is still asked.
     let reply = api
         .post(

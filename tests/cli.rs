@@ -349,6 +349,14 @@ fn a_closed_standard_output_ends_quietly() {
         );
         assert!(!stderr.contains("panicked"), "{command}: {stderr}");
     }
+    // The client registry lives in a running broker's memory.
+    let out = gatehouse_run(&config, &["registry", "list"], None, &[]);
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no broker is running"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A `[listeners]` section opens only what it names, and the start-up log

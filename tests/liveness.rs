@@ -159,3 +159,40 @@ async fn silent_sockets_do_not_block_admission() {
     drop(silent);
     broker.stop().await;
 }
+
+/// The write deadline is for a client that takes nothing: a slow reader
+/// that keeps taking bytes is not cut off, however long the backlog.
+#[tokio::test]
+async fn a_slow_reader_is_not_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let broker = TestBroker::start_with(|c| {
+        c.limits.write_timeout_secs = 1;
+        c.limits.max_queued_bytes = 1 << 30;
+    })
+    .await;
+    let mut slow = RawClient::connect(broker.addr(), V5, "slow").await;
+    slow.subscribe("flood/#", QoS::AtMostOnce).await;
+    let mut publisher = RawClient::connect(broker.addr(), V5, "slow-pub").await;
+    let payload = vec![0u8; 64 * 1024];
+    for _ in 0..120 {
+        publisher
+            .publish("flood/x", &payload, QoS::AtMostOnce, false)
+            .await;
+    }
+    // About 7.5 MB at 1 MB/s: far longer than the 1 s deadline.
+    let mut taken = 0usize;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    while taken < 120 * 64 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(3), slow.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                panic!("cut off after {taken} bytes, {:?}", started.elapsed())
+            }
+            Ok(Ok(n)) => taken += n,
+            Err(_) => panic!("stalled after {taken} bytes"),
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert!(started.elapsed() > Duration::from_secs(3));
+    broker.stop().await;
+}

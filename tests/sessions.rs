@@ -486,6 +486,9 @@ async fn receive_maximum_both_ways() {
     assert_eq!(sub.recv_publish().await.payload.as_ref(), &[2]);
 
     // Inbound: three unacknowledged QoS 2 publishes exceed our maximum of 2.
+    // (Nothing is stored here, so no acknowledgement waits for a commit;
+    // `tests/delivery.rs::receive_maximum_counts_a_held_qos2_publish_once`
+    // holds them, which is where a publish could be counted twice.)
     let mut greedy = RawClient::connect(broker.addr(), V5, "greedy").await;
     for id in 1..=3 {
         greedy

@@ -10,6 +10,7 @@ use super::Result;
 use gatehouse::Config;
 use gatehouse::broker::open_directory;
 use gatehouse::identity::audit::Actor;
+use gatehouse::identity::registry::ClientRegistry;
 use gatehouse::identity::services::IdentityServices;
 use gatehouse::identity::{Directory, Role, User};
 use gatehouse::store::Store;
@@ -24,11 +25,20 @@ pub struct Local {
 impl Local {
     pub fn open(config: &Config, store: Arc<Store>) -> Result<Local> {
         let directory = open_directory(config, store.clone())?;
+        // The registry lives in a running broker's memory; a stopped
+        // broker's is empty and locked.
+        let registry = ClientRegistry::new(
+            &config.registry,
+            config.tls.dir.clone(),
+            config.tls.device_cert_days,
+        );
         let services = IdentityServices::open(
             directory.clone(),
             store.clone(),
             &config.storage.dir,
             &config.http,
+            &config.oauth,
+            registry,
         )?;
         let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         Ok(Local {

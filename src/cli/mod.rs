@@ -11,6 +11,7 @@ pub mod import;
 pub mod local;
 pub mod login;
 pub mod output;
+pub mod registry;
 pub mod sessions;
 pub mod users;
 

@@ -20,7 +20,7 @@ use super::error::ApiError;
 use crate::identity::User;
 use crate::identity::audit::Actor;
 use crate::identity::http_access::{self, Request as AccessRequest};
-use crate::identity::tokens::{TokenError, TokenInfo};
+use crate::identity::tokens::{SCOPE_API, TokenError, TokenInfo};
 
 /// The client's address (`0.0.0.0` when unknown, e.g. in-process tests:
 /// never mistaken for loopback).
@@ -125,6 +125,14 @@ pub async fn authorize(
         .tokens
         .verify(&token)
         .map_err(|e| failed(e.into()))?;
+    // An OAuth access token opens the API only with the `api` scope.
+    if info.client_id.is_some() && !info.allows(SCOPE_API) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "this access token lacks the `api` scope",
+        ));
+    }
     let user = services
         .directory
         .user_by_id(&info.user_id)
@@ -141,6 +149,14 @@ pub async fn authorize(
         .starts_with("/api/users/{id}")
         .then(|| params.iter().find(|(k, _)| *k == "id").map(|(_, v)| v))
         .flatten();
+    // `me` names the caller: permissions are matched against the path with
+    // the caller's id in it, so a deny on one's own id cannot be dodged.
+    let path = match (user_id, path.strip_prefix("/api/users/me")) {
+        (Some("me"), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
+            format!("/api/users/{}{rest}", user.id)
+        }
+        _ => path,
+    };
     http_access::authorize(
         &services.directory,
         &user,

@@ -16,10 +16,13 @@ pub mod extract;
 pub mod server;
 
 mod audit;
+mod client_registry;
 mod clients;
 mod health;
 mod login;
 mod mfa;
+mod oauth;
+mod oauth_clients;
 pub mod openapi;
 mod operations;
 mod permissions;
@@ -72,6 +75,8 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(clients::routes())
         .merge(operations::backup_routes())
+        .merge(oauth_clients::routes())
+        .merge(client_registry::admin_routes())
 }
 
 /// Routes without authentication.
@@ -80,6 +85,8 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(login::routes())
         .merge(health::routes())
         .merge(openapi::routes())
+        .merge(oauth::routes())
+        .merge(client_registry::device_routes())
 }
 
 /// The OpenAPI description of every route, generated from the same

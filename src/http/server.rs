@@ -16,6 +16,11 @@ use tower::ServiceExt;
 
 use crate::tls::TlsContext;
 
+/// Marks requests that came in over TLS (secure cookies, URLs in the
+/// OAuth metadata).
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
 /// Time allowed for a request's headers (and a TLS handshake).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,11 +55,11 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => connection(socket, peer, app, shutdown).await,
+                None => connection(socket, peer, false, app, shutdown).await,
                 Some(tls) => {
                     let accept = tls.http_acceptor().accept(socket);
                     match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
-                        Ok(Ok(stream)) => connection(stream, peer, app, shutdown).await,
+                        Ok(Ok(stream)) => connection(stream, peer, true, app, shutdown).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "HTTPS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
                     }
@@ -67,6 +72,7 @@ pub async fn serve(
 async fn connection<S>(
     stream: S,
     peer: SocketAddr,
+    https: bool,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -74,6 +80,9 @@ async fn connection<S>(
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if https {
+            request.extensions_mut().insert(Https);
+        }
         app.clone().oneshot(request)
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -61,13 +61,16 @@ impl CredentialCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Length-prefixed so that ("ab", "c") and ("a", "bc") differ.
-    fn digest(&self, username: &str, password: &[u8]) -> Key {
+    /// Length-prefixed so that ("ab", "c") and ("a", "bc") differ. The
+    /// stored hash the password was verified against is part of the key:
+    /// once the password changes, entries of the old one match nothing,
+    /// whatever a login in flight does meanwhile.
+    fn digest(&self, username: &str, stored: &str, password: &[u8]) -> Key {
         let mut hasher = blake3::Hasher::new_keyed(&self.key);
-        hasher.update(&(username.len() as u64).to_le_bytes());
-        hasher.update(username.as_bytes());
-        hasher.update(&(password.len() as u64).to_le_bytes());
-        hasher.update(password);
+        for part in [username.as_bytes(), stored.as_bytes(), password] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
         *hasher.finalize().as_bytes()
     }
 
@@ -77,8 +80,8 @@ impl CredentialCache {
 
     /// Whether this pair was verified less than `ttl` ago (and not
     /// invalidated since). An expired entry is dropped on the way.
-    pub fn contains(&self, username: &str, password: &[u8]) -> bool {
-        let key = self.digest(username, password);
+    pub fn contains(&self, username: &str, stored: &str, password: &[u8]) -> bool {
+        let key = self.digest(username, stored, password);
         let now = Instant::now();
         let mut entries = self.entries.lock();
         match entries.get(&key) {
@@ -94,17 +97,23 @@ impl CredentialCache {
     /// Records a successful verification. When full, expired entries go
     /// first, then the oldest one; the O(n) scan only happens when full and
     /// is small next to the argon2 run that precedes an insert.
-    pub fn insert(&self, username: &str, password: &[u8]) {
-        self.insert_unless_changed(username, password, None);
+    pub fn insert(&self, username: &str, stored: &str, password: &[u8]) {
+        self.insert_unless_changed(username, stored, password, None);
     }
 
     /// [`insert`](Self::insert), unless a user was invalidated since
     /// `epoch` was read (the verified password may be an old one).
-    pub fn insert_unless_changed(&self, username: &str, password: &[u8], epoch: Option<u64>) {
+    pub fn insert_unless_changed(
+        &self,
+        username: &str,
+        stored: &str,
+        password: &[u8],
+        epoch: Option<u64>,
+    ) {
         if self.max_entries == 0 || self.ttl.is_zero() {
             return;
         }
-        let key = self.digest(username, password);
+        let key = self.digest(username, stored, password);
         let now = Instant::now();
         let mut entries = self.entries.lock();
         if epoch.is_some_and(|seen| seen != self.epoch.load(Ordering::Acquire)) {
@@ -156,6 +165,16 @@ impl CredentialCache {
 
 #[cfg(test)]
 mod tests {
+
+    /// An entry verified against an old stored hash matches nothing once
+    /// the hash changed.
+    #[test]
+    fn a_changed_hash_misses() {
+        let cache = CredentialCache::new(10, Duration::from_secs(60));
+        cache.insert("alice", "old-hash", b"pw");
+        assert!(cache.contains("alice", "old-hash", b"pw"));
+        assert!(!cache.contains("alice", "new-hash", b"pw"));
+    }
     use super::*;
     use std::sync::Arc;
 
@@ -164,92 +183,92 @@ mod tests {
     #[test]
     fn hit_and_miss() {
         let cache = CredentialCache::new(10, HOUR);
-        assert!(!cache.contains("alice", b"pw"));
-        cache.insert("alice", b"pw");
-        assert!(cache.contains("alice", b"pw"));
-        assert!(!cache.contains("alice", b"pw2"));
-        assert!(!cache.contains("bob", b"pw"));
+        assert!(!cache.contains("alice", "h", b"pw"));
+        cache.insert("alice", "h", b"pw");
+        assert!(cache.contains("alice", "h", b"pw"));
+        assert!(!cache.contains("alice", "h", b"pw2"));
+        assert!(!cache.contains("bob", "h", b"pw"));
     }
 
     #[test]
     fn length_prefix_separates_fields() {
         let cache = CredentialCache::new(10, HOUR);
-        cache.insert("ab", b"c");
-        assert!(!cache.contains("a", b"bc"));
-        assert!(cache.contains("ab", b"c"));
+        cache.insert("ab", "h", b"c");
+        assert!(!cache.contains("a", "h", b"bc"));
+        assert!(cache.contains("ab", "h", b"c"));
     }
 
     #[test]
     fn keys_differ_per_cache() {
         let a = CredentialCache::new(1, HOUR);
         let b = CredentialCache::new(1, HOUR);
-        assert_ne!(a.digest("u", b"p"), b.digest("u", b"p"));
+        assert_ne!(a.digest("u", "h", b"p"), b.digest("u", "h", b"p"));
     }
 
     #[test]
     fn ttl_expiry() {
         let cache = CredentialCache::new(10, Duration::from_millis(200));
-        cache.insert("alice", b"pw");
-        assert!(cache.contains("alice", b"pw"));
+        cache.insert("alice", "h", b"pw");
+        assert!(cache.contains("alice", "h", b"pw"));
         std::thread::sleep(Duration::from_millis(300));
-        assert!(!cache.contains("alice", b"pw"));
+        assert!(!cache.contains("alice", "h", b"pw"));
         assert!(cache.is_empty());
         let off = CredentialCache::new(10, Duration::ZERO);
-        off.insert("alice", b"pw");
-        assert!(!off.contains("alice", b"pw"));
+        off.insert("alice", "h", b"pw");
+        assert!(!off.contains("alice", "h", b"pw"));
     }
 
     #[test]
     fn invalidate_user_and_clear() {
         let cache = CredentialCache::new(10, HOUR);
-        cache.insert("alice", b"old");
-        cache.insert("alice", b"new");
-        cache.insert("bob", b"pw");
+        cache.insert("alice", "h", b"old");
+        cache.insert("alice", "h", b"new");
+        cache.insert("bob", "h", b"pw");
         cache.invalidate_user("alice");
-        assert!(!cache.contains("alice", b"old"));
-        assert!(!cache.contains("alice", b"new"));
-        assert!(cache.contains("bob", b"pw"));
+        assert!(!cache.contains("alice", "h", b"old"));
+        assert!(!cache.contains("alice", "h", b"new"));
+        assert!(cache.contains("bob", "h", b"pw"));
         cache.clear();
-        assert!(!cache.contains("bob", b"pw"));
+        assert!(!cache.contains("bob", "h", b"pw"));
     }
 
     #[test]
     fn bound_respected_oldest_evicted() {
         let cache = CredentialCache::new(3, HOUR);
         for i in 0..3 {
-            cache.insert(&format!("u{i}"), b"pw");
+            cache.insert(&format!("u{i}"), "h", b"pw");
             std::thread::sleep(Duration::from_millis(2));
         }
-        cache.insert("u0", b"pw"); // refresh, no eviction
+        cache.insert("u0", "h", b"pw"); // refresh, no eviction
         assert_eq!(cache.len(), 3);
-        cache.insert("u3", b"pw");
+        cache.insert("u3", "h", b"pw");
         assert_eq!(cache.len(), 3);
-        assert!(!cache.contains("u1", b"pw"), "oldest goes first");
+        assert!(!cache.contains("u1", "h", b"pw"), "oldest goes first");
         assert!(
-            cache.contains("u0", b"pw")
-                && cache.contains("u2", b"pw")
-                && cache.contains("u3", b"pw")
+            cache.contains("u0", "h", b"pw")
+                && cache.contains("u2", "h", b"pw")
+                && cache.contains("u3", "h", b"pw")
         );
         for i in 0..1000 {
-            cache.insert(&format!("x{i}"), b"pw");
+            cache.insert(&format!("x{i}"), "h", b"pw");
         }
         assert_eq!(cache.len(), 3);
         let none = CredentialCache::new(0, HOUR);
-        none.insert("a", b"b");
+        none.insert("a", "h", b"b");
         assert!(none.is_empty());
     }
 
     #[test]
     fn full_cache_sweeps_all_expired_entries() {
         let cache = CredentialCache::new(3, Duration::from_millis(200));
-        cache.insert("old1", b"pw");
-        cache.insert("old2", b"pw");
+        cache.insert("old1", "h", b"pw");
+        cache.insert("old2", "h", b"pw");
         std::thread::sleep(Duration::from_millis(300));
-        cache.insert("a", b"pw");
+        cache.insert("a", "h", b"pw");
         assert_eq!(cache.len(), 3);
-        cache.insert("b", b"pw");
+        cache.insert("b", "h", b"pw");
         assert_eq!(cache.len(), 2);
-        assert!(cache.contains("a", b"pw") && cache.contains("b", b"pw"));
+        assert!(cache.contains("a", "h", b"pw") && cache.contains("b", "h", b"pw"));
     }
 
     #[test]
@@ -261,8 +280,8 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..200 {
                         let user = format!("t{t}u{i}");
-                        cache.insert(&user, b"pw");
-                        cache.contains(&user, b"pw");
+                        cache.insert(&user, "h", b"pw");
+                        cache.contains(&user, "h", b"pw");
                         if i % 7 == 0 {
                             cache.invalidate_user(&user);
                         }

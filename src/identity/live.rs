@@ -15,7 +15,24 @@ use std::sync::{Arc, Weak};
 
 use super::acl::Acl;
 use super::directory::Directory;
-use crate::protocol::MqttStr;
+use super::tokens::TokenService;
+use crate::protocol::{MqttStr, ReasonCode};
+
+/// The MQTT 5 authentication method of Gatehouse tokens: CONNECT carries
+/// the token (authentication data, or the password), and AUTH 0x19 with a
+/// fresh token renews the session in place (a Gatehouse extension).
+pub const TOKEN_AUTH_METHOD: &str = "gatehouse-token";
+
+/// The token a connection that logged in with one is bound to now. Boxed
+/// in the `LiveAcl` (which such a connection has to itself), so no
+/// per-connection struct grows for it.
+pub(super) struct BoundToken {
+    pub(super) jti: Box<str>,
+    pub(super) user_id: Box<str>,
+    /// CONNECT named [`TOKEN_AUTH_METHOD`]: AUTH may renew the token.
+    pub(super) renewable: bool,
+    pub(super) tokens: Weak<TokenService>,
+}
 
 /// What a revocation wakes: the connection's own wake-up (its mailbox),
 /// so that no connection keeps a waiter in the `LiveAcl` itself.
@@ -53,6 +70,9 @@ pub struct LiveAcl {
     expired: AtomicBool,
     /// Woken on revocation.
     watchers: Mutex<Slab<Weak<dyn Wakeup>>>,
+    /// Token logins: the token this connection is bound to (its expiry is
+    /// the session's deadline, kept by `TokenService`).
+    pub(super) token: Mutex<Option<Box<BoundToken>>>,
 }
 
 impl LiveAcl {
@@ -73,6 +93,7 @@ impl LiveAcl {
             revoked: AtomicBool::new(false),
             expired: AtomicBool::new(false),
             watchers: Mutex::new(Slab::new()),
+            token: Mutex::new(None),
         })
     }
 
@@ -149,6 +170,49 @@ impl LiveAcl {
 
     pub fn unwatch(&self, key: usize) {
         self.watchers.lock().try_remove(key);
+    }
+
+    /// CONNECT named [`TOKEN_AUTH_METHOD`]: lets this connection renew its
+    /// token with AUTH. `false` when it did not log in with a token.
+    pub fn allow_renewal(&self) -> bool {
+        match self.token.lock().as_mut() {
+            Some(bound) => {
+                bound.renewable = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// MQTT 5 re-authentication (AUTH 0x19): `token` must be a valid token
+    /// of the same user that opens MQTT; the connection is then bound to
+    /// it, so its deadline becomes the new token's expiry. Errors are the
+    /// DISCONNECT reason: 0x82 when the connection did not connect with
+    /// [`TOKEN_AUTH_METHOD`] or names another method, 0x87 for a token
+    /// that is refused.
+    pub fn reauthenticate(
+        self: &Arc<Self>,
+        method: Option<&str>,
+        token: Option<&[u8]>,
+    ) -> Result<(), ReasonCode> {
+        let tokens = {
+            let bound = self.token.lock();
+            match bound.as_deref() {
+                Some(b) if b.renewable && method == Some(TOKEN_AUTH_METHOD) => b.tokens.upgrade(),
+                _ => return Err(ReasonCode::PROTOCOL_ERROR),
+            }
+        };
+        let tokens = tokens.ok_or(ReasonCode::NOT_AUTHORIZED)?;
+        let token = token
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .ok_or(ReasonCode::NOT_AUTHORIZED)?;
+        tokens.renew(self, token).map_err(|e| {
+            tracing::warn!(
+                username = self.username.as_deref(),
+                "re-authentication refused: {e}"
+            );
+            ReasonCode::NOT_AUTHORIZED
+        })
     }
 }
 

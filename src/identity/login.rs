@@ -74,12 +74,7 @@ impl IdentityServices {
         request: LoginRequest,
         peer: IpAddr,
     ) -> Result<LoginOutcome, LoginError> {
-        self.per_address
-            .take(&format!("login-addr:{peer}"))
-            .map_err(LoginError::RateLimited)?;
-        self.per_user
-            .take(&format!("login-user:{}", request.username))
-            .map_err(LoginError::RateLimited)?;
+        self.take_login_attempt(&request.username, peer)?;
         let max = self.config.token_max_hours;
         let hours = request
             .expire_time_in_hours
@@ -94,11 +89,63 @@ impl IdentityServices {
         {
             return Err(LoginError::Label);
         }
-        let user = self.directory.user(&request.username);
+        let user = self
+            .check_password(&request.username, &request.password, peer)
+            .await?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.second_step(user, request, hours, peer))
+            .await
+            .map_err(|_| LoginError::Interrupted)?
+    }
+
+    /// The checks of every password login, without issuing an API token
+    /// (the OAuth login form and `password` grant): rate limits, password,
+    /// account state, initial admin password, then the second factor.
+    pub async fn verify_login(
+        self: &Arc<Self>,
+        request: LoginRequest,
+        peer: IpAddr,
+    ) -> Result<User, LoginError> {
+        self.take_login_attempt(&request.username, peer)?;
+        let user = self
+            .check_password(&request.username, &request.password, peer)
+            .await?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            this.mfa.check_login(
+                &user.id,
+                request.otp.as_deref(),
+                request.backup_code.as_deref(),
+            )?;
+            Ok(user)
+        })
+        .await
+        .map_err(|_| LoginError::Interrupted)?
+    }
+
+    /// One attempt from the per-address and per-user-name budgets.
+    fn take_login_attempt(&self, username: &str, peer: IpAddr) -> Result<(), LoginError> {
+        self.per_address
+            .take(&format!("login-addr:{peer}"))
+            .map_err(LoginError::RateLimited)?;
+        self.per_user
+            .take(&format!("login-user:{username}"))
+            .map_err(LoginError::RateLimited)
+    }
+
+    /// argon2 on the blocking pool (one run per core at most), then the
+    /// account's state.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<User, LoginError> {
+        let user = self.directory.user(username);
         let verified = {
             let _permit = self.hashing.acquire().await;
             let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-            let password = request.password.clone();
+            let password = password.to_owned();
             tokio::task::spawn_blocking(move || match hash {
                 Some(hash) => password::verify_password(password.as_bytes(), &hash),
                 None => {
@@ -112,22 +159,19 @@ impl IdentityServices {
         let user = match user {
             Some(user) if verified => user,
             _ => {
-                tracing::warn!(%peer, username = request.username, "HTTP login failed: bad username or password");
+                tracing::warn!(%peer, username, "HTTP login failed: bad username or password");
                 return Err(LoginError::BadCredentials);
             }
         };
         if !user.enabled || !user.has_grant(GrantMethod::Password) {
             return Err(LoginError::Disabled);
         }
-        if is_initial_admin(&user.username, request.password.as_bytes()) && !is_loopback(peer) {
+        if is_initial_admin(&user.username, password.as_bytes()) && !is_loopback(peer) {
             tracing::warn!(%peer, "HTTP login of `admin` with the initial password from a remote address refused");
             return Err(LoginError::InitialAdminRemote);
         }
-        self.rehash_if_needed(&user, &request.password);
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.second_step(user, request, hours, peer))
-            .await
-            .map_err(|_| LoginError::Interrupted)?
+        self.rehash_if_needed(&user, password);
+        Ok(user)
     }
 
     /// A verified password whose hash is old (other argon2 parameters, or

@@ -2,6 +2,7 @@
 //! password hashing and policy, and ACLs compiled into topic tries.
 //! No socket code lives here.
 
+pub mod access_tokens;
 pub mod acl;
 mod acl_cache;
 pub mod audit;
@@ -17,9 +18,11 @@ pub mod login;
 pub mod mfa;
 pub mod model;
 pub mod mosquitto_hash;
+pub mod oauth;
 pub mod password;
 pub mod policy;
 pub mod rate;
+pub mod registry;
 pub mod services;
 pub mod settings;
 mod token_sessions;
@@ -30,7 +33,7 @@ pub use acl::{Acl, Rule};
 pub use compile::client_id_substitutable;
 pub use directory::{Directory, IdentityError, NewUser};
 pub use directory_admin::Holder;
-pub use live::{LiveAcl, LiveSet, LoginMethod, Wakeup, still_granted};
+pub use live::{LiveAcl, LiveSet, LoginMethod, TOKEN_AUTH_METHOD, Wakeup, still_granted};
 pub use model::*;
 pub use policy::PasswordPolicy;
 pub use settings::{SettingsError, StartupSettings};

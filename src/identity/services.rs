@@ -16,9 +16,11 @@ use super::audit::{Actor, AuditLog};
 use super::directory::{ANONYMOUS_USER, Directory, IdentityError, NewUser};
 use super::mfa::{MfaError, MfaService};
 use super::model::*;
+use super::oauth::{OAuthOpenError, OAuthState};
 use super::rate::RateLimiter;
+use super::registry::ClientRegistry;
 use super::tokens::{TokenService, TokenServiceError};
-use crate::config::Http as HttpConfig;
+use crate::config::{Http as HttpConfig, OAuth as OAuthConfig};
 use crate::store::{Store, StoreError};
 
 /// The password the built-in `admin` user starts with: while it is still
@@ -35,6 +37,8 @@ pub enum AdminError {
     Tokens(#[from] TokenServiceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    OAuth(#[from] OAuthOpenError),
     #[error("permission already declared")]
     PermissionDeclared,
     #[error("permission `{0}` not found")]
@@ -86,6 +90,8 @@ pub struct IdentityServices {
     pub tokens: Arc<TokenService>,
     pub mfa: MfaService,
     pub audit: AuditLog,
+    /// The OAuth 2.0 authorization server (`identity::oauth`).
+    pub oauth: OAuthState,
     pub config: HttpConfig,
     /// Login and MFA attempts per user name.
     pub per_user: RateLimiter,
@@ -95,6 +101,8 @@ pub struct IdentityServices {
     pub(super) hashing: Semaphore,
     /// Serialises compound changes (check, then write, then audit).
     writes: Mutex<()>,
+    /// Devices asking for an identity (`registry/`).
+    pub registry: ClientRegistry,
 }
 
 /// A stable id for a permission: its content hashed, so that it needs no
@@ -122,6 +130,8 @@ impl IdentityServices {
         store: Arc<Store>,
         data_dir: &Path,
         config: &HttpConfig,
+        oauth: &OAuthConfig,
+        registry: ClientRegistry,
     ) -> Result<Arc<IdentityServices>, AdminError> {
         let exists = |id: &str| directory.user_by_id(id).is_some();
         let tokens = Arc::new(TokenService::open(
@@ -137,6 +147,7 @@ impl IdentityServices {
             Duration::from_secs(config.mfa_lockout_minutes * 60),
             exists,
         )?;
+        let oauth = OAuthState::open(data_dir, store.clone(), oauth, exists)?;
         let audit = AuditLog::open(store, config.audit_max_entries)?;
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(IdentityServices {
@@ -144,11 +155,13 @@ impl IdentityServices {
             tokens,
             mfa,
             audit,
+            oauth,
             config: config.clone(),
             per_user: RateLimiter::new(config.rate_per_user_per_minute),
             per_address: RateLimiter::new(config.rate_per_address_per_minute),
             hashing: Semaphore::new(parallel),
             writes: Mutex::new(()),
+            registry,
         }))
     }
 

@@ -1,14 +1,16 @@
 //! The MQTT sessions that logged in with a token: bound to its jti and
 //! expiry, closed when it is revoked (0x98) or expires (0xA0, by one
 //! sweeper task). Kept beside the token records, not in the per-connection
-//! state: each such connection has a `LiveAcl` of its own.
+//! state: each such connection has a `LiveAcl` of its own, which also
+//! remembers which token it is bound to, so MQTT 5 re-authentication can
+//! move it to a fresh token (and so a later deadline) in place.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::live::LiveAcl;
-use super::tokens::{TokenInfo, TokenService, now_secs};
+use super::live::{BoundToken, LiveAcl};
+use super::tokens::{SCOPE_MQTT, TokenError, TokenInfo, TokenService, now_secs};
 use crate::store::IdentityTable;
 
 /// MQTT connections that logged in with a token, by jti and by expiry.
@@ -33,7 +35,54 @@ impl TokenService {
 
     /// Ties an MQTT connection's ACL to its token, so that it closes when
     /// the token expires or is revoked.
-    pub fn bind(&self, info: &TokenInfo, acl: &Arc<LiveAcl>) {
+    pub fn bind(self: &Arc<Self>, info: &TokenInfo, acl: &Arc<LiveAcl>) {
+        *acl.token.lock() = Some(Box::new(BoundToken {
+            jti: info.jti.clone(),
+            user_id: info.user_id.clone(),
+            renewable: false,
+            tokens: Arc::downgrade(self),
+        }));
+        self.attach(info, acl);
+    }
+
+    /// Moves a connection from its token to `token`, a fresh token of the
+    /// same user that opens MQTT (MQTT 5 re-authentication, AUTH 0x19):
+    /// from now on the new token's expiry or revocation closes it, the old
+    /// one's no longer does.
+    pub(super) fn renew(&self, acl: &Arc<LiveAcl>, token: &str) -> Result<(), RenewError> {
+        let info = self.verify(token)?;
+        if info.enrol_only() || !info.allows(SCOPE_MQTT) {
+            return Err(RenewError::Scope);
+        }
+        let old = match acl.token.lock().as_deref() {
+            Some(bound) if *bound.user_id == *info.user_id => bound.jti.clone(),
+            Some(_) => return Err(RenewError::OtherUser),
+            None => return Err(RenewError::Closed),
+        };
+        {
+            let mut live = self.live.lock();
+            let list = live.by_jti.get_mut(&old).ok_or(RenewError::Closed)?;
+            let before = list.len();
+            list.retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(acl)));
+            let was_bound = list.len() < before;
+            if list.is_empty() {
+                live.by_jti.remove(&old);
+            }
+            // Not bound any more: the old token's expiry or revocation has
+            // just closed this connection.
+            if !was_bound || acl.is_revoked() {
+                return Err(RenewError::Closed);
+            }
+        }
+        if let Some(bound) = acl.token.lock().as_mut() {
+            bound.jti = info.jti.clone();
+        }
+        self.attach(&info, acl);
+        Ok(())
+    }
+
+    /// Registers `acl` under its token's jti and expiry.
+    fn attach(&self, info: &TokenInfo, acl: &Arc<LiveAcl>) {
         let mut live = self.live.lock();
         let sooner = live
             .by_exp
@@ -115,4 +164,17 @@ impl TokenService {
             }
         }
     }
+}
+
+/// Why an in-session renewal was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RenewError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the token belongs to another user")]
+    OtherUser,
+    #[error("the token does not open MQTT")]
+    Scope,
+    #[error("the session's token already expired or was revoked")]
+    Closed,
 }

@@ -9,6 +9,8 @@
 //! a revoked token is refused at once everywhere. The claims carry who the
 //! caller is, never what they may do: permissions are read from the
 //! directory on each request.
+//!
+//! OAuth access tokens: `access_tokens.rs` (verified here too).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parking_lot::{Mutex, RwLock};
@@ -19,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::access_tokens::AccessClaims;
+pub use super::access_tokens::{
+    AccessGrant, NEVER_EXPIRES, SCOPE_API, SCOPE_MQTT, TYP_ACCESS_TOKEN,
+};
 use super::model::User;
 use super::token_sessions::LiveTokens;
 use crate::router::now_millis;
@@ -90,6 +96,12 @@ pub struct TokenRecord {
     pub expires_at: u64,
     #[serde(default)]
     pub scope: Option<String>,
+    /// OAuth access tokens: the client they were issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// OAuth access tokens: the authorization they came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// A token that verified: who it speaks for, until when.
@@ -102,6 +114,8 @@ pub struct TokenInfo {
     /// Unix seconds.
     pub expires_at: u64,
     pub scope: Option<Box<str>>,
+    /// Set for OAuth access tokens.
+    pub client_id: Option<Box<str>>,
 }
 
 impl TokenInfo {
@@ -260,6 +274,11 @@ impl TokenService {
         &self.key.kid
     }
 
+    /// `iss` of every token (also `aud` of access tokens).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// The public key as a JWK Set (`/.well-known/jwks.json`).
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({"keys": [{
@@ -289,11 +308,7 @@ impl TokenService {
             label: label.clone(),
             scope: scope.map(str::to_owned),
         };
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("JWT".into());
-        header.kid = Some(self.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key.encoding)
-            .map_err(|e| TokenServiceError::Sign(e.to_string()))?;
+        let token = self.sign("JWT", &claims)?;
         let record = TokenRecord {
             jti: claims.jti,
             user_id: user.id.clone(),
@@ -303,12 +318,32 @@ impl TokenService {
             created_at: now,
             expires_at: exp * 1000,
             scope: claims.scope,
+            client_id: None,
+            grant: None,
         };
+        self.record(record.clone())?;
+        Ok((token, record))
+    }
+
+    pub(super) fn sign(
+        &self,
+        typ: &str,
+        claims: &impl Serialize,
+    ) -> Result<String, TokenServiceError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(typ.into());
+        header.kid = Some(self.key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key.encoding)
+            .map_err(|e| TokenServiceError::Sign(e.to_string()))
+    }
+
+    /// Stores a record durably, then in memory.
+    pub(super) fn record(&self, record: TokenRecord) -> Result<(), TokenServiceError> {
         let json = serde_json::to_vec(&record).expect("token record serialises");
         self.store
             .put_identity(IdentityTable::Tokens, &record.jti, Some(&json))?;
-        self.records.write().insert(record.clone());
-        Ok((token, record))
+        self.records.write().insert(record);
+        Ok(())
     }
 
     fn digest(&self, token: &str) -> [u8; 32] {
@@ -316,8 +351,9 @@ impl TokenService {
     }
 
     /// Checks a token: signature (once; verified tokens are cached under a
-    /// keyed hash), header (`typ` JWT, `alg` ES256, our `kid`), issuer,
-    /// expiry, and that its record still exists (not revoked).
+    /// keyed hash), header (`typ` JWT or at+jwt, `alg` ES256, our `kid`),
+    /// issuer (and audience of an access token), expiry, and that its
+    /// record still exists (not revoked).
     pub fn verify(&self, token: &str) -> Result<Arc<TokenInfo>, TokenError> {
         if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
             return Err(TokenError::Malformed);
@@ -352,40 +388,66 @@ impl TokenService {
     fn verify_signed(&self, token: &str) -> Result<TokenInfo, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // jsonwebtoken does not check `typ`; a token of another type (or
-        // signed by another key) is not ours.
-        if header.typ.as_deref() != Some("JWT")
-            || header.alg != Algorithm::ES256
-            || header.kid.as_deref() != Some(self.key.kid.as_str())
-        {
+        // signed by another key) is not ours. RFC 9068 §4: access tokens
+        // must say `at+jwt` (media types compare case-insensitively).
+        let access = match header.typ.as_deref() {
+            Some("JWT") => false,
+            Some(t)
+                if t.eq_ignore_ascii_case(TYP_ACCESS_TOKEN)
+                    || t.eq_ignore_ascii_case("application/at+jwt") =>
+            {
+                true
+            }
+            _ => return Err(TokenError::Invalid),
+        };
+        if header.alg != Algorithm::ES256 || header.kid.as_deref() != Some(self.key.kid.as_str()) {
             return Err(TokenError::Invalid);
         }
         let mut validation = Validation::new(Algorithm::ES256);
         validation.leeway = 0;
-        validation.validate_aud = false;
         validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            })?
-            .claims;
+        if access {
+            validation.set_audience(&[&self.issuer]);
+            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        } else {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        }
+        let decode_err = |e: jsonwebtoken::errors::Error| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        };
+        let (jti, sub, exp, scope, client_id) = if access {
+            let c = jsonwebtoken::decode::<AccessClaims>(token, &self.key.decoding, &validation)
+                .map_err(decode_err)?
+                .claims;
+            (c.jti, c.sub, c.exp, Some(c.scope), Some(c.client_id))
+        } else {
+            let c = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation)
+                .map_err(decode_err)?
+                .claims;
+            (c.jti, c.sub, c.exp, c.scope, None)
+        };
         let fingerprint = fingerprint(token);
         let records = self.records.read();
         let record = records
             .by_jti
-            .get(claims.jti.as_str())
+            .get(jti.as_str())
             .ok_or(TokenError::Revoked)?;
-        if record.user_id != claims.sub || record.fingerprint != fingerprint {
+        if record.user_id != sub
+            || record.fingerprint != fingerprint
+            || record.client_id != client_id
+        {
             return Err(TokenError::Revoked);
         }
         Ok(TokenInfo {
-            jti: claims.jti.into(),
-            user_id: claims.sub.into(),
-            username: claims.username.into(),
+            jti: jti.into(),
+            user_id: sub.into(),
+            username: record.username.as_str().into(),
             fingerprint: fingerprint.into(),
-            expires_at: claims.exp,
-            scope: claims.scope.map(Into::into),
+            expires_at: exp,
+            scope: scope.map(Into::into),
+            client_id: client_id.map(Into::into),
         })
     }
 
@@ -446,7 +508,7 @@ impl TokenService {
     }
 
     /// Deletes records (durably first), then closes their MQTT sessions.
-    fn remove(&self, jtis: &[Box<str>]) -> Result<Vec<TokenRecord>, TokenServiceError> {
+    pub(super) fn remove(&self, jtis: &[Box<str>]) -> Result<Vec<TokenRecord>, TokenServiceError> {
         if jtis.is_empty() {
             return Ok(Vec::new());
         }
@@ -475,10 +537,10 @@ pub fn fingerprint(token: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn service(dir: &Path) -> TokenService {
+    pub(in crate::identity) fn service(dir: &Path) -> TokenService {
         let store = Arc::new(
             Store::open(
                 &dir.join("data"),
@@ -490,7 +552,7 @@ mod tests {
         TokenService::open(dir, "gatehouse", store, |_| true).unwrap()
     }
 
-    fn user() -> User {
+    pub(in crate::identity) fn user() -> User {
         User {
             id: "u1".into(),
             username: "alice".into(),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::Shared;
 use crate::auth::{AuthOutcome, Credentials};
-use crate::identity::LoginMethod;
+use crate::identity::{LoginMethod, TOKEN_AUTH_METHOD};
 use crate::protocol::{
     self, ConnAck, Connect, MqttStr, Packet, Properties, ProtocolVersion, ReasonCode, topic,
 };
@@ -70,12 +70,21 @@ pub async fn accept(
     let v5 = connect.protocol_version == ProtocolVersion::V5;
     let props = &connect.properties;
 
-    if props.authentication_method.is_some() {
-        return Err(refuse(
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            "enhanced authentication is not supported",
-        ));
-    }
+    // Enhanced authentication (MQTT 5 §4.12): one method, Gatehouse's
+    // `gatehouse-token`. The token comes as authentication data (or as the
+    // password), is checked in this one step (no AUTH exchange during
+    // CONNECT), and the connection may later renew it with AUTH 0x19
+    // (`ClientSession::on_auth`). Any other method is refused.
+    let token_auth = match props.authentication_method.as_deref() {
+        None => false,
+        Some(TOKEN_AUTH_METHOD) => true,
+        Some(_) => {
+            return Err(refuse(
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "unsupported authentication method",
+            ));
+        }
+    };
     if let Some(will) = &connect.will {
         if !topic::is_valid_topic_name(&will.topic) {
             return Err(refuse(ReasonCode::TOPIC_NAME_INVALID, "invalid will topic"));
@@ -107,7 +116,14 @@ pub async fn accept(
     let credentials = Credentials {
         client_id: &client_id,
         username: connect.username.as_deref(),
-        password: connect.password.as_deref(),
+        password: if token_auth {
+            props
+                .authentication_data
+                .as_deref()
+                .or(connect.password.as_deref())
+        } else {
+            connect.password.as_deref()
+        },
         peer,
         certificate,
     };
@@ -122,6 +138,14 @@ pub async fn accept(
             return Err(refuse(reason, AUTH_REFUSED));
         }
     };
+    // `gatehouse-token` admits tokens only (not a password that happens to
+    // be sent as authentication data), and marks the binding renewable.
+    if token_auth && (identity.acl.method != LoginMethod::Token || !identity.acl.allow_renewal()) {
+        return Err(refuse(
+            ReasonCode::BAD_USERNAME_OR_PASSWORD,
+            "gatehouse-token needs a token",
+        ));
+    }
     let mut will = connect.will;
     if let Some(will) = &mut will {
         will.topic = owned(&will.topic);
@@ -205,6 +229,9 @@ pub async fn accept(
         properties.subscription_identifier_available = Some(1);
         properties.shared_subscription_available = Some(1);
         properties.assigned_client_identifier = assigned;
+        if token_auth {
+            properties.authentication_method = Some(MqttStr::from(TOKEN_AUTH_METHOD));
+        }
         if keep_alive != connect.keep_alive {
             properties.server_keep_alive = Some(keep_alive);
         }

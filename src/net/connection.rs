@@ -245,22 +245,34 @@ async fn serve<S: ByteStream>(mut conn: Conn<S>, fresh: bool) {
         Exit::Close(close) => close,
         Exit::Hibernate(cell) => return hibernate(conn, cell),
     };
-    if close.notify && conn.version == ProtocolVersion::V5 {
+    if !conn.session.may_write() {
+        // Held behind a QoS 2 stage that is not on the disk yet: it must
+        // not go out (the stored session resends it on reconnect).
+        conn.out.clear();
+    }
+    // The session goes back first: a takeover waiting for it does not wait
+    // for this connection's goodbye.
+    let Conn {
+        mut stream,
+        mut out,
+        session,
+        slot,
+        peer,
+        version,
+        ..
+    } = conn;
+    ended(*session, &slot, (Some(peer), S::LISTENER), close);
+    if close.notify && version == ProtocolVersion::V5 {
         protocol::encode(
             &Packet::Disconnect(Disconnect::new(close.reason)),
-            conn.version,
-            &mut conn.out,
+            version,
+            &mut out,
         );
     }
     // Boxed: the goodbye runs once, and its timers would otherwise widen
     // the future of every connection.
-    Box::pin(goodbye(&mut conn.stream, &mut conn.out)).await;
-    ended(
-        *conn.session,
-        &conn.slot,
-        (Some(conn.peer), S::LISTENER),
-        close,
-    );
+    Box::pin(goodbye(&mut stream, &mut out)).await;
+    drop(slot);
 }
 
 /// Hands the connection to the parker; its task ends here.
@@ -497,14 +509,21 @@ async fn write_or_leave<S: ByteStream>(
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     let mut woken = false;
-    let write = write_out(&mut conn.stream, &mut conn.out);
-    tokio::pin!(write);
-    loop {
+    let started = conn.out.len();
+    let mut unacknowledged = conn.stream.unacknowledged();
+    // One write call at a time, so that progress is seen: a slow reader
+    // that keeps taking bytes is not cut off, and is alive for keep-alive.
+    while !conn.out.is_empty() {
         tokio::select! {
             biased;
-            written = &mut write => {
-                return written.map(|()| woken).map_err(|_| Close::lost());
-            }
+            written = conn.stream.write_buf(&mut conn.out) => match written {
+                Ok(0) | Err(_) => return Err(Close::lost()),
+                Ok(_) => {
+                    conn.last_read = Instant::now();
+                    unacknowledged = conn.stream.unacknowledged();
+                    deadline.as_mut().reset(Instant::now() + limit);
+                }
+            },
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {
                 woken = true;
                 if let Some(reason) = conn.session.kicked() {
@@ -523,10 +542,27 @@ async fn write_or_leave<S: ByteStream>(
                 keep_alive.as_mut().reset(conn.keep_alive.map_or(far, |k| conn.last_read + k));
             }
             _ = &mut deadline => {
+                // The socket may stay unwritable for long while the peer
+                // does read (the kernel wakes writers only once much of
+                // its buffer is free): what the peer acknowledged counts.
+                let now = conn.stream.unacknowledged();
+                if now.is_some_and(|n| unacknowledged.is_some_and(|before| n < before)) {
+                    unacknowledged = now;
+                    conn.last_read = Instant::now();
+                    deadline.as_mut().reset(Instant::now() + limit);
+                    continue;
+                }
                 tracing::info!(peer = %conn.peer, client_id = %mailbox.client_id(), "closing: the client stopped reading ({limit:?} write deadline)");
                 return Err(Close::lost());
             }
         }
+    }
+    match tokio::time::timeout(limit, conn.stream.flush()).await {
+        Ok(Ok(())) => {
+            give_back(&mut conn.out, started);
+            Ok(woken)
+        }
+        _ => Err(Close::lost()),
     }
 }
 
@@ -690,13 +726,18 @@ async fn write_out<S: AsyncWrite + Unpin>(
     let written = out.len();
     stream.write_all_buf(out).await?;
     stream.flush().await?;
-    // A small write (a PINGRESP, an acknowledgement) suggests a quiet
-    // connection: give the buffer back. Busy ones keep theirs, up to a cap.
+    give_back(out, written);
+    Ok(())
+}
+
+/// After a write of `written` bytes: a small one (a PINGRESP, an
+/// acknowledgement) suggests a quiet connection, so the buffer goes back.
+/// Busy ones keep theirs, up to a cap.
+fn give_back(out: &mut BytesMut, written: usize) {
     out.clear();
     if written < SMALL_WRITE || out.capacity() > IDLE_BUFFER_LIMIT {
         *out = BytesMut::new();
     }
-    Ok(())
 }
 
 /// Keeps room for the next read, and drops the buffer once it is empty:

@@ -42,6 +42,22 @@ pub trait ByteStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Sen
     ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
+
+    /// Bytes the kernel still holds for the peer (not yet sent, or not
+    /// acknowledged): when it shrinks, the peer is reading, even while the
+    /// socket is not writable yet. `None` where it cannot be read.
+    fn unacknowledged(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// `SIOCOUTQ` of a TCP socket.
+fn tcp_unacknowledged(socket: &tokio::net::TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a TCP socket) writes one int.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
 }
 
 impl ByteStream for tokio::net::TcpStream {
@@ -58,12 +74,18 @@ impl ByteStream for tokio::net::TcpStream {
     ) -> std::task::Poll<std::io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
     }
+
+    fn unacknowledged(&self) -> Option<usize> {
+        tcp_unacknowledged(self)
+    }
 }
 
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ByteStream
-    for tokio_rustls::server::TlsStream<S>
-{
+impl<S: ByteStream> ByteStream for tokio_rustls::server::TlsStream<S> {
     const LISTENER: Listener = Listener::Tls;
+
+    fn unacknowledged(&self) -> Option<usize> {
+        self.get_ref().0.unacknowledged()
+    }
 }
 
 impl<S: ByteStream> ByteStream for ws::WsStream<S> {
@@ -71,6 +93,10 @@ impl<S: ByteStream> ByteStream for ws::WsStream<S> {
         Listener::Tls => Listener::WebSocketTls,
         _ => Listener::WebSocket,
     };
+
+    fn unacknowledged(&self) -> Option<usize> {
+        self.get_ref().unacknowledged()
+    }
 }
 
 /// What every connection task shares.

@@ -58,6 +58,13 @@ pub struct WsStream<S> {
     pending: Bytes,
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// The stream the WebSocket runs over.
+    pub fn get_ref(&self) -> &S {
+        self.inner.get_ref()
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

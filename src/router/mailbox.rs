@@ -3,6 +3,7 @@
 //! session keeps receiving while its client is away.
 
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -82,14 +83,47 @@ pub struct MailboxLimits {
 #[derive(Default)]
 struct Queue {
     deliveries: VecDeque<Delivery>,
-    bytes: usize,
+    /// At most `max_bytes` (a u32), so four bytes do.
+    bytes: u32,
+    /// Deliveries accepted but not yet appended (see [`flush_deferred`]).
+    reserved: u32,
     log: Option<Arc<dyn DeliveryLog>>,
+}
+
+/// What the store did with a delivery it was asked to keep.
+pub struct Logged {
+    /// The delivery's sequence number in the store.
+    pub seq: u64,
+    /// Gathered into its publish's transaction, not sent yet: the delivery
+    /// must not become visible before its record is on its way to the
+    /// store, or the subscriber's acknowledgement could overtake it.
+    pub deferred: bool,
 }
 
 /// Hook the store installs to persist deliveries to persistent sessions.
 pub trait DeliveryLog: Send + Sync {
-    /// Records `delivery` for `client_id`; returns its sequence number.
-    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64;
+    /// Records `delivery` for `client_id`.
+    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> Logged;
+}
+
+thread_local! {
+    /// Deliveries accepted during a publish whose store records are
+    /// gathered; appended once the publish's transaction is sent.
+    static DEFERRED: RefCell<VecDeque<(Arc<Mailbox>, Delivery)>> =
+        const { RefCell::new(VecDeque::new()) };
+}
+
+/// Appends the deliveries this thread deferred, in order. Called right
+/// after the store sent the publish's transaction (`Services::publish`).
+pub fn flush_deferred() {
+    while let Some((mailbox, delivery)) = DEFERRED.with_borrow_mut(|d| d.pop_front()) {
+        mailbox.append(delivery);
+    }
+}
+
+/// A delivery's weight against the byte limit (which fits a u32).
+fn weight_of(delivery: &Delivery) -> u32 {
+    u32::try_from(delivery.message.weight()).unwrap_or(u32::MAX)
 }
 
 pub struct Mailbox {
@@ -153,22 +187,29 @@ impl Mailbox {
 
     /// Queues a delivery. A full queue (by count or bytes) drops the new
     /// message and counts it; QoS 0 to an offline client is not queued.
-    pub fn push(&self, mut delivery: Delivery) -> bool {
-        let weight = delivery.message.weight();
+    pub fn push(self: &Arc<Self>, mut delivery: Delivery) -> bool {
+        let weight = weight_of(&delivery);
         let mut queue = self.queue.lock();
         let online = self.is_online();
         if !online && delivery.qos == QoS::AtMostOnce {
             return false;
         }
-        if queue.deliveries.len() >= self.max_messages as usize
-            || queue.bytes + weight > self.max_bytes as usize
+        if queue.deliveries.len() + queue.reserved as usize >= self.max_messages as usize
+            || u64::from(queue.bytes) + u64::from(weight) > u64::from(self.max_bytes)
         {
             drop(queue);
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         if let (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(log)) = (delivery.qos, &queue.log) {
-            delivery.seq = log.enqueued(&self.client_id, &delivery);
+            let logged = log.enqueued(&self.client_id, &delivery);
+            delivery.seq = logged.seq;
+            if logged.deferred {
+                queue.reserved += 1;
+                drop(queue);
+                DEFERRED.with_borrow_mut(|d| d.push_back((self.clone(), delivery)));
+                return true;
+            }
         }
         queue.bytes += weight;
         queue.deliveries.push_back(delivery);
@@ -179,11 +220,24 @@ impl Mailbox {
         true
     }
 
+    /// Appends a delivery `push` accepted and deferred.
+    fn append(&self, delivery: Delivery) {
+        let mut queue = self.queue.lock();
+        queue.reserved = queue.reserved.saturating_sub(1);
+        queue.bytes = queue.bytes.saturating_add(weight_of(&delivery));
+        queue.deliveries.push_back(delivery);
+        let online = self.is_online();
+        drop(queue);
+        if online {
+            self.ready.notify();
+        }
+    }
+
     /// Puts back deliveries restored from the store, in order, ignoring limits.
     pub fn restore(&self, deliveries: impl IntoIterator<Item = Delivery>) {
         let mut queue = self.queue.lock();
         for delivery in deliveries {
-            queue.bytes += delivery.message.weight();
+            queue.bytes = queue.bytes.saturating_add(weight_of(&delivery));
             queue.deliveries.push_back(delivery);
         }
     }
@@ -197,7 +251,7 @@ impl Mailbox {
         let queue = &mut *queue;
         let n = max.min(queue.deliveries.len());
         for delivery in queue.deliveries.drain(..n) {
-            queue.bytes -= delivery.message.weight();
+            queue.bytes = queue.bytes.saturating_sub(weight_of(&delivery));
             out.push(delivery);
         }
     }

@@ -10,7 +10,10 @@ mod message;
 mod retained;
 mod trie;
 
-pub use mailbox::{Delivery, DeliveryLog, Mailbox, MailboxLimits, SharedKey, SubscriptionIds};
+pub use mailbox::{
+    Delivery, DeliveryLog, Logged, Mailbox, MailboxLimits, SharedKey, SubscriptionIds,
+    flush_deferred,
+};
 pub use message::{Message, now_millis};
 pub use retained::RetainedStore;
 pub use trie::{Subscription, SubscriptionTrie};
@@ -43,6 +46,50 @@ impl FilterKey {
                 filter: raw.into(),
             }),
             None => None,
+        }
+    }
+}
+
+/// One publish's copies for clients with overlapping subscriptions, one
+/// per client. Searched linearly while small (the usual case: a client or
+/// two), through an index by mailbox once many clients overlap.
+#[derive(Default)]
+struct Overlapping {
+    copies: Vec<(Arc<Mailbox>, Delivery)>,
+    index: Option<std::collections::HashMap<*const Mailbox, usize>>,
+}
+
+impl Overlapping {
+    const LINEAR: usize = 16;
+
+    fn merge(&mut self, mailbox: &Arc<Mailbox>, delivery: Delivery, id: Option<u32>) {
+        let key = Arc::as_ptr(mailbox);
+        let found = match &self.index {
+            Some(index) => index.get(&key).copied(),
+            None => self.copies.iter().position(|(m, _)| Arc::as_ptr(m) == key),
+        };
+        match found {
+            Some(at) => {
+                let merged = &mut self.copies[at].1;
+                merged.qos = merged.qos.max(delivery.qos);
+                merged.retain |= delivery.retain;
+                merged.subscription_ids.add(id);
+            }
+            None => {
+                self.copies.push((mailbox.clone(), delivery));
+                let at = self.copies.len() - 1;
+                if let Some(index) = &mut self.index {
+                    index.insert(key, at);
+                } else if self.copies.len() > Self::LINEAR {
+                    let index = self
+                        .copies
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (m, _))| (Arc::as_ptr(m), i))
+                        .collect();
+                    self.index = Some(index);
+                }
+            }
         }
     }
 }
@@ -93,7 +140,7 @@ impl Router {
     pub fn publish(&self, message: &Arc<Message>) -> usize {
         let trie = self.subscriptions.read();
         let mut delivered = 0;
-        let mut overlapping: Vec<(Arc<Mailbox>, Delivery)> = Vec::new();
+        let mut overlapping = Overlapping::default();
         trie.for_each_match(&message.topic, |sub, shared| {
             if sub.options.no_local && message.origin.as_ref() == Some(sub.mailbox.client_id()) {
                 return;
@@ -107,24 +154,14 @@ impl Router {
                 seq: 0,
             };
             if sub.overlapping && shared.is_none() {
-                match overlapping
-                    .iter_mut()
-                    .find(|(m, _)| Arc::ptr_eq(m, &sub.mailbox))
-                {
-                    Some((_, merged)) => {
-                        merged.qos = merged.qos.max(delivery.qos);
-                        merged.retain |= delivery.retain;
-                        merged.subscription_ids.add(sub.id);
-                    }
-                    None => overlapping.push((sub.mailbox.clone(), delivery)),
-                }
+                overlapping.merge(&sub.mailbox, delivery, sub.id);
                 return;
             }
             if sub.mailbox.push(delivery) {
                 delivered += 1;
             }
         });
-        for (mailbox, delivery) in overlapping {
+        for (mailbox, delivery) in overlapping.copies {
             if mailbox.push(delivery) {
                 delivered += 1;
             }

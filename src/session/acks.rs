@@ -196,9 +196,18 @@ impl ClientSession {
         if held.queue.is_empty() && held.out_until == 0 {
             self.held = None;
         }
+        let persistent = self.persistent();
         for id in released {
             if let Some(attached) = self.attached.as_mut() {
                 attached.state.inbound_qos2.remove(&id);
+            }
+            if persistent {
+                // The failed batch is retried and will store the id: take
+                // it back, or a restart would take the id's next use for a
+                // duplicate.
+                self.services
+                    .store
+                    .inbound_qos2(self.mailbox.client_id(), id, false);
             }
         }
         Ok(())

@@ -15,8 +15,8 @@ use crate::config::OnPublishDenied;
 use crate::identity::Wakeup;
 use crate::metrics::Metrics;
 use crate::protocol::{
-    self, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
+    self, Auth, Disconnect, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish,
+    QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use crate::router::{Delivery, DeliveryLog, FilterKey, Mailbox, Message, SubscriptionIds};
 use crate::store::StoredStage;
@@ -252,10 +252,40 @@ impl ClientSession {
             }
             Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
             Packet::Connect(_) => Err(Close::error(ReasonCode::PROTOCOL_ERROR)),
-            // Enhanced authentication is not offered, so AUTH is unexpected;
-            // the rest are server-to-client packets.
+            Packet::Auth(auth) => self.on_auth(auth, out),
+            // Server-to-client packets.
             _ => Err(Close::error(ReasonCode::PROTOCOL_ERROR)),
         }
+    }
+
+    /// MQTT 5 re-authentication (§4.12.1), Gatehouse's `gatehouse-token`
+    /// method only: AUTH 0x19 carries a fresh token of the same user; the
+    /// connection's `LiveAcl` is rebound to it (its expiry becomes the
+    /// session's deadline) and AUTH 0x00 answers. A refused token closes
+    /// the connection (0x87); AUTH from a connection that did not connect
+    /// with the method, or with another reason, is a protocol error (0x82).
+    /// No state is added here: the binding lives in the `LiveAcl`.
+    fn on_auth(&mut self, auth: Auth, out: &mut BytesMut) -> Result<(), Close> {
+        if auth.reason != ReasonCode::REAUTHENTICATE {
+            return Err(Close::error(ReasonCode::PROTOCOL_ERROR));
+        }
+        let props = auth.properties;
+        self.identity
+            .acl
+            .reauthenticate(
+                props.authentication_method.as_deref(),
+                props.authentication_data.as_deref(),
+            )
+            .map_err(Close::error)?;
+        let reply = Auth {
+            reason: ReasonCode::SUCCESS,
+            properties: Properties {
+                authentication_method: props.authentication_method,
+                ..Properties::default()
+            },
+        };
+        self.write(&Packet::Auth(reply), out);
+        Ok(())
     }
 
     fn on_disconnect(&mut self, disconnect: Disconnect) -> Close {
@@ -334,6 +364,10 @@ impl ClientSession {
                 store.inbound_qos2(client_id, packet_id, true);
             }
         });
+        if persisted == Persisted::Unstored && qos != QoS::AtMostOnce {
+            // Shutdown closed the store between the health check and now.
+            return Err(Close::shutdown());
+        }
         let ack = match qos {
             QoS::AtMostOnce => return Ok(()),
             QoS::AtLeastOnce => HeldAck::PubAck(packet_id),

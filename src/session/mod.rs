@@ -29,7 +29,7 @@ use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{MqttStr, ReasonCode, SubscriptionOptions};
 use crate::router::{FilterKey, Mailbox, MailboxLimits, Message, Router};
-use crate::store::{SessionRecord, Store};
+use crate::store::{SessionRecord, Store, Written};
 
 /// A revoked `LiveAcl` wakes its connections through their mailboxes.
 impl crate::identity::Wakeup for Mailbox {
@@ -61,6 +61,8 @@ pub enum Persisted {
     Nothing,
     /// Acknowledge once the store has committed this many operations.
     AwaitCommit(u64),
+    /// It had to be stored, but the store is closed (shutdown).
+    Unstored,
 }
 
 impl Services {
@@ -73,9 +75,8 @@ impl Services {
     /// [`publish`](Self::publish), with `also`'s store operations in the
     /// same transaction as the message's.
     pub fn publish_with(&self, message: Message, also: impl FnOnce()) -> Persisted {
-        let before = self.store.submitted();
         let message = Arc::new(message);
-        self.store.atomically(|| {
+        let ((), written) = self.store.atomically(|| {
             also();
             if message.retain {
                 // Own copy: the payload is a slice of a connection's read
@@ -94,12 +95,14 @@ impl Services {
             }
             self.router.publish(&message);
         });
+        // Now that the transaction is on its way to the store, the copies
+        // queued for persistent sessions may be seen (and acknowledged).
+        crate::router::flush_deferred();
         self.metrics.received(message.qos, message.payload.len());
-        let after = self.store.submitted();
-        if after != before {
-            Persisted::AwaitCommit(after)
-        } else {
-            Persisted::Nothing
+        match written {
+            Written::Nothing => Persisted::Nothing,
+            Written::Upto(ticket) => Persisted::AwaitCommit(ticket),
+            Written::Closed => Persisted::Unstored,
         }
     }
 
@@ -354,7 +357,7 @@ impl Session {
     pub fn kick(&self, reason: ReasonCode) {
         let _ = self
             .kick
-            .compare_exchange(0, reason.0.max(1), Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(0, reason.0.max(1), Ordering::SeqCst, Ordering::SeqCst);
         self.mailbox.wake();
     }
 

@@ -64,14 +64,14 @@ struct Waiting<'a>(&'a Session);
 
 impl<'a> Waiting<'a> {
     fn on(session: &'a Session) -> Waiting<'a> {
-        session.attach_waiters.fetch_add(1, Ordering::AcqRel);
+        session.attach_waiters.fetch_add(1, Ordering::SeqCst);
         Waiting(session)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.attach_waiters.fetch_sub(1, Ordering::AcqRel);
+        self.0.attach_waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -270,8 +270,10 @@ impl Registry {
             if !current.is_some_and(|c| Arc::ptr_eq(&c, &session)) {
                 continue;
             }
-            // A kick meant for the previous holder is spent.
-            session.kick.store(0, Ordering::Release);
+            // A kick meant for the previous holder is spent. SeqCst with
+            // the waiters' count below: a kick that lands between the two
+            // is either kept or followed by a fresh one.
+            session.kick.store(0, Ordering::SeqCst);
             session.generation.fetch_add(1, Ordering::AcqRel);
             let detached = std::mem::replace(
                 &mut *session.presence.lock(),
@@ -299,7 +301,7 @@ impl Registry {
             // Someone asked for the session while this connection took it;
             // their kick may have been the one cleared above: leave for
             // them at once.
-            if session.attach_waiters.load(Ordering::Acquire) > 0 {
+            if session.attach_waiters.load(Ordering::SeqCst) > 0 {
                 session.kick(ReasonCode::SESSION_TAKEN_OVER);
             }
             return Ok(Attached {
@@ -553,11 +555,12 @@ impl Registry {
             .map(|session| {
                 let owner = self.owner_of(session).map(|o| o.to_string());
                 let mut slot = session.presence.lock();
+                let connected = matches!(*slot, Presence::Connected(_));
                 let detached = slot.detached().map(|d| &*d);
                 SessionInfo {
                     client_id: session.client_id().to_string(),
                     owner,
-                    connected: detached.is_none(),
+                    connected,
                     expiry_interval: detached.map(|d| d.state.expiry_interval),
                     disconnected_at: detached.map(|d| d.disconnected_at),
                     expires_at: detached.and_then(Detached::expires_at),

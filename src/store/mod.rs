@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::Durability;
 use crate::protocol::MqttStr;
-use crate::router::{Delivery, DeliveryLog, Message};
+use crate::router::{Delivery, DeliveryLog, Logged, Message};
 use index::QueueIndex;
 use writer::{Op, Writer};
 
@@ -46,6 +46,8 @@ const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certifi
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+const OAUTH_CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_clients");
+const OAUTH_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_grants");
 
 /// The identity tables (users and roles, stored as JSON by `identity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +61,10 @@ pub enum IdentityTable {
     Accounts,
     /// The admin audit log, by zero-padded sequence number.
     Audit,
+    /// Registered OAuth clients, by client id (secrets only as keyed hashes).
+    OAuthClients,
+    /// OAuth refresh-token families, by family id (never a token).
+    OAuthGrants,
 }
 
 impl IdentityTable {
@@ -70,6 +76,8 @@ impl IdentityTable {
             IdentityTable::Tokens => TOKENS,
             IdentityTable::Accounts => ACCOUNTS,
             IdentityTable::Audit => AUDIT,
+            IdentityTable::OAuthClients => OAUTH_CLIENTS,
+            IdentityTable::OAuthGrants => OAUTH_GRANTS,
         }
     }
 }
@@ -194,6 +202,9 @@ struct Gathering {
     /// Nested `atomically` calls: the outermost one sends.
     depth: u32,
     ops: Vec<Op>,
+    /// What the scope has written so far (operations sent at once, such as
+    /// retained messages, count too).
+    written: Written,
 }
 
 thread_local! {
@@ -201,8 +212,45 @@ thread_local! {
         RefCell::new(Gathering {
             depth: 0,
             ops: Vec::new(),
+            written: Written::Nothing,
         })
     };
+}
+
+/// What a scope of [`Store::atomically`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Nothing,
+    /// Operations up to this ticket (its own are the last of them).
+    Upto(u64),
+    /// The store was closed: nothing could be written.
+    Closed,
+}
+
+impl Written {
+    fn and(self, sent: Option<u64>) -> Written {
+        match (self, sent) {
+            (Written::Closed, _) | (_, None) => Written::Closed,
+            (Written::Upto(a), Some(b)) => Written::Upto(a.max(b)),
+            (Written::Nothing, Some(b)) => Written::Upto(b),
+        }
+    }
+}
+
+/// Resets the gathering if a scope unwinds, so the thread does not go on
+/// gathering forever.
+struct Unwinding;
+
+impl Drop for Unwinding {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            GATHERED.with_borrow_mut(|g| {
+                g.depth = 0;
+                g.ops.clear();
+                g.written = Written::Nothing;
+            });
+        }
+    }
 }
 
 pub struct Store {
@@ -247,6 +295,8 @@ impl Store {
             TOKENS,
             ACCOUNTS,
             AUDIT,
+            OAUTH_CLIENTS,
+            OAUTH_GRANTS,
         ] {
             txn.open_table(table).map_err(db_err)?;
         }
@@ -298,7 +348,8 @@ impl Store {
     /// Counting and sending under one lock keeps tickets in channel order.
     /// Inside [`atomically`](Self::atomically) the operation is gathered
     /// instead.
-    fn send(&self, op: Op) {
+    /// Returns whether the operation was gathered (not sent yet).
+    fn send(&self, op: Op) -> bool {
         let op = GATHERED.with_borrow_mut(|g| {
             if g.depth == 0 {
                 return Some(op);
@@ -306,23 +357,45 @@ impl Store {
             g.ops.push(op);
             None
         });
-        if let Some(op) = op {
-            self.send_now(op);
+        match op {
+            Some(op) => {
+                self.send_now(op);
+                false
+            }
+            None => true,
         }
     }
 
-    fn send_now(&self, op: Op) {
-        if let Some(tx) = self.tx.lock().as_ref() {
-            self.submitted.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(op);
-        }
+    /// Sends at once, even inside [`atomically`](Self::atomically) (whose
+    /// scope still counts it). Returns the operation's ticket; `None` when
+    /// the store is closed.
+    fn send_now(&self, op: Op) -> Option<u64> {
+        let ticket = match self.tx.lock().as_ref() {
+            Some(tx) => {
+                let ticket = self.submitted.fetch_add(1, Ordering::Relaxed) + 1;
+                let _ = tx.send(op);
+                Some(ticket)
+            }
+            None => None,
+        };
+        GATHERED.with_borrow_mut(|g| {
+            if g.depth > 0 {
+                g.written = g.written.and(ticket);
+            }
+        });
+        ticket
     }
 
     /// Runs `f`; every store operation it submits reaches the disk in one
     /// transaction (a publish, the copies it queued for persistent
     /// sessions, its retained message and its QoS 2 packet id: a crash
     /// keeps all or none of them).
-    pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> R {
+    ///
+    /// Returns what the scope wrote, so that a publish waits for its own
+    /// operations only. Deliveries routed meanwhile become visible when the
+    /// caller runs `router::flush_deferred` after this.
+    pub fn atomically<R>(&self, f: impl FnOnce() -> R) -> (R, Written) {
+        let unwinding = Unwinding;
         GATHERED.with_borrow_mut(|g| g.depth += 1);
         let result = f();
         let gathered = GATHERED.with_borrow_mut(|g| {
@@ -333,10 +406,17 @@ impl Store {
                 _ => None,
             }
         });
+        let mut written = GATHERED.with_borrow(|g| g.written);
         if let Some(op) = gathered {
-            self.send_now(op);
+            written = written.and(self.send_now(op));
         }
-        result
+        GATHERED.with_borrow_mut(|g| {
+            if g.depth == 0 {
+                g.written = Written::Nothing;
+            }
+        });
+        drop(unwinding);
+        (result, written)
     }
 
     /// The store is not closed and its last commit succeeded: persisted
@@ -380,11 +460,13 @@ impl Store {
         self.committed.clone()
     }
 
+    /// Sent at once, never gathered: the caller holds the retained map's
+    /// lock, so the disk gets changes in the order memory did.
     pub fn put_retained(&self, message: &Message) {
         if message.payload.is_empty() {
-            self.send(Op::DelRetained(message.topic.to_string()));
+            self.send_now(Op::DelRetained(message.topic.to_string()));
         } else {
-            self.send(Op::PutRetained(
+            self.send_now(Op::PutRetained(
                 message.topic.to_string(),
                 record::encode_message(message),
             ));
@@ -392,7 +474,7 @@ impl Store {
     }
 
     pub fn delete_retained(&self, topic: &str) {
-        self.send(Op::DelRetained(topic.to_owned()));
+        self.send_now(Op::DelRetained(topic.to_owned()));
     }
 
     pub fn put_session(&self, client_id: &str, record: &SessionRecord) {
@@ -493,12 +575,12 @@ impl Store {
 }
 
 impl DeliveryLog for Store {
-    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> u64 {
+    fn enqueued(&self, client_id: &MqttStr, delivery: &Delivery) -> Logged {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut delivery = delivery.clone();
         delivery.seq = seq;
-        self.send(Op::Enqueue(client_id.clone(), delivery));
-        seq
+        let deferred = self.send(Op::Enqueue(client_id.clone(), delivery));
+        Logged { seq, deferred }
     }
 }
 
@@ -517,6 +599,10 @@ fn create_private(dir: &Path) -> std::io::Result<std::path::PathBuf> {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+    } else if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
+        // Not narrowed: the operator may share it on purpose; the file
+        // itself is 0600 in any case.
+        tracing::warn!(dir = %dir.display(), "the data directory is open to other users; 0700 is recommended");
     }
     let path = dir.join("gatehouse.redb");
     std::fs::OpenOptions::new()
@@ -617,4 +703,63 @@ fn load(db: &Database) -> Result<(Loaded, QueueIndex, u64), StoreError> {
         });
     }
     Ok((Loaded { retained, sessions }, index, max_seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::QoS;
+    use crate::router::{Mailbox, MailboxLimits, SubscriptionIds};
+
+    fn delivery() -> Delivery {
+        Delivery {
+            message: Arc::new(Message {
+                topic: "t".into(),
+                payload: bytes::Bytes::from_static(b"p"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Default::default(),
+                expires_at: None,
+                origin: None,
+            }),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: SubscriptionIds::None,
+            shared: None,
+            seq: 0,
+        }
+    }
+
+    /// A delivery queued inside a publish's transaction stays invisible
+    /// until that transaction is on its way to the store: the
+    /// subscriber's acknowledgement (or QoS 2 stage) can then never reach
+    /// the writer before the record it refers to.
+    #[test]
+    fn a_gathered_delivery_is_seen_only_after_its_transaction_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(dir.path(), Durability::Sync, Duration::from_millis(10)).unwrap());
+        let limits = MailboxLimits {
+            max_messages: 10,
+            max_bytes: 1 << 20,
+        };
+        let mailbox = Arc::new(Mailbox::new("sub".into(), limits));
+        mailbox.set_log(Some(store.clone() as Arc<dyn DeliveryLog>));
+        mailbox.set_online(true);
+        let before = store.submitted();
+        let (pushed, written) = store.atomically(|| {
+            assert!(mailbox.push(delivery()));
+            assert_eq!(store.submitted(), before, "gathered, not sent");
+            mailbox.len()
+        });
+        assert_eq!(pushed, 0, "not visible while gathered");
+        assert_eq!(written, Written::Upto(before + 1));
+        assert_eq!(mailbox.len(), 0, "not visible before the flush");
+        crate::router::flush_deferred();
+        assert_eq!(mailbox.len(), 1);
+        // Outside a publish, a delivery is sent and visible at once.
+        assert!(mailbox.push(delivery()));
+        assert_eq!((mailbox.len(), store.submitted()), (2, before + 2));
+        store.close();
+    }
 }

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod oauth;
 mod process;
+pub mod registry;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
 pub use process::{

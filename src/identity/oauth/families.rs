@@ -1,0 +1,281 @@
+//! Refresh-token families (RFC 9700 §4.14.2): one per authorization, with
+//! the generation of its current refresh token and the refreshes left.
+//! A refresh token is `ghr.<family>.<generation>.<tag>`, the tag a keyed
+//! hash of the other two, so the store holds no token and no hash an
+//! attacker could test (the key is a file of its own). Each refresh
+//! rotates the token (generation + 1); presenting an older generation is
+//! reuse: the whole family and every access token it issued are revoked.
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{OAuthError, OAuthOpenError, hex, same};
+use crate::router::now_millis;
+use crate::store::{IdentityTable, Store, StoreError};
+
+const PREFIX: &str = "ghr";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Family {
+    /// Also the `grant` of the access tokens issued under it.
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    /// Generation of the one valid refresh token.
+    pub generation: u32,
+    /// Refreshes left; `None`: unlimited.
+    pub left: Option<u32>,
+    pub created_at: u64,
+    /// No refresh left: kept until then (Unix ms, the last access token's
+    /// expiry) only so that a replayed token still revokes the grant.
+    #[serde(default)]
+    pub keep_until: Option<u64>,
+}
+
+/// The outcome of presenting a well-formed refresh token of a live family
+/// (no `Debug`: it carries a refresh token).
+pub enum Rotation {
+    /// Rotated: the family as it is now, and its next refresh token (none
+    /// when no refresh is left).
+    Next {
+        family: Family,
+        token: Option<String>,
+    },
+    /// An already-used token: the caller revokes the family.
+    Reused(Family),
+}
+
+pub struct Families {
+    store: Arc<Store>,
+    key: [u8; 32],
+    live: Mutex<HashMap<String, Family>>,
+}
+
+impl Families {
+    /// Loads the families `keep` accepts (client and user still there),
+    /// dropping the others and exhausted ones past their time.
+    pub fn open(
+        store: Arc<Store>,
+        key: [u8; 32],
+        keep: impl Fn(&Family) -> bool,
+    ) -> Result<Families, OAuthOpenError> {
+        let now = now_millis();
+        let mut live = HashMap::new();
+        let mut stale = Vec::new();
+        for raw in store.load_identity(IdentityTable::OAuthGrants)? {
+            let family: Family =
+                serde_json::from_slice(&raw).map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
+            if keep(&family) && family.keep_until.is_none_or(|t| t > now) {
+                live.insert(family.id.clone(), family);
+            } else {
+                stale.push(family.id);
+            }
+        }
+        let deletes: Vec<_> = stale
+            .iter()
+            .map(|id| (IdentityTable::OAuthGrants, id.as_str(), None))
+            .collect();
+        if !deletes.is_empty() {
+            store.put_identity_batch(&deletes)?;
+        }
+        Ok(Families {
+            store,
+            key,
+            live: Mutex::new(live),
+        })
+    }
+
+    fn tag(&self, id: &str, generation: u32) -> String {
+        let text = format!("{id}.{generation}");
+        hex(blake3::keyed_hash(&self.key, text.as_bytes()).as_bytes())
+    }
+
+    fn token(&self, family: &Family) -> String {
+        let (id, generation) = (&family.id, family.generation);
+        format!("{PREFIX}.{id}.{generation}.{}", self.tag(id, generation))
+    }
+
+    fn put(&self, family: &Family) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(family).expect("family serialises");
+        self.store
+            .put_identity(IdentityTable::OAuthGrants, &family.id, Some(&json))
+    }
+
+    /// Starts the family `id` and returns its first refresh token.
+    pub fn start(
+        &self,
+        id: &str,
+        client_id: &str,
+        user_id: &str,
+        scope: &str,
+        left: Option<u32>,
+    ) -> Result<String, StoreError> {
+        let family = Family {
+            id: id.into(),
+            client_id: client_id.into(),
+            user_id: user_id.into(),
+            scope: scope.into(),
+            generation: 0,
+            left,
+            created_at: now_millis(),
+            keep_until: None,
+        };
+        let mut live = self.live.lock();
+        self.put(&family)?;
+        let token = self.token(&family);
+        live.insert(family.id.clone(), family);
+        Ok(token)
+    }
+
+    /// The family a refresh token belongs to, if its tag is genuine (for
+    /// introspection and revocation: nothing changes).
+    pub fn lookup(&self, token: &str) -> Option<(Family, bool)> {
+        let (id, generation) = self.parse(token)?;
+        let family = self.live.lock().get(id).cloned()?;
+        let current = generation == family.generation && family.keep_until.is_none();
+        Some((family, current))
+    }
+
+    /// `(family id, generation)` of a token whose tag is genuine.
+    fn parse<'a>(&self, token: &'a str) -> Option<(&'a str, u32)> {
+        let mut parts = token.split('.');
+        let (prefix, id, generation, tag) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if prefix != PREFIX || parts.next().is_some() || id.len() != 32 || tag.len() != 64 {
+            return None;
+        }
+        let generation: u32 = generation.parse().ok()?;
+        same(&self.tag(id, generation), tag).then_some((id, generation))
+    }
+
+    /// Presents a refresh token for `client_id`. `check` vets the family
+    /// (its user still there) before anything changes; `keep_until` is
+    /// the expiry of the access token about to be issued, kept by a
+    /// family that runs out of refreshes.
+    pub fn rotate(
+        &self,
+        token: &str,
+        client_id: &str,
+        keep_until: u64,
+        check: impl FnOnce(&Family) -> Result<(), OAuthError>,
+    ) -> Result<Rotation, OAuthError> {
+        let unknown = || OAuthError::grant("the refresh token is invalid, expired or revoked");
+        let (id, generation) = self.parse(token).ok_or_else(unknown)?;
+        let mut live = self.live.lock();
+        let family = live.get(id).ok_or_else(unknown)?;
+        if family.client_id != client_id {
+            return Err(OAuthError::grant(
+                "the refresh token was issued to another client",
+            ));
+        }
+        if generation != family.generation || family.keep_until.is_some() {
+            return Ok(Rotation::Reused(family.clone()));
+        }
+        check(family)?;
+        let mut next = family.clone();
+        next.generation = next.generation.saturating_add(1);
+        next.left = next.left.map(|n| n.saturating_sub(1));
+        if next.left == Some(0) {
+            next.keep_until = Some(keep_until);
+        }
+        self.put(&next)?;
+        let token = next.keep_until.is_none().then(|| self.token(&next));
+        live.insert(next.id.clone(), next.clone());
+        Ok(Rotation::Next {
+            family: next,
+            token,
+        })
+    }
+
+    /// Ends a family (durably first); absent is fine.
+    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let mut live = self.live.lock();
+        if live.contains_key(id) {
+            self.store
+                .put_identity(IdentityTable::OAuthGrants, id, None)?;
+            live.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Ends every family `select` picks (a deleted client's).
+    pub fn remove_where(&self, select: impl Fn(&Family) -> bool) -> Result<(), StoreError> {
+        let mut live = self.live.lock();
+        let ids: Vec<String> = live
+            .values()
+            .filter(|f| select(f))
+            .map(|f| f.id.clone())
+            .collect();
+        let deletes: Vec<_> = ids
+            .iter()
+            .map(|id| (IdentityTable::OAuthGrants, id.as_str(), None))
+            .collect();
+        if !deletes.is_empty() {
+            self.store.put_identity_batch(&deletes)?;
+        }
+        for id in &ids {
+            live.remove(id);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn families(dir: &std::path::Path) -> Families {
+        let store = Arc::new(
+            Store::open(
+                dir,
+                crate::config::Durability::Sync,
+                Duration::from_millis(100),
+            )
+            .unwrap(),
+        );
+        Families::open(store, [3; 32], |_| true).unwrap()
+    }
+
+    #[test]
+    fn rotation_counts_down_and_reuse_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = families(dir.path());
+        let id = "0123456789abcdef0123456789abcdef";
+        let t0 = f.start(id, "c", "u", "api", Some(2)).unwrap();
+        assert!(f.rotate(&t0, "other", 9, |_| Ok(())).is_err());
+        let Rotation::Next {
+            token: Some(t1), ..
+        } = f.rotate(&t0, "c", 9, |_| Ok(())).unwrap()
+        else {
+            panic!("rotated")
+        };
+        // The last refresh: no further token, the family kept for reuse.
+        let Rotation::Next {
+            token: None,
+            family,
+        } = f.rotate(&t1, "c", 9, |_| Ok(())).unwrap()
+        else {
+            panic!("exhausted")
+        };
+        assert_eq!(family.keep_until, Some(9));
+        assert!(matches!(
+            f.rotate(&t1, "c", 9, |_| Ok(())),
+            Ok(Rotation::Reused(_))
+        ));
+        assert!(matches!(
+            f.rotate(&t0, "c", 9, |_| Ok(())),
+            Ok(Rotation::Reused(_))
+        ));
+        // A forged tag is unknown, not reuse.
+        let last = if t0.ends_with('0') { '1' } else { '0' };
+        let forged = format!("{}{last}", &t0[..t0.len() - 1]);
+        assert!(f.rotate(&forged, "c", 9, |_| Ok(())).is_err());
+        f.remove(id).unwrap();
+        assert!(f.rotate(&t1, "c", 9, |_| Ok(())).is_err());
+    }
+}
