@@ -32,6 +32,10 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// CA certificate (PEM) of an https:// server (default: env
+    /// GATEHOUSE_CA, the login's, else this host's `[tls] dir`/ca.crt).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -142,6 +146,11 @@ fn main() -> ExitCode {
         config,
         server: cli.server,
         json: cli.json,
+        ca: cli.ca.or_else(|| {
+            std::env::var_os("GATEHOUSE_CA")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }),
     };
     match run(&ctx, command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -387,3 +387,89 @@ async fn listeners_section_opens_only_what_it_names() {
     );
     drop(broker);
 }
+
+/// `--server https://...`: verified against the broker's own CA (found
+/// through `[tls] dir`, or given with `--ca` / `GATEHOUSE_CA`); the stored
+/// login remembers it; a certificate from another CA is refused.
+#[tokio::test]
+async fn the_cli_speaks_https_verified_by_the_brokers_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, https) = (free_port(), free_port());
+    let certs = dir.path().join("certs");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listeners]\nmqtt = \"127.0.0.1:{mqtt}\"\nhttps = \"127.0.0.1:{https}\"\n\n[storage]\ndir = \"{}\"\n\n[tls]\ndir = \"{}\"\n",
+            dir.path().join("data").display(),
+            certs.display()
+        ),
+    )
+    .unwrap();
+    let _broker = Binary::start(&config, ([127, 0, 0, 1], mqtt).into());
+    wait_port(([127, 0, 0, 1], https).into());
+    let server = format!("https://127.0.0.1:{https}");
+    let run = |args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]| {
+        gatehouse_run(&config, args, stdin, env)
+    };
+
+    // A CA that did not sign the broker's certificate: refused (exit 3).
+    let other = dir.path().join("other-ca.crt");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=someone else"])
+        .arg("-keyout")
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let login = [
+        "login",
+        "--server",
+        &server,
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    let out = run(
+        &login,
+        Some("admin\n"),
+        &[("GATEHOUSE_CA", other.to_str().unwrap())],
+    );
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        out.stderr
+    );
+    // Not a certificate at all.
+    let out = run(
+        &[&login[..], &["--ca", "/dev/null"]].concat(),
+        Some("admin\n"),
+        &[],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+
+    // The broker's CA, from the configuration's `[tls] dir`.
+    let out = run(&login, Some("admin\n"), &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let stored: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("xdg/gatehouse/login.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["server"], server.as_str());
+    assert_eq!(stored["ca"], certs.join("ca.crt").to_str().unwrap());
+    // Later commands use the stored server and CA.
+    let out = run(&["user", "list", "--json"], None, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        json_of(&out).to_string().contains("\"admin\""),
+        "{}",
+        out.stdout
+    );
+    let out = run(&["logout"], None, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

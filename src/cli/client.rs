@@ -3,12 +3,15 @@
 //! else `GATEHOUSE_SERVER`, else the one `gatehouse login` stored, else the
 //! configuration's `[listeners] http`; the token is `GATEHOUSE_TOKEN`,
 //! else the stored one, and a stored token is only ever sent to the server
-//! it was issued by. Tokens never appear in process arguments.
+//! it was issued by. Tokens never appear in process arguments. An
+//! `https://` server is verified against `--ca`/`GATEHOUSE_CA`, else the CA
+//! the login used, else this host's `[tls] dir/ca.crt` (the broker's own
+//! CA), else the system's roots.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{CliError, Ctx, Exit, Result};
@@ -30,6 +33,9 @@ pub struct StoredLogin {
     pub fingerprint: String,
     /// Unix milliseconds.
     pub expires_at: u64,
+    /// The CA certificate an `https://` server was verified with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `$XDG_CONFIG_HOME/gatehouse`, else `~/.config/gatehouse`.
@@ -126,22 +132,40 @@ pub fn configured_server(config: &Config) -> String {
     format!("http://{addr}")
 }
 
-/// A base URL without its trailing slash; plain HTTP only.
+/// A base URL without its trailing slash.
 pub fn normalise(server: &str) -> Result<String> {
     let base = server.trim().trim_end_matches('/').to_owned();
-    if base.starts_with("https://") {
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"));
+    if rest.is_none_or(|host| host.is_empty() || host.contains(['/', '?', '#'])) {
         return Err(CliError::new(
             Exit::Usage,
-            "https:// is not supported by the command line yet: use the broker's plain `http` listener (loopback by default), e.g. through an SSH tunnel",
-        ));
-    }
-    if !base.starts_with("http://") || base.len() <= "http://".len() {
-        return Err(CliError::new(
-            Exit::Usage,
-            format!("`{server}` is not an http:// URL (e.g. http://127.0.0.1:8080)"),
+            format!(
+                "`{server}` is not an http:// or https:// URL without a path (e.g. http://127.0.0.1:8080)"
+            ),
         ));
     }
     Ok(base)
+}
+
+/// The CA certificate to verify an `https://` `server` with (see the
+/// module); `None` for plain HTTP, or to use the system's roots.
+pub fn trust_for(ctx: &Ctx, stored: Option<&StoredLogin>, server: &str) -> Option<PathBuf> {
+    if !server.starts_with("https://") {
+        return None;
+    }
+    if let Some(ca) = &ctx.ca {
+        return Some(ca.clone());
+    }
+    if let Some(ca) = stored
+        .filter(|l| l.server == server)
+        .and_then(|l| l.ca.clone())
+    {
+        return Some(ca);
+    }
+    let own = ctx.config.tls.dir.join("ca.crt");
+    own.is_file().then_some(own)
 }
 
 /// `%XX` for everything but unreserved characters: ids and client ids in
@@ -166,13 +190,35 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: String, token: Option<String>) -> Result<ApiClient> {
-        let http = reqwest::blocking::Client::builder()
+    /// `ca`: the only CA an `https://` server's certificate may chain to
+    /// (else the system's roots).
+    pub fn new(base: String, token: Option<String>, ca: Option<&Path>) -> Result<ApiClient> {
+        let mut builder = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(5))
+            .https_only(base.starts_with("https://"));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| {
+                CliError::new(
+                    Exit::NotFound,
+                    format!("reading the CA {}: {e}", ca.display()),
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|certs| !certs.is_empty())
+                .ok_or_else(|| {
+                    CliError::new(
+                        Exit::Usage,
+                        format!("{} holds no PEM certificate", ca.display()),
+                    )
+                })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::failed(format!("creating the HTTP client: {e}")))?;
-        if !base_is_loopback(&base) {
+        if base.starts_with("http://") && !base_is_loopback(&base) {
             eprintln!(
                 "warning: {base} is plain HTTP to another host: passwords and tokens cross the network unencrypted"
             );
@@ -190,6 +236,7 @@ impl ApiClient {
                 None => configured_server(&ctx.config),
             },
         };
+        let ca = trust_for(ctx, stored.as_ref(), &server);
         let token = env("GATEHOUSE_TOKEN").or_else(|| {
             stored
                 .filter(|login| login.server == server)
@@ -203,7 +250,7 @@ impl ApiClient {
                 ),
             ));
         }
-        ApiClient::new(server, token)
+        ApiClient::new(server, token, ca.as_deref())
     }
 
     fn request(
@@ -222,9 +269,16 @@ impl ApiClient {
             request = request.json(body);
         }
         let response = request.send().map_err(|e| {
+            // The cause names what failed (refused, certificate, timeout).
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
             CliError::new(
                 Exit::Unreachable,
-                format!("cannot reach the admin API at {}: {e}", self.base),
+                format!("cannot reach the admin API at {}: {text}", self.base),
             )
         })?;
         if response.status().is_success() {
@@ -323,8 +377,10 @@ mod tests {
             normalise("http://127.0.0.1:8080/").unwrap(),
             "http://127.0.0.1:8080"
         );
-        assert!(normalise("https://x").is_err());
+        assert_eq!(normalise("https://x:8443/").unwrap(), "https://x:8443");
         assert!(normalise("127.0.0.1:8080").is_err());
+        assert!(normalise("http://").is_err());
+        assert!(normalise("http://h/api").is_err());
         assert_eq!(encode("a b/c%"), "a%20b%2Fc%25");
         assert!(base_is_loopback("http://127.0.0.1:8080"));
         assert!(base_is_loopback("http://[::1]:8080"));

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 
-use super::client::{ApiClient, StoredLogin, configured_server, env, normalise};
+use super::client::{ApiClient, StoredLogin, configured_server, env, normalise, trust_for};
 use super::output;
 use super::{CliError, Ctx, Exit, Result, read_password, stdin_line};
 
@@ -77,7 +77,8 @@ pub fn login(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         None => prompt("User: ", true)?,
     };
     let password = read_password(args.password_stdin, "Password", false)?;
-    let api = ApiClient::new(server.clone(), None)?;
+    let ca = trust_for(ctx, None, &server);
+    let api = ApiClient::new(server.clone(), None, ca.as_deref())?;
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let mut body = json!({
         "username": username,
@@ -120,6 +121,7 @@ pub fn login(ctx: &Ctx, args: LoginArgs) -> Result<()> {
         token: field("token")?,
         fingerprint: field("fingerprint")?,
         expires_at: answer["expiresAt"].as_u64().unwrap_or(0),
+        ca: ca.and_then(|ca| std::path::absolute(ca).ok()),
     };
     let path = stored.save()?;
     if answer["mfaEnrollmentRequired"] == Value::Bool(true) {
@@ -139,7 +141,11 @@ pub fn logout(_ctx: &Ctx) -> Result<()> {
     let Some(stored) = StoredLogin::load()? else {
         return output::line("not logged in");
     };
-    let api = ApiClient::new(stored.server.clone(), Some(stored.token.clone()))?;
+    let api = ApiClient::new(
+        stored.server.clone(),
+        Some(stored.token.clone()),
+        stored.ca.as_deref(),
+    )?;
     let path = format!("/api/users/me/tokens/{}", stored.fingerprint);
     match api.call("DELETE", &path, None) {
         Ok(_) => {}

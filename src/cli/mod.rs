@@ -16,6 +16,7 @@ pub mod sessions;
 pub mod users;
 
 use std::io::BufRead;
+use std::path::PathBuf;
 
 use gatehouse::Config;
 use gatehouse::broker::{StartError, open_store};
@@ -135,6 +136,8 @@ pub struct Ctx {
     pub server: Option<String>,
     /// `--json`: machine-readable output.
     pub json: bool,
+    /// `--ca` or `GATEHOUSE_CA`: the CA of an `https://` server.
+    pub ca: Option<PathBuf>,
 }
 
 /// Where a command acts.
