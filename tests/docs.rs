@@ -47,20 +47,33 @@ fn bash(dir: &Path, script: &str, env: &[(&str, String)]) -> (bool, String) {
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command
+    let mut child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let group = child.id();
-    let output = child.wait_with_output().unwrap();
+    // Read while it runs; a background `gatehouse serve &` keeps the pipes
+    // open after the script ends, so the group is killed at the script's
+    // end, not at the pipes' (a failing script would otherwise hang).
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = child.wait().unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", "--", &format!("-{group}")])
         .stderr(std::process::Stdio::null())
         .status();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    let text = stdout.join().unwrap() + &stderr.join().unwrap();
+    (status.success(), text)
 }
 
 #[test]
