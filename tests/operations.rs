@@ -152,6 +152,12 @@ async fn metrics_need_a_permission_and_count_what_happens() {
     .await;
     let _ = c.recv().await;
 
+    // Invented methods (any token is one) share one label.
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let r = client.request(method, &url).send().await.unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
     let response = client
         .get(&url)
         .bearer_auth(admin.token.as_ref().unwrap())
@@ -193,6 +199,8 @@ async fn metrics_need_a_permission_and_count_what_happens() {
         "gatehouse_http_requests_total{route=\"/api/login\",method=\"POST\",status=\"200\"}"
     ));
     assert!(text.contains("# TYPE gatehouse_auth_total counter"));
+    assert!(!text.contains("INVENTED"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
     // Every metric the exporter renders is documented.
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
         .unwrap();
