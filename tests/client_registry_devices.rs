@@ -278,9 +278,27 @@ async fn implicit_flow_with_mosquitto_pub() {
         "other-secret",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let entry = listed(&admin, "sensor7").await.unwrap();
-    assert_eq!(entry["attempts"], 3, "{entry}");
+    // ... but counted as a conflict (someone else wants this name), and
+    // audited.
+    let mut entry = listed(&admin, "sensor7").await.unwrap();
+    for _ in 0..50 {
+        if entry["conflicts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        entry = listed(&admin, "sensor7").await.unwrap();
+    }
+    assert_eq!(
+        (&entry["attempts"], &entry["conflicts"]),
+        (&json!(3), &json!(1)),
+        "{entry}"
+    );
+    let audit = admin.get("/api/audit?rowsPerPage=100").await;
+    assert!(
+        audit.body.to_string().contains("registry.conflict"),
+        "{}",
+        audit.body
+    );
     // A password the policy refuses is never recorded.
     let _ = login(b.addr(), ProtocolVersion::V5, "s8", "sensor8", "abc").await;
 
@@ -402,7 +420,22 @@ async fn the_cli_drives_the_registry() {
 
     let (ok, out) = cli(
         &b,
-        &["registry", "confirm", "gauge-1", "--role", "minimum-access"],
+        &["registry", "confirm", "gauge-1", "--code", "WRONG123"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
+    assert!(!ok && out.contains("pairing_code_mismatch"), "{out}");
+    let (ok, out) = cli(
+        &b,
+        &[
+            "registry",
+            "confirm",
+            "gauge-1",
+            "--role",
+            "minimum-access",
+            "--code",
+            &code.to_lowercase(),
+        ],
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
@@ -449,10 +482,10 @@ async fn the_cli_drives_the_registry() {
     );
     let (ok, out) = cli(
         &b,
-        &["registry", "list", "--server", "https://127.0.0.1:1"],
+        &["registry", "list", "--server", "ftp://127.0.0.1:1"],
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
-    assert!(!ok && out.contains("https:// is not supported"), "{out}");
+    assert!(!ok && out.contains("not an http:// or https:// URL"), "{out}");
     b.stop().await;
 }

@@ -27,6 +27,10 @@ pub enum RegistryCommand {
         /// Role name or id (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// The pairing code the device shows: refused when the pending
+        /// request has another (a different device asked meanwhile).
+        #[arg(long)]
+        code: Option<String>,
     },
     /// Drop USER's request.
     Reject {
@@ -67,10 +71,17 @@ pub fn registry(ctx: &Ctx, command: RegistryCommand) -> Result<()> {
             print_status(ctx, &status)?;
             print_requests(&status)
         }
-        RegistryCommand::Confirm { username, roles } => {
+        RegistryCommand::Confirm {
+            username,
+            roles,
+            code,
+        } => {
             let mut body = json!({"username": username});
             if !roles.is_empty() {
                 body["roles"] = json!(roles);
+            }
+            if let Some(code) = code {
+                body["pairingCode"] = json!(code);
             }
             let created = api.call("POST", "/api/client-registry/confirm", Some(&body))?;
             if ctx.json {
@@ -131,6 +142,7 @@ fn print_requests(status: &Value) -> Result<()> {
                 s(r, "pairingCode"),
                 s(r, "address"),
                 r["attempts"].as_u64().unwrap_or(0).to_string(),
+                r["conflicts"].as_u64().unwrap_or(0).to_string(),
                 if roles.is_empty() {
                     "-".to_owned()
                 } else {
@@ -142,7 +154,16 @@ fn print_requests(status: &Value) -> Result<()> {
         .collect();
     output::table(
         &[
-            "USER", "METHOD", "FLOW", "STATUS", "CODE", "ADDRESS", "ATTEMPTS", "ROLES", "CONTEXT",
+            "USER",
+            "METHOD",
+            "FLOW",
+            "STATUS",
+            "CODE",
+            "ADDRESS",
+            "ATTEMPTS",
+            "CONFLICTS",
+            "ROLES",
+            "CONTEXT",
         ],
         &rows,
     )
