@@ -5,6 +5,12 @@
 //! attacker could test (the key is a file of its own). Each refresh
 //! rotates the token (generation + 1); presenting an older generation is
 //! reuse: the whole family and every access token it issued are revoked.
+//!
+//! A family ends at the latest `[oauth] refresh_absolute_lifetime_secs`
+//! after it started and `refresh_idle_lifetime_secs` after its last use,
+//! however many refreshes it has left. A user holds at most
+//! `max_grants_per_user` families and a client `max_grants_per_client`: a
+//! new one ends the least recently used beyond that.
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -12,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{OAuthError, OAuthOpenError, hex, same};
+use crate::config::OAuth as OAuthConfig;
 use crate::router::now_millis;
 use crate::store::{IdentityTable, Store, StoreError};
 
@@ -34,6 +41,54 @@ pub struct Family {
     /// expiry) only so that a replayed token still revokes the grant.
     #[serde(default)]
     pub keep_until: Option<u64>,
+    /// Unix ms of the last refresh (0: never refreshed, see `created_at`).
+    #[serde(default)]
+    pub last_used: u64,
+}
+
+impl Family {
+    /// Unix ms of the start or the last refresh.
+    pub fn used_at(&self) -> u64 {
+        self.last_used.max(self.created_at)
+    }
+}
+
+/// How long families live and how many there may be.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub absolute_ms: u64,
+    pub idle_ms: u64,
+    pub per_user: usize,
+    pub per_client: usize,
+}
+
+impl Limits {
+    pub fn of(config: &OAuthConfig) -> Limits {
+        Limits {
+            absolute_ms: u64::from(config.refresh_absolute_lifetime_secs) * 1000,
+            idle_ms: u64::from(config.refresh_idle_lifetime_secs) * 1000,
+            per_user: config.max_grants_per_user as usize,
+            per_client: config.max_grants_per_client as usize,
+        }
+    }
+
+    /// The absolute end of `family` (Unix ms).
+    pub fn ends_at(&self, family: &Family) -> u64 {
+        family.created_at.saturating_add(self.absolute_ms)
+    }
+
+    /// When `family` ends unless used before (Unix ms).
+    pub fn idle_until(&self, family: &Family) -> u64 {
+        family
+            .used_at()
+            .saturating_add(self.idle_ms)
+            .min(self.ends_at(family))
+    }
+
+    /// Past its lifetime, or (exhausted) past the time it was kept for.
+    fn over(&self, family: &Family, now: u64) -> bool {
+        now >= self.idle_until(family) || family.keep_until.is_some_and(|t| t <= now)
+    }
 }
 
 /// The outcome of presenting a well-formed refresh token of a live family
@@ -52,15 +107,17 @@ pub enum Rotation {
 pub struct Families {
     store: Arc<Store>,
     key: [u8; 32],
+    pub limits: Limits,
     live: Mutex<HashMap<String, Family>>,
 }
 
 impl Families {
     /// Loads the families `keep` accepts (client and user still there),
-    /// dropping the others and exhausted ones past their time.
+    /// dropping the others and those past their time.
     pub fn open(
         store: Arc<Store>,
         key: [u8; 32],
+        limits: Limits,
         keep: impl Fn(&Family) -> bool,
     ) -> Result<Families, OAuthOpenError> {
         let now = now_millis();
@@ -69,7 +126,7 @@ impl Families {
         for raw in store.load_identity(IdentityTable::OAuthGrants)? {
             let family: Family =
                 serde_json::from_slice(&raw).map_err(|e| OAuthOpenError::Corrupt(e.to_string()))?;
-            if keep(&family) && family.keep_until.is_none_or(|t| t > now) {
+            if keep(&family) && !limits.over(&family, now) {
                 live.insert(family.id.clone(), family);
             } else {
                 stale.push(family.id);
@@ -85,6 +142,7 @@ impl Families {
         Ok(Families {
             store,
             key,
+            limits,
             live: Mutex::new(live),
         })
     }
@@ -105,30 +163,77 @@ impl Families {
             .put_identity(IdentityTable::OAuthGrants, &family.id, Some(&json))
     }
 
-    /// Starts the family `id` and returns its first refresh token.
+    /// Starts the family `id` and returns its first refresh token, unless
+    /// `check` (run under the lock: the grant was not revoked meanwhile)
+    /// refuses. Beyond the caps, the user's (then the client's) least
+    /// recently used family ends.
     pub fn start(
         &self,
+        family: Family,
+        check: impl FnOnce() -> Result<(), OAuthError>,
+    ) -> Result<String, OAuthError> {
+        let mut live = self.live.lock();
+        check()?;
+        let mut evict = Vec::new();
+        for (cap, mine) in [
+            (
+                self.limits.per_user,
+                &(|f: &Family| f.user_id == family.user_id) as &dyn Fn(&Family) -> bool,
+            ),
+            (self.limits.per_client, &|f: &Family| {
+                f.client_id == family.client_id
+            }),
+        ] {
+            let mut theirs: Vec<&Family> = live
+                .values()
+                .filter(|f| mine(f) && !evict.contains(&f.id))
+                .collect();
+            if theirs.len() >= cap {
+                theirs.sort_by_key(|f| (f.used_at(), f.created_at));
+                let extra = theirs.len() + 1 - cap;
+                evict.extend(theirs.iter().take(extra).map(|f| f.id.clone()));
+            }
+        }
+        let json = serde_json::to_vec(&family).expect("family serialises");
+        let mut writes: Vec<_> = evict
+            .iter()
+            .map(|id| (IdentityTable::OAuthGrants, id.as_str(), None))
+            .collect();
+        writes.push((IdentityTable::OAuthGrants, family.id.as_str(), Some(&json[..])));
+        self.store.put_identity_batch(&writes)?;
+        for id in &evict {
+            live.remove(id);
+            tracing::info!(
+                user_id = family.user_id,
+                client_id = family.client_id,
+                "OAuth grant beyond the cap ended (least recently used)"
+            );
+        }
+        let token = self.token(&family);
+        live.insert(family.id.clone(), family);
+        Ok(token)
+    }
+
+    /// A new family (not yet stored: see [`start`](Self::start)).
+    pub fn new_family(
         id: &str,
         client_id: &str,
         user_id: &str,
         scope: &str,
         left: Option<u32>,
-    ) -> Result<String, StoreError> {
-        let family = Family {
+    ) -> Family {
+        let now = now_millis();
+        Family {
             id: id.into(),
             client_id: client_id.into(),
             user_id: user_id.into(),
             scope: scope.into(),
             generation: 0,
             left,
-            created_at: now_millis(),
+            created_at: now,
             keep_until: None,
-        };
-        let mut live = self.live.lock();
-        self.put(&family)?;
-        let token = self.token(&family);
-        live.insert(family.id.clone(), family);
-        Ok(token)
+            last_used: now,
+        }
     }
 
     /// The family a refresh token belongs to, if its tag is genuine (for
@@ -136,8 +241,38 @@ impl Families {
     pub fn lookup(&self, token: &str) -> Option<(Family, bool)> {
         let (id, generation) = self.parse(token)?;
         let family = self.live.lock().get(id).cloned()?;
-        let current = generation == family.generation && family.keep_until.is_none();
+        let current = generation == family.generation
+            && family.keep_until.is_none()
+            && !self.limits.over(&family, now_millis());
         Some((family, current))
+    }
+
+    /// A live family by id.
+    pub fn get(&self, id: &str) -> Option<Family> {
+        self.live
+            .lock()
+            .get(id)
+            .filter(|f| !self.limits.over(f, now_millis()))
+            .cloned()
+    }
+
+    /// The live families of `user_id`, oldest first.
+    pub fn of_user(&self, user_id: &str) -> Vec<Family> {
+        let now = now_millis();
+        let mut all: Vec<Family> = self
+            .live
+            .lock()
+            .values()
+            .filter(|f| f.user_id == user_id && !self.limits.over(f, now))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        all
+    }
+
+    /// How many families there are (live or not yet swept).
+    pub fn len(&self) -> usize {
+        self.live.lock().len()
     }
 
     /// `(family id, generation)` of a token whose tag is genuine.
@@ -167,6 +302,13 @@ impl Families {
         let (id, generation) = self.parse(token).ok_or_else(unknown)?;
         let mut live = self.live.lock();
         let family = live.get(id).ok_or_else(unknown)?;
+        let now = now_millis();
+        if self.limits.over(family, now) {
+            self.store
+                .put_identity(IdentityTable::OAuthGrants, id, None)?;
+            live.remove(id);
+            return Err(unknown());
+        }
         if family.client_id != client_id {
             return Err(OAuthError::grant(
                 "the refresh token was issued to another client",
@@ -179,6 +321,7 @@ impl Families {
         let mut next = family.clone();
         next.generation = next.generation.saturating_add(1);
         next.left = next.left.map(|n| n.saturating_sub(1));
+        next.last_used = now;
         if next.left == Some(0) {
             next.keep_until = Some(keep_until);
         }
@@ -202,8 +345,12 @@ impl Families {
         Ok(())
     }
 
-    /// Ends every family `select` picks (a deleted client's).
-    pub fn remove_where(&self, select: impl Fn(&Family) -> bool) -> Result<(), StoreError> {
+    /// Ends every family `select` picks (a user's, a client's, those past
+    /// their time); returns their ids.
+    pub fn remove_where(
+        &self,
+        select: impl Fn(&Family) -> bool,
+    ) -> Result<Vec<String>, StoreError> {
         let mut live = self.live.lock();
         let ids: Vec<String> = live
             .values()
@@ -220,7 +367,17 @@ impl Families {
         for id in &ids {
             live.remove(id);
         }
-        Ok(())
+        Ok(ids)
+    }
+
+    /// Ends the families past their lifetime and those `keep` refuses
+    /// (their user or client is gone); returns how many.
+    pub fn sweep(&self, keep: impl Fn(&Family) -> bool) -> Result<usize, StoreError> {
+        let now = now_millis();
+        let limits = self.limits;
+        Ok(self
+            .remove_where(|f| limits.over(f, now) || !keep(f))?
+            .len())
     }
 }
 
