@@ -16,6 +16,7 @@ pub mod extract;
 pub mod server;
 
 mod audit;
+mod client_registry;
 mod clients;
 mod health;
 mod login;
@@ -72,6 +73,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(clients::routes())
         .merge(oauth_clients::routes())
+        .merge(client_registry::admin_routes())
 }
 
 /// Routes without authentication.
@@ -81,6 +83,7 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(oauth::routes())
+        .merge(client_registry::device_routes())
 }
 
 /// The OpenAPI description of every route, generated from the same
