@@ -551,7 +551,10 @@ impl Config {
                 o.refresh_absolute_lifetime_secs,
                 "oauth.refresh_absolute_lifetime_secs",
             ),
-            (o.refresh_idle_lifetime_secs, "oauth.refresh_idle_lifetime_secs"),
+            (
+                o.refresh_idle_lifetime_secs,
+                "oauth.refresh_idle_lifetime_secs",
+            ),
             (o.max_grants_per_user, "oauth.max_grants_per_user"),
             (o.max_grants_per_client, "oauth.max_grants_per_client"),
         ] {
@@ -649,7 +652,10 @@ mod tests {
         );
         let c = Config::parse("[oauth]\nbase_url = \"https://b.example\"\n").unwrap();
         assert_eq!(c.oauth.issuer("gatehouse"), "https://b.example");
-        assert_eq!(Config::parse("").unwrap().oauth.issuer("gatehouse"), "gatehouse");
+        assert_eq!(
+            Config::parse("").unwrap().oauth.issuer("gatehouse"),
+            "gatehouse"
+        );
         assert_eq!(Config::parse("").unwrap().oauth.token_expiration_secs, 3600);
     }
 }

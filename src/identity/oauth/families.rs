@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{OAuthError, OAuthOpenError, hex, same};
+use super::{GrantKind, OAuthError, OAuthOpenError, hex, same};
 use crate::config::OAuth as OAuthConfig;
 use crate::router::now_millis;
 use crate::store::{IdentityTable, Store, StoreError};
@@ -44,6 +44,10 @@ pub struct Family {
     /// Unix ms of the last refresh (0: never refreshed, see `created_at`).
     #[serde(default)]
     pub last_used: u64,
+    /// The grant that started it (`authorization_code` or `password`): a
+    /// refresh needs the client to still allow it.
+    #[serde(default)]
+    pub origin: Option<GrantKind>,
 }
 
 impl Family {
@@ -109,7 +113,13 @@ pub struct Families {
     key: [u8; 32],
     pub limits: Limits,
     live: Mutex<HashMap<String, Family>>,
+    /// A refresh holds its family's stripe from rotation until its access
+    /// token is recorded, so a concurrent presentation of the same token
+    /// (reuse) waits and then revokes that access token too.
+    stripes: Vec<Mutex<()>>,
 }
+
+const STRIPES: usize = 64;
 
 impl Families {
     /// Loads the families `keep` accepts (client and user still there),
@@ -144,6 +154,7 @@ impl Families {
             key,
             limits,
             live: Mutex::new(live),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
     }
 
@@ -163,15 +174,23 @@ impl Families {
             .put_identity(IdentityTable::OAuthGrants, &family.id, Some(&json))
     }
 
-    /// Starts the family `id` and returns its first refresh token, unless
-    /// `check` (run under the lock: the grant was not revoked meanwhile)
-    /// refuses. Beyond the caps, the user's (then the client's) least
-    /// recently used family ends.
+    /// Serialises the refreshes of the family a token names (see
+    /// `stripes`); `None` for a token that is not a genuine refresh token.
+    pub fn serialize(&self, token: &str) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        let (id, _) = self.parse(token)?;
+        let stripe = blake3::hash(id.as_bytes()).as_bytes()[0] as usize % STRIPES;
+        Some(self.stripes[stripe].lock())
+    }
+
+    /// Starts the family `id` and returns its first refresh token and the
+    /// ids of the families it ended, unless `check` (run under the lock:
+    /// the grant was not revoked meanwhile) refuses. Beyond the caps, the
+    /// user's (then the client's) least recently used family ends.
     pub fn start(
         &self,
         family: Family,
         check: impl FnOnce() -> Result<(), OAuthError>,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<(String, Vec<String>), OAuthError> {
         let mut live = self.live.lock();
         check()?;
         let mut evict = Vec::new();
@@ -199,7 +218,11 @@ impl Families {
             .iter()
             .map(|id| (IdentityTable::OAuthGrants, id.as_str(), None))
             .collect();
-        writes.push((IdentityTable::OAuthGrants, family.id.as_str(), Some(&json[..])));
+        writes.push((
+            IdentityTable::OAuthGrants,
+            family.id.as_str(),
+            Some(&json[..]),
+        ));
         self.store.put_identity_batch(&writes)?;
         for id in &evict {
             live.remove(id);
@@ -211,7 +234,7 @@ impl Families {
         }
         let token = self.token(&family);
         live.insert(family.id.clone(), family);
-        Ok(token)
+        Ok((token, evict))
     }
 
     /// A new family (not yet stored: see [`start`](Self::start)).
@@ -221,6 +244,7 @@ impl Families {
         user_id: &str,
         scope: &str,
         left: Option<u32>,
+        origin: GrantKind,
     ) -> Family {
         let now = now_millis();
         Family {
@@ -233,6 +257,7 @@ impl Families {
             created_at: now,
             keep_until: None,
             last_used: now,
+            origin: Some(origin),
         }
     }
 
@@ -245,34 +270,6 @@ impl Families {
             && family.keep_until.is_none()
             && !self.limits.over(&family, now_millis());
         Some((family, current))
-    }
-
-    /// A live family by id.
-    pub fn get(&self, id: &str) -> Option<Family> {
-        self.live
-            .lock()
-            .get(id)
-            .filter(|f| !self.limits.over(f, now_millis()))
-            .cloned()
-    }
-
-    /// The live families of `user_id`, oldest first.
-    pub fn of_user(&self, user_id: &str) -> Vec<Family> {
-        let now = now_millis();
-        let mut all: Vec<Family> = self
-            .live
-            .lock()
-            .values()
-            .filter(|f| f.user_id == user_id && !self.limits.over(f, now))
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        all
-    }
-
-    /// How many families there are (live or not yet swept).
-    pub fn len(&self) -> usize {
-        self.live.lock().len()
     }
 
     /// `(family id, generation)` of a token whose tag is genuine.
@@ -395,7 +392,13 @@ mod tests {
             )
             .unwrap(),
         );
-        Families::open(store, [3; 32], |_| true).unwrap()
+        let limits = Limits {
+            absolute_ms: 60_000,
+            idle_ms: 60_000,
+            per_user: 2,
+            per_client: 100,
+        };
+        Families::open(store, [3; 32], limits, |_| true).unwrap()
     }
 
     #[test]
@@ -403,7 +406,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = families(dir.path());
         let id = "0123456789abcdef0123456789abcdef";
-        let t0 = f.start(id, "c", "u", "api", Some(2)).unwrap();
+        let family = Families::new_family(id, "c", "u", "api", Some(2), GrantKind::Password);
+        let (t0, ended) = f.start(family, || Ok(())).unwrap();
+        assert!(ended.is_empty());
         assert!(f.rotate(&t0, "other", 9, |_| Ok(())).is_err());
         let Rotation::Next {
             token: Some(t1), ..
@@ -434,5 +439,31 @@ mod tests {
         assert!(f.rotate(&forged, "c", 9, |_| Ok(())).is_err());
         f.remove(id).unwrap();
         assert!(f.rotate(&t1, "c", 9, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn caps_end_the_least_recently_used_and_lifetimes_end_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = families(dir.path());
+        let ids = ["a", "b", "c"].map(|c| c.repeat(32));
+        let mut tokens = Vec::new();
+        for id in &ids {
+            let family = Families::new_family(id, "c", "u", "api", None, GrantKind::Password);
+            let (token, ended) = f.start(family, || Ok(())).unwrap();
+            tokens.push((token, ended));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Two per user: the third ended the first.
+        assert_eq!(tokens[2].1, vec![ids[0].clone()]);
+        assert!(f.rotate(&tokens[0].0, "c", 9, |_| Ok(())).is_err());
+        assert!(f.rotate(&tokens[1].0, "c", 9, |_| Ok(())).is_ok());
+        // Past its idle time a family is swept.
+        let mut limits = f.limits;
+        limits.idle_ms = 0;
+        let family = f.live.lock().get(&ids[2]).cloned().unwrap();
+        assert!(limits.over(&family, now_millis()));
+        assert_eq!(f.sweep(|_| true).unwrap(), 0);
+        assert_eq!(f.sweep(|fam| fam.id != ids[2]).unwrap(), 1);
+        assert!(f.rotate(&tokens[2].0, "c", 9, |_| Ok(())).is_err());
     }
 }
