@@ -383,6 +383,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// When an exhausted family's last access token expires.
+    const K: u64 = u64::MAX;
+
     fn families(dir: &std::path::Path) -> Families {
         let store = Arc::new(
             Store::open(
@@ -409,10 +412,10 @@ mod tests {
         let family = Families::new_family(id, "c", "u", "api", Some(2), GrantKind::Password);
         let (t0, ended) = f.start(family, || Ok(())).unwrap();
         assert!(ended.is_empty());
-        assert!(f.rotate(&t0, "other", 9, |_| Ok(())).is_err());
+        assert!(f.rotate(&t0, "other", K, |_| Ok(())).is_err());
         let Rotation::Next {
             token: Some(t1), ..
-        } = f.rotate(&t0, "c", 9, |_| Ok(())).unwrap()
+        } = f.rotate(&t0, "c", K, |_| Ok(())).unwrap()
         else {
             panic!("rotated")
         };
@@ -420,25 +423,25 @@ mod tests {
         let Rotation::Next {
             token: None,
             family,
-        } = f.rotate(&t1, "c", 9, |_| Ok(())).unwrap()
+        } = f.rotate(&t1, "c", K, |_| Ok(())).unwrap()
         else {
             panic!("exhausted")
         };
-        assert_eq!(family.keep_until, Some(9));
+        assert_eq!(family.keep_until, Some(K));
         assert!(matches!(
-            f.rotate(&t1, "c", 9, |_| Ok(())),
+            f.rotate(&t1, "c", K, |_| Ok(())),
             Ok(Rotation::Reused(_))
         ));
         assert!(matches!(
-            f.rotate(&t0, "c", 9, |_| Ok(())),
+            f.rotate(&t0, "c", K, |_| Ok(())),
             Ok(Rotation::Reused(_))
         ));
         // A forged tag is unknown, not reuse.
         let last = if t0.ends_with('0') { '1' } else { '0' };
         let forged = format!("{}{last}", &t0[..t0.len() - 1]);
-        assert!(f.rotate(&forged, "c", 9, |_| Ok(())).is_err());
+        assert!(f.rotate(&forged, "c", K, |_| Ok(())).is_err());
         f.remove(id).unwrap();
-        assert!(f.rotate(&t1, "c", 9, |_| Ok(())).is_err());
+        assert!(f.rotate(&t1, "c", K, |_| Ok(())).is_err());
     }
 
     #[test]
@@ -455,8 +458,8 @@ mod tests {
         }
         // Two per user: the third ended the first.
         assert_eq!(tokens[2].1, vec![ids[0].clone()]);
-        assert!(f.rotate(&tokens[0].0, "c", 9, |_| Ok(())).is_err());
-        assert!(f.rotate(&tokens[1].0, "c", 9, |_| Ok(())).is_ok());
+        assert!(f.rotate(&tokens[0].0, "c", K, |_| Ok(())).is_err());
+        assert!(f.rotate(&tokens[1].0, "c", K, |_| Ok(())).is_ok());
         // Past its idle time a family is swept.
         let mut limits = f.limits;
         limits.idle_ms = 0;
@@ -464,6 +467,6 @@ mod tests {
         assert!(limits.over(&family, now_millis()));
         assert_eq!(f.sweep(|_| true).unwrap(), 0);
         assert_eq!(f.sweep(|fam| fam.id != ids[2]).unwrap(), 1);
-        assert!(f.rotate(&tokens[2].0, "c", 9, |_| Ok(())).is_err());
+        assert!(f.rotate(&tokens[2].0, "c", K, |_| Ok(())).is_err());
     }
 }
