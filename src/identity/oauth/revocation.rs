@@ -1,8 +1,9 @@
 //! What was revoked while a request may still be issuing tokens for it:
 //! a grant (a reused code or refresh token, a revoked refresh token, a
 //! grant ended by its user) is remembered as a tombstone, and "everything
-//! of this user" (password change, disabling, revoke all, MFA reset) or
-//! "everything of this client" (a change of type or grants) as a cut-off.
+//! of this user" (revoke all, password change, disabling, deleting) or
+//! "everything of this client" (a change of type or grants, deleting) as
+//! a cut-off.
 //!
 //! Each request takes a [`Ticket`] before it reads the client or checks
 //! the user, and its grant is refused while a later cut-off or a
@@ -14,6 +15,9 @@
 //! always sees the other, so no token outlives a revocation that raced
 //! with its issuance. Marks are kept in memory for `KEEP` (longer than a
 //! code lives and a request takes); a restart ends every request and code.
+//!
+//! Below: the services that end a user's or a client's grants, the sweeper
+//! of expired codes and grants, and the rules of an MQTT 5 renewal.
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
