@@ -272,6 +272,17 @@ async fn client_changes_end_codes_and_grants_and_deletion_takes_the_account() {
     let query = format!("response_type=code&client_id={}&redirect_uri={CB}", app.id);
     let r = sign_in(&base, &jar, &query, "dave", "dave-pw-00001", &[]).await;
     let pending = param(r.header("location").unwrap(), "code").unwrap();
+    let r = curl(&[
+        "-u",
+        &app.basic(),
+        "-d",
+        "grant_type=client_credentials",
+        &b.http_url("/oauth/token"),
+    ])
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let machine_token = r.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(api_status(&admin, &machine_token).await, 200);
     let r = admin
         .put(
             &format!("/api/oauth/clients/{}", app.id),
@@ -280,6 +291,8 @@ async fn client_changes_end_codes_and_grants_and_deletion_takes_the_account() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     ended(&b, &admin, &app, &grant).await;
+    // A client_credentials token (no refresh grant behind it) goes too.
+    assert_eq!(api_status(&admin, &machine_token).await, 401);
     let r = curl(&[
         "-u",
         &app.basic(),
@@ -387,8 +400,9 @@ async fn renewal_checks_the_client_and_its_grants_and_a_disabled_client_cannot_r
     let first = cc().await;
     let second = cc().await;
     let mut session = mqtt_with_token(&b, &svc.id, Some(METHOD), &first).await;
-    // The client may no longer use client_credentials: a token it got
-    // that way no longer renews the session.
+    // The client may no longer use client_credentials: the tokens it got
+    // that way are revoked at once (the session on one closes with 0x98),
+    // so none can renew a session or open a new one.
     let r = admin
         .put(
             &format!("/api/oauth/clients/{}", svc.id),
@@ -396,17 +410,14 @@ async fn renewal_checks_the_client_and_its_grants_and_a_disabled_client_cannot_r
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    session
-        .send(&Packet::Auth(Auth {
-            reason: ReasonCode::REAUTHENTICATE,
-            properties: Properties {
-                authentication_method: Some(METHOD.into()),
-                authentication_data: Some(Bytes::copy_from_slice(second.as_bytes())),
-                ..Properties::default()
-            },
-        }))
-        .await;
-    expect_disconnect(&mut session, ReasonCode::NOT_AUTHORIZED).await;
+    expect_disconnect(&mut session, ReasonCode::ADMINISTRATIVE_ACTION).await;
+    let mut client = RawClient::tcp(b.addr(), ProtocolVersion::V5).await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "c-second", true);
+    connect.username = Some(svc.id.as_str().into());
+    connect.properties.authentication_method = Some(METHOD.into());
+    connect.properties.authentication_data = Some(Bytes::copy_from_slice(second.as_bytes()));
+    let ack = client.connect_with(connect).await;
+    assert_ne!(ack.reason, ReasonCode::SUCCESS, "{ack:?}");
 
     // A client whose account is disabled cannot refresh.
     admin.create_user(mqtt_user("fay", "fay-pw-000001")).await;

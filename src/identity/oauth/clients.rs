@@ -359,7 +359,8 @@ impl IdentityServices {
     /// Changes a client; a change of type creates (with a new secret,
     /// returned) or removes its account. A change of type or grants ends
     /// its pending codes and refresh-token grants (with their access
-    /// tokens); a change of redirect URIs ends its pending codes.
+    /// tokens) and the access tokens of grant types it no longer allows; a
+    /// change of redirect URIs ends its pending codes.
     pub fn update_oauth_client(
         &self,
         actor: &Actor,
@@ -378,6 +379,17 @@ impl IdentityServices {
             || client.allowed_grants != before.allowed_grants
         {
             self.end_client_grants(client_id, false)?;
+            // Tokens of a grant type the client may no longer use (e.g.
+            // client_credentials, which has no refresh-token grant) go too.
+            let allowed: Vec<&str> = client.allowed_grants.iter().map(|g| g.as_str()).collect();
+            self.tokens
+                .revoke_where(|r| {
+                    r.client_id.as_deref() == Some(client_id)
+                        && r.grant_type
+                            .as_deref()
+                            .is_some_and(|g| !allowed.contains(&g))
+                })
+                .map_err(AdminError::from)?;
         } else if client.redirect_uris != before.redirect_uris {
             self.oauth.codes.remove_where(|g| g.client_id == client_id);
         }
