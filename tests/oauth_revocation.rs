@@ -430,3 +430,47 @@ async fn renewal_checks_the_client_and_its_grants_and_a_disabled_client_cannot_r
     assert_eq!((r.status, r.error()), (401, "invalid_client"), "{}", r.text);
     b.stop().await;
 }
+
+/// Token requests racing the deletion of their client: whatever was
+/// issued, none of it works once the deletion has answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_issued_while_the_client_is_deleted_do_not_survive() {
+    let b = TestBroker::start().await;
+    let admin = Api::login(b.http_addr(), "admin", "admin").await;
+    admin.create_user(mqtt_user("rita", "rita-pw-00001")).await;
+    let mut issued = 0;
+    for round in 0..6 {
+        let app = confidential(
+            &admin,
+            &format!("racer{round}"),
+            CB,
+            json!("never"),
+            json!(0),
+        )
+        .await;
+        let requests: Vec<_> = (0..4)
+            .map(|_| {
+                let (basic, url) = (app.basic(), b.http_url("/oauth/token"));
+                tokio::spawn(async move {
+                    let body = "grant_type=password&username=rita&password=rita-pw-00001";
+                    curl(&["-u", &basic, "-d", body, &url]).await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(15 * round)).await;
+        let r = admin
+            .delete(&format!("/api/oauth/clients/{}", app.id))
+            .await;
+        assert!(r.status.is_success(), "{}", r.body);
+        for request in requests {
+            let r = request.await.unwrap();
+            if r.status == 200 {
+                issued += 1;
+                let token = r.body["access_token"].as_str().unwrap();
+                assert_eq!(api_status(&admin, token).await, 401, "round {round}");
+            }
+        }
+    }
+    println!("{issued} tokens issued around a deletion");
+    b.stop().await;
+}

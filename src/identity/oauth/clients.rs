@@ -375,24 +375,6 @@ impl IdentityServices {
         check(&client)?;
         self.unique(&client)?;
         client.updated_at = now_millis().max(before.updated_at + 1);
-        if client.client_type != before.client_type
-            || client.allowed_grants != before.allowed_grants
-        {
-            self.end_client_grants(client_id, false)?;
-            // Tokens of a grant type the client may no longer use (e.g.
-            // client_credentials, which has no refresh-token grant) go too.
-            let allowed: Vec<&str> = client.allowed_grants.iter().map(|g| g.as_str()).collect();
-            self.tokens
-                .revoke_where(|r| {
-                    r.client_id.as_deref() == Some(client_id)
-                        && r.grant_type
-                            .as_deref()
-                            .is_some_and(|g| !allowed.contains(&g))
-                })
-                .map_err(AdminError::from)?;
-        } else if client.redirect_uris != before.redirect_uris {
-            self.oauth.codes.remove_where(|g| g.client_id == client_id);
-        }
         let secret = match (was, client.client_type) {
             (ClientType::Public, ClientType::Confidential) => {
                 Some(self.give_account(actor, &mut client)?)
@@ -403,7 +385,19 @@ impl IdentityServices {
             }
             _ => None,
         };
+        // The new client first, then the cut-off and the sweeps: a token
+        // request that takes its ticket after the cut-off reads the new
+        // client; one with an older ticket is refused at its final check,
+        // or had recorded its token before it, which the sweeps then find.
         self.put_client(&client)?;
+        if client.client_type != before.client_type
+            || client.allowed_grants != before.allowed_grants
+        {
+            self.end_client_grants(client_id, false)?;
+            self.end_disallowed_tokens(&client)?;
+        } else if client.redirect_uris != before.redirect_uris {
+            self.oauth.codes.remove_where(|g| g.client_id == client_id);
+        }
         self.audit_client(actor, "oauth.client.update", &client)?;
         Ok((client, secret))
     }
@@ -416,10 +410,23 @@ impl IdentityServices {
     pub fn delete_oauth_client(&self, actor: &Actor, client_id: &str) -> Result<(), ClientError> {
         let _serial = self.oauth.writes.lock();
         let mut client = self.oauth_client(client_id)?;
-        self.end_client_grants(client_id, true)?;
-        self.take_account(actor, &mut client)?;
-        self.store_client(client_id, None)?;
+        // Gone for token requests first (see `update_oauth_client`); back
+        // in the map if the account or the store refuses, so a retry finds
+        // it and finishes.
         self.oauth.clients.write().remove(client_id);
+        let removed = self
+            .end_client_grants(client_id, true)
+            .map_err(ClientError::from)
+            .and_then(|()| self.take_account(actor, &mut client))
+            .and_then(|()| self.store_client(client_id, None));
+        if let Err(e) = removed {
+            // As far as it got: without its account if that went.
+            self.oauth
+                .clients
+                .write()
+                .insert(client_id.to_owned(), client);
+            return Err(e);
+        }
         self.audit_client(actor, "oauth.client.delete", &client)?;
         Ok(())
     }

@@ -362,9 +362,9 @@ impl IdentityServices {
                 tracing::warn!(%peer, client_id = client.client_id, "OAuth client authentication failed: no secret");
                 Err(refuse("client authentication failed"))
             }
-            (Some(_), Some(_)) => Err(refuse(
-                "client authentication failed (a public client has no secret)",
-            )),
+            // The same answer as an unknown client: whether a client id is
+            // a public client is nobody's business.
+            (Some(_), Some(_)) => Err(refuse("client authentication failed")),
             (None, _) => {
                 // Same work as a real check: no client enumeration by timing.
                 let _ = self.oauth.secret_hash(&credentials.client_id, "");

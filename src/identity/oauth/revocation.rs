@@ -20,7 +20,7 @@
 //! of expired codes and grants, and the rules of an MQTT 5 renewal.
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use super::{ClientType, OAuthClient, OAuthError};
 use crate::identity::services::{AdminError, IdentityServices};
 use crate::identity::token_sessions::RenewPolicy;
 use crate::identity::tokens::TokenInfo;
-use crate::store::StoreError;
 
 /// How often expired codes and grants past their lifetime are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -166,6 +165,20 @@ impl IdentityServices {
         Ok(())
     }
 
+    /// Revokes the access tokens of `client` from grant types it no longer
+    /// allows (e.g. `client_credentials`, which has no refresh-token grant
+    /// to end with them).
+    pub(crate) fn end_disallowed_tokens(&self, client: &OAuthClient) -> Result<usize, AdminError> {
+        let allowed: Vec<&str> = client.allowed_grants.iter().map(|g| g.as_str()).collect();
+        let ended = self.tokens.revoke_where(|r| {
+            r.client_id.as_deref() == Some(client.client_id.as_str())
+                && r.grant_type
+                    .as_deref()
+                    .is_some_and(|g| !allowed.contains(&g))
+        })?;
+        Ok(ended.len())
+    }
+
     /// A confidential client whose account was disabled (or is gone) is
     /// disabled too.
     pub(crate) fn client_enabled(&self, client: &OAuthClient) -> bool {
@@ -181,16 +194,36 @@ impl IdentityServices {
 
     /// Forgets expired codes and ends grants past their lifetime or
     /// whose client or user is gone.
-    pub fn sweep_oauth(&self) -> Result<usize, StoreError> {
+    pub fn sweep_oauth(&self) -> Result<usize, AdminError> {
         self.oauth.codes.sweep();
-        let clients: HashSet<String> = self.oauth.clients.read().keys().cloned().collect();
+        let clients: HashMap<String, OAuthClient> = self.oauth.clients.read().clone();
         let ended = self.oauth.families.sweep(|f| {
-            clients.contains(&f.client_id) && self.directory.user_by_id(&f.user_id).is_some()
+            clients.contains_key(&f.client_id) && self.directory.user_by_id(&f.user_id).is_some()
         })?;
         if ended > 0 {
             tracing::info!(ended, "OAuth grants past their lifetime swept");
         }
-        Ok(ended)
+        // What a client change or deletion could not finish (a failed
+        // store write) is finished here: access tokens of clients that are
+        // gone, or of grant types their client no longer allows.
+        let orphaned = self.tokens.revoke_where(|r| {
+            r.client_id
+                .as_deref()
+                .is_some_and(|id| match clients.get(id) {
+                    None => true,
+                    Some(client) => r
+                        .grant_type
+                        .as_deref()
+                        .is_some_and(|g| !client.allowed_grants.iter().any(|a| a.as_str() == g)),
+                })
+        })?;
+        if !orphaned.is_empty() {
+            tracing::warn!(
+                revoked = orphaned.len(),
+                "OAuth access tokens of deleted clients or disallowed grant types revoked"
+            );
+        }
+        Ok(ended + orphaned.len())
     }
 
     /// Runs [`sweep_oauth`](Self::sweep_oauth) every minute until `shutdown`.
