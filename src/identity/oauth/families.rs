@@ -102,6 +102,9 @@ pub enum Rotation {
     /// when no refresh is left).
     Next {
         family: Family,
+        /// The family before this rotation, to put back when the access
+        /// token cannot be issued (see [`Families::put_back`]).
+        previous: Box<Family>,
         token: Option<String>,
     },
     /// An already-used token: the caller revokes the family.
@@ -315,6 +318,7 @@ impl Families {
             return Ok(Rotation::Reused(family.clone()));
         }
         check(family)?;
+        let previous = Box::new(family.clone());
         let mut next = family.clone();
         next.generation = next.generation.saturating_add(1);
         next.left = next.left.map(|n| n.saturating_sub(1));
@@ -327,8 +331,26 @@ impl Families {
         live.insert(next.id.clone(), next.clone());
         Ok(Rotation::Next {
             family: next,
+            previous,
             token,
         })
+    }
+
+    /// Undoes a rotation whose access token could not be issued (a failed
+    /// store write), so the client's retry with the same refresh token is
+    /// a retry, not a reuse that would revoke the grant as stolen. Only
+    /// while the family is still as that rotation left it (callers hold
+    /// its [`serialize`](Self::serialize) guard).
+    pub fn put_back(&self, previous: &Family) -> Result<(), StoreError> {
+        let mut live = self.live.lock();
+        let rotated = live
+            .get(&previous.id)
+            .is_some_and(|f| f.generation == previous.generation.saturating_add(1));
+        if rotated {
+            self.put(previous)?;
+            live.insert(previous.id.clone(), previous.clone());
+        }
+        Ok(())
     }
 
     /// Ends a family (durably first); absent is fine.
@@ -405,6 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_put_back_lets_the_same_token_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = families(dir.path());
+        let id = "fedcba9876543210fedcba9876543210";
+        let family = Families::new_family(id, "c", "u", "api", None, GrantKind::Password);
+        let (t0, _) = f.start(family, || Ok(())).unwrap();
+        let Rotation::Next { previous, .. } = f.rotate(&t0, "c", K, |_| Ok(())).unwrap() else {
+            panic!("rotated")
+        };
+        // The access token could not be issued: the rotation is undone.
+        f.put_back(&previous).unwrap();
+        assert!(matches!(
+            f.rotate(&t0, "c", K, |_| Ok(())),
+            Ok(Rotation::Next { .. })
+        ));
+        // Once the retry went through, the old token is spent: reuse.
+        assert!(matches!(
+            f.rotate(&t0, "c", K, |_| Ok(())),
+            Ok(Rotation::Reused(_))
+        ));
+    }
+
+    #[test]
     fn rotation_counts_down_and_reuse_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let f = families(dir.path());
@@ -423,6 +468,7 @@ mod tests {
         let Rotation::Next {
             token: None,
             family,
+            ..
         } = f.rotate(&t1, "c", K, |_| Ok(())).unwrap()
         else {
             panic!("exhausted")

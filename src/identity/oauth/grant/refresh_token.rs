@@ -75,8 +75,12 @@ pub(super) fn refresh(
             _ => Ok(()),
         }
     })?;
-    let (family, refresh_token) = match rotation {
-        Rotation::Next { family, token } => (family, token),
+    let (family, previous, refresh_token) = match rotation {
+        Rotation::Next {
+            family,
+            previous,
+            token,
+        } => (family, previous, token),
         Rotation::Reused(family) => {
             services.revoke_reused(client, &family.id, "refresh token", origin.peer);
             return Err(OAuthError::grant(
@@ -88,7 +92,18 @@ pub(super) fn refresh(
     let scope = asked.unwrap_or(family.scope);
     let kind = family.origin.unwrap_or(GrantKind::AuthorizationCode);
     let (access_token, expires_in, _) =
-        services.issue_access_token(client, &user, &scope, Some(&family.id), kind)?;
+        match services.issue_access_token(client, &user, &scope, Some(&family.id), kind) {
+            Ok(issued) => issued,
+            Err(e) => {
+                if let Err(undo) = families.put_back(&previous) {
+                    tracing::error!(
+                        grant = family.id,
+                        "a failed refresh could not be undone: {undo}"
+                    );
+                }
+                return Err(e);
+            }
+        };
     let recheck = revocations.check(origin.ticket, Some(&family.id), &client.client_id, &user.id);
     if let Err(e) = recheck {
         // A revocation came while this was issuing: it ends the grant.
