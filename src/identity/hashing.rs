@@ -1,0 +1,149 @@
+//! The one limit on password hashing shared by every login path (MQTT
+//! CONNECT, `POST /api/login`, OAuth, registry requests): at most one
+//! argon2 run per core at a time, on the blocking pool; and rehashing of
+//! old-format hashes (other argon2 parameters, imported from mosquitto)
+//! under that same limit, at most one rehash per user at a time.
+
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+use super::directory::Directory;
+use super::model::User;
+use super::password;
+
+pub struct Hashing {
+    permits: Arc<Semaphore>,
+    /// Users whose rehash is queued or running.
+    rehashing: Mutex<HashSet<String>>,
+}
+
+impl Default for Hashing {
+    fn default() -> Hashing {
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hashing::new(parallel)
+    }
+}
+
+/// Takes a user out of the rehashing set when its rehash ends (or panics).
+struct Rehashing {
+    hashing: Arc<Hashing>,
+    username: String,
+}
+
+impl Drop for Rehashing {
+    fn drop(&mut self) {
+        self.hashing.rehashing.lock().remove(&self.username);
+    }
+}
+
+impl Hashing {
+    pub fn new(parallel: usize) -> Hashing {
+        Hashing {
+            permits: Arc::new(Semaphore::new(parallel.max(1))),
+            rehashing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The permits every argon2 run takes (one per core).
+    pub fn permits(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    /// Verifies `password` against `hash` on the blocking pool under the
+    /// limit; without a hash (unknown user) it spends the time of a real
+    /// check and answers false.
+    pub async fn verify(&self, hash: Option<String>, password: &[u8]) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let password = password.to_vec();
+        tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => password::verify_password(&password, &hash),
+            None => {
+                password::dummy_verify(&password);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// After `password` verified against `user`'s stored hash: when that
+    /// hash is old, stores a fresh argon2id hash in the background, under
+    /// the hashing limit, unless a rehash of this user is already queued
+    /// or running, and only while the stored hash is still the verified
+    /// one. A rehash keeps the user's password generation, so logins in
+    /// flight are not taken for victims of a password change. Returns
+    /// whether a rehash was started.
+    pub fn rehash_if_needed(
+        self: &Arc<Self>,
+        directory: &Arc<Directory>,
+        user: &User,
+        password: &[u8],
+    ) -> bool {
+        let Some(old) = user
+            .password_hash
+            .clone()
+            .filter(|h| password::needs_rehash(h) && h != password::LOCKED)
+        else {
+            return false;
+        };
+        let Ok(text) = std::str::from_utf8(password) else {
+            return false;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if !self.rehashing.lock().insert(user.username.clone()) {
+            return false;
+        }
+        let guard = Rehashing {
+            hashing: self.clone(),
+            username: user.username.clone(),
+        };
+        let (directory, text) = (directory.clone(), text.to_owned());
+        runtime.spawn(async move {
+            let permits = guard.hashing.permits.clone();
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let name = guard.username.clone();
+            let still_old = |d: &Directory| {
+                d.user(&name)
+                    .is_some_and(|u| u.password_hash.as_deref() == Some(old.as_str()))
+            };
+            if !still_old(&directory) {
+                return;
+            }
+            let _ = tokio::task::spawn_blocking(move || match password::try_hash_password(&text) {
+                Ok(hash) => {
+                    if let Err(e) = directory.rehash(&name, &old, hash) {
+                        tracing::warn!(username = name.as_str(), "rehash failed: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(username = name.as_str(), "rehash failed: {e}"),
+            })
+            .await;
+            drop(guard);
+        });
+        true
+    }
+
+    /// Whether a rehash of `username` is queued or running.
+    pub fn is_rehashing(&self, username: &str) -> bool {
+        self.rehashing.lock().contains(username)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_least_one_permit() {
+        assert_eq!(Hashing::new(0).permits().available_permits(), 1);
+        assert_eq!(Hashing::new(3).permits().available_permits(), 3);
+    }
+}
