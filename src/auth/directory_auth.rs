@@ -140,7 +140,7 @@ impl DirectoryAuthenticator {
         if !client_id_substitutable(client_id) && self.directory.denies_by_client_id(user) {
             tracing::warn!(
                 username = user.username,
-                ?client_id,
+                client_id = client_id.as_str(),
                 "connection refused: a deny rule needs %c, which this client id cannot stand for"
             );
             return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
@@ -221,7 +221,7 @@ impl DirectoryAuthenticator {
             _ => {
                 tracing::warn!(
                     username = user.username,
-                    ?client_id,
+                    client_id = client_id.as_str(),
                     "login refused: the user changed while it was checked"
                 );
                 self.refuse(ReasonCode::NOT_AUTHORIZED)
@@ -273,7 +273,7 @@ impl DirectoryAuthenticator {
         let revision = self.directory.revision();
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
-                tracing::debug!(peer = %c.peer, client_id = ?c.client_id, "anonymous connection refused");
+                tracing::debug!(peer = %c.peer, client_id = c.client_id.as_str(), "anonymous connection refused");
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
             return match self.directory.user(ANONYMOUS_USER) {
@@ -308,7 +308,7 @@ impl DirectoryAuthenticator {
                     registrations.record_refused_unknown_user(username, c.password, c.peer.ip());
                 }
                 self.backoff.failed(username, c.peer.ip());
-                tracing::debug!(peer = %c.peer, username, client_id = ?c.client_id, "authentication failed: bad username or password");
+                tracing::debug!(peer = %c.peer, username, client_id = c.client_id.as_str(), "authentication failed: bad username or password");
                 return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
             }
         };
