@@ -246,6 +246,9 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     ))
 }
 
+/// Files to write: target path and contents.
+type Writes<'a> = Vec<(PathBuf, &'a [u8])>;
+
 /// Which of the backup's files to write, and whether the CA is among
 /// them. An existing key or CA that differs needs `--force`.
 fn plan_files<'a>(
@@ -253,7 +256,7 @@ fn plan_files<'a>(
     data_dir: &Path,
     tls_dir: &Path,
     force: bool,
-) -> Result<(Vec<(PathBuf, &'a [u8])>, bool)> {
+) -> Result<(Writes<'a>, bool)> {
     let mut writes = Vec::new();
     let mut new_ca = false;
     for (name, bytes) in files {

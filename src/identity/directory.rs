@@ -310,7 +310,7 @@ impl Directory {
     /// Reads, modifies and writes a user under the write lock. A changed
     /// password hash moves the password generation when `new_password`
     /// (false for a rehash of the password just verified).
-    fn modify_user(
+    pub(super) fn modify_user(
         &self,
         username: &str,
         f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
@@ -411,29 +411,6 @@ impl Directory {
             u.password_hash = Some(hash);
             Ok(())
         })
-    }
-
-    /// Stores a new hash for the same password (parameters changed),
-    /// unless the password changed meanwhile (`old` is no longer stored):
-    /// a login verified against the old password must not bring it back.
-    pub fn rehash(&self, username: &str, old: &str, hash: String) -> Result<(), IdentityError> {
-        // The same password: its generation stays, so logins verified
-        // against the old hash are not taken for a password change.
-        let result = self.modify_user(
-            username,
-            |u| {
-                if u.password_hash.as_deref() != Some(old) {
-                    return Err(IdentityError::Changed("user", username.into()));
-                }
-                u.password_hash = Some(hash);
-                Ok(())
-            },
-            false,
-        );
-        match result {
-            Ok(_) | Err(IdentityError::Changed(..)) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     pub fn set_enabled(&self, username: &str, enabled: bool) -> Result<User, IdentityError> {

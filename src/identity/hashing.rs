@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-use super::directory::Directory;
+use super::directory::{Directory, IdentityError};
 use super::model::User;
 use super::password;
 
@@ -134,6 +134,31 @@ impl Hashing {
     /// Whether a rehash of `username` is queued or running.
     pub fn is_rehashing(&self, username: &str) -> bool {
         self.rehashing.lock().contains(username)
+    }
+}
+
+impl Directory {
+    /// Stores a new hash for the same password (parameters changed),
+    /// unless the password changed meanwhile (`old` is no longer stored):
+    /// a login verified against the old password must not bring it back.
+    pub fn rehash(&self, username: &str, old: &str, hash: String) -> Result<(), IdentityError> {
+        // The same password: its generation stays, so logins verified
+        // against the old hash are not taken for a password change.
+        let result = self.modify_user(
+            username,
+            |u| {
+                if u.password_hash.as_deref() != Some(old) {
+                    return Err(IdentityError::Changed("user", username.into()));
+                }
+                u.password_hash = Some(hash);
+                Ok(())
+            },
+            false,
+        );
+        match result {
+            Ok(_) | Err(IdentityError::Changed(..)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

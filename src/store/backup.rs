@@ -212,7 +212,13 @@ fn key_files<'a>(
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let meta = entry.metadata()?;
-        if meta.is_file() && meta.len() <= MAX_FILE && !name.starts_with("gatehouse.redb") {
+        // Not the store, nor a restore's or backup's leftover temporary file.
+        let temporary = name.ends_with(".restoring") || name.ends_with(".partial");
+        if meta.is_file()
+            && meta.len() <= MAX_FILE
+            && !name.starts_with("gatehouse.redb")
+            && !temporary
+        {
             data.push(name);
         }
     }
