@@ -166,6 +166,73 @@ impl Directory {
 mod tests {
     use super::*;
 
+    /// A user imported with a mosquitto hash, in a fresh directory.
+    fn imported(dir: &std::path::Path) -> Arc<Directory> {
+        let store = Arc::new(
+            crate::store::Store::open(
+                dir,
+                crate::config::Durability::Sync,
+                std::time::Duration::from_millis(100),
+            )
+            .unwrap(),
+        );
+        let directory = Directory::open(store, Default::default(), "admin", true).unwrap();
+        // `mosquitto_passwd -H sha512` of `b0b-secret`.
+        let hash = "$6$YkAIJYUWQiI6w8Q2$WD1yyi/G+f0Oa9gcVQLqWsGC0qDjvf9vRqQabsqTzwy9ZPU5YixwF7IYw8QAPDlppHuedcCZnZ3skb+0+ZL8bQ==";
+        directory
+            .add_user(crate::identity::NewUser {
+                username: "bob".into(),
+                password_hash: Some(hash.into()),
+                ..Default::default()
+            })
+            .unwrap();
+        Arc::new(directory)
+    }
+
+    #[tokio::test]
+    async fn one_rehash_per_user_at_a_time_keeping_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = imported(dir.path());
+        let hashing = directory.hashing().clone();
+        let user = directory.user("bob").unwrap();
+        // Every permit taken: the rehash waits for one, like a login.
+        let n = hashing.permits().available_permits() as u32;
+        let all = hashing.permits().clone().acquire_many_owned(n).await;
+        let started: Vec<bool> = (0..20)
+            .map(|_| hashing.rehash_if_needed(&directory, &user, b"b0b-secret"))
+            .collect();
+        assert_eq!(started.iter().filter(|s| **s).count(), 1, "{started:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let waiting = directory.user("bob").unwrap();
+        assert_eq!(
+            waiting.password_hash, user.password_hash,
+            "hashed outside the limit"
+        );
+        drop(all);
+        for _ in 0..500 {
+            if !hashing.is_rehashing("bob") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let after = directory.user("bob").unwrap();
+        assert!(
+            after
+                .password_hash
+                .as_deref()
+                .unwrap()
+                .starts_with("$argon2id$")
+        );
+        assert_eq!(after.password_generation, user.password_generation);
+        assert!(password::verify_password(
+            b"b0b-secret",
+            after.password_hash.as_deref().unwrap()
+        ));
+        // A password change moves the generation.
+        let changed = directory.set_password("bob", "new-secret-1").unwrap();
+        assert_eq!(changed.password_generation, user.password_generation + 1);
+    }
+
     #[test]
     fn at_least_one_permit() {
         assert_eq!(Hashing::new(0).permits().available_permits(), 1);
