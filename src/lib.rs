@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod ownership;
 pub mod prometheus;
 pub mod protocol;
 pub mod router;
@@ -20,6 +21,7 @@ mod signal;
 pub mod store;
 mod sys;
 pub mod systemd;
+pub mod text;
 pub mod tls;
 mod trim;
 

@@ -109,13 +109,23 @@ fn init_logs(config: &Config, serving: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi);
     match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .init(),
+        // On a terminal the colours are escape sequences of our own.
+        LogFormat::Text if ansi => builder.with_writer(std::io::stderr).init(),
+        // One event, one line: a control character that reached a field
+        // or message (from a client's string) is escaped.
+        LogFormat::Text => builder
+            .with_writer(|| gatehouse::text::OneLine(std::io::stderr()))
+            .init(),
     }
 }
 

@@ -314,3 +314,183 @@ fn a_stopped_broker_backs_up_from_its_store() {
         out.stderr
     );
 }
+
+/// A stopped broker with a user, its keys (created by the command line)
+/// and a CA, backed up: `(dir, config, backup file)`.
+fn backed_up_store() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = config(dir.path());
+    let out = gatehouse_run(
+        &config,
+        &["user", "add", "from-backup", "--password-stdin"],
+        Some("backup-pass\n"),
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = gatehouse_run(
+        &config,
+        &[
+            "cert",
+            "issue",
+            "--cn",
+            "from-backup",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let file = dir.path().join("a.backup");
+    let out = gatehouse_run(
+        &config,
+        &["backup", "--out", file.to_str().unwrap()],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    (dir, config, file)
+}
+
+/// Every file in `dir` with its contents (the store's only by name: redb
+/// may touch its header when it is opened).
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = if name == "gatehouse.redb" {
+                Vec::new()
+            } else {
+                std::fs::read(e.path()).unwrap()
+            };
+            (name, bytes)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// `sudo gatehouse restore` into the data directory of a service user
+/// (systemd's DynamicUser owns /var/lib/gatehouse): every file restored,
+/// and a key the command line creates later, belongs to that user, so the
+/// broker can open them. Needs root (CI runs as root).
+#[test]
+fn a_restore_as_root_leaves_files_the_service_user_owns() {
+    use std::os::unix::fs::MetadataExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (restores as root into a directory of uid 65534)");
+        return;
+    }
+    let (_a, _, file) = backed_up_store();
+    let other = tempfile::tempdir().unwrap();
+    let (config_b, _, _) = config(other.path());
+    let (data, certs) = (other.path().join("data"), other.path().join("certs"));
+    for dir in [&data, &certs] {
+        std::fs::create_dir(dir).unwrap();
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    let out = gatehouse_run(&config_b, &["restore", file.to_str().unwrap()], None, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // A key the command line creates (a store opened in local mode).
+    std::fs::remove_file(data.join("oauth.key")).unwrap();
+    let out = gatehouse_run(&config_b, &["user", "list"], None, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("from-backup"), "{}", out.stdout);
+    let mut seen = Vec::new();
+    for dir in [&data, &certs] {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (65534, 65534),
+                "{} is not the service user's",
+                entry.path().display()
+            );
+            seen.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    for expected in ["gatehouse.redb", "oauth.key", "mfa.key", "ca.key", "ca.crt"] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "{expected} missing: {seen:?}"
+        );
+    }
+}
+
+/// A backup whose file entry is larger than the writer ever writes (1 MiB)
+/// is refused as damaged (exit 1) before anything is written, even with a
+/// valid checksum.
+#[test]
+fn an_oversized_file_entry_is_refused() {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"GHBACKUP");
+    bytes.extend_from_slice(&1u16.to_be_bytes());
+    let header = br#"{"broker":"test","createdAt":0}"#;
+    bytes.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(header);
+    bytes.push(2);
+    let name = b"data/big.key";
+    bytes.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(name);
+    let big = vec![7u8; (1 << 20) + 1];
+    bytes.extend_from_slice(&(big.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&big);
+    bytes.push(0);
+    let sum = blake3::hash(&bytes);
+    bytes.extend_from_slice(sum.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = config(dir.path());
+    let file = dir.path().join("big.backup");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = gatehouse_run(&config, &["restore", file.to_str().unwrap()], None, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("larger than 1 MiB"), "{}", out.stderr);
+    assert!(!dir.path().join("data/gatehouse.redb").exists());
+    assert!(!dir.path().join("data/big.key").exists());
+}
+
+/// A restore that fails part way (here the CA cannot be written: the TLS
+/// directory is a file) leaves the data directory exactly as it was: the
+/// old store and keys, no temporary files.
+#[test]
+fn a_failed_restore_changes_nothing() {
+    let (_a, _, file) = backed_up_store();
+    let other = tempfile::tempdir().unwrap();
+    let (config_b, _, _) = config(other.path());
+    let out = gatehouse_run(
+        &config_b,
+        &["user", "add", "already-here", "--password-stdin"],
+        Some("here-pass\n"),
+        &[],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    std::fs::write(other.path().join("certs"), b"not a directory").unwrap();
+    let data = other.path().join("data");
+    let before = contents(&data);
+    let out = gatehouse_run(
+        &config_b,
+        &["restore", file.to_str().unwrap(), "--force"],
+        None,
+        &[],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was restored"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(contents(&data), before, "the data directory changed");
+    let out = gatehouse_run(&config_b, &["user", "list"], None, &[]);
+    assert!(out.stdout.contains("already-here"), "{}", out.stdout);
+    assert!(!out.stdout.contains("from-backup"), "{}", out.stdout);
+    // Without a store to hold, a failed restore leaves none behind.
+    let third = tempfile::tempdir().unwrap();
+    let (config_c, _, _) = config(third.path());
+    std::fs::write(third.path().join("certs"), b"not a directory").unwrap();
+    let out = gatehouse_run(&config_c, &["restore", file.to_str().unwrap()], None, &[]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert_eq!(contents(&third.path().join("data")), vec![]);
+}

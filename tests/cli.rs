@@ -176,6 +176,39 @@ async fn administers_a_running_broker_through_its_api() {
         .expect("listed");
     assert_eq!(entry["username"], "dev-1");
     assert_eq!(entry["listener"], "mqtt");
+    // A client id is the client's text (MQTT allows control characters in
+    // it): the table escapes them, so it cannot paint rows of its own.
+    let evil = "evil\n\x1b[2Jfake-row  dev-9  mqtt\u{202e}";
+    let (evil_client, ack) =
+        users::login(mqtt, ProtocolVersion::V5, evil, "dev-1", "secret-1").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    let out = run(&["clients", "list"], None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        !out.stdout.contains('\x1b') && !out.stdout.contains('\u{202e}'),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().all(|l| !l.starts_with("fake-row")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("evil\\n\\u{1b}[2Jfake-row  dev-9  mqtt\\u{202e}"),
+        "{}",
+        out.stdout
+    );
+    let listed = json_of(&run(&["clients", "list", "--json"], None));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["clientId"] == evil)
+    );
+    evil_client.disconnect().await;
     let out = run(&["clients", "kick", "dev-1-a"], None);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     match client.recv().await {
@@ -264,9 +297,70 @@ async fn login_asks_for_the_mfa_code() {
     // A code of a later step (the confirmation used this one).
     let out = run(&format!("alice-pass\n{}\n", totp(&secret, step + 1)));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // On a terminal (a pseudo-terminal here) neither the password nor the
+    // code is echoed.
+    let code = totp(&secret, step + 2);
+    let screen = on_a_terminal(
+        &config,
+        &["login", "--user", "alice"],
+        &[("Password", "alice-pass"), ("MFA code", &code)],
+    );
+    assert!(screen.contains("MFA code"), "{screen}");
+    assert!(
+        !screen.contains("alice-pass") && !screen.contains(&code),
+        "echoed: {screen}"
+    );
     let out = gatehouse_run(&config, &["user", "list"], None, &[]);
     // alice may not list users: 403 is exit 5.
     assert_eq!(out.code, Some(5), "{}", out.stderr);
+}
+
+/// Runs `gatehouse ARGS --config CONFIG` on a pseudo-terminal (Python's
+/// `pty`), answering each prompt that contains `needle` with `answer`;
+/// returns everything the terminal showed.
+fn on_a_terminal(config: &Path, args: &[&str], answers: &[(&str, &str)]) -> String {
+    const SCRIPT: &str = r#"
+import json, os, pty, sys
+argv, answers = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+screen = b""
+def more():
+    global screen
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return False
+    screen += chunk
+    return bool(chunk)
+for needle, answer in answers:
+    while needle.encode() not in screen:
+        if not more():
+            break
+    os.write(fd, answer.encode() + b"\n")
+while more():
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(screen.decode(errors="replace"))
+"#;
+    let mut argv = vec![env!("CARGO_BIN_EXE_gatehouse").to_owned()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend(["--config".to_owned(), config.display().to_string()]);
+    let answers: Vec<[&str; 2]> = answers.iter().map(|(n, a)| [*n, *a]).collect();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &serde_json::to_string(&argv).unwrap(),
+            &serde_json::to_string(&answers).unwrap(),
+        ])
+        .env("XDG_CONFIG_HOME", config.parent().unwrap().join("xdg"))
+        .env_remove("GATEHOUSE_TOKEN")
+        .env_remove("GATEHOUSE_SERVER")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 #[test]

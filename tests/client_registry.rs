@@ -316,6 +316,40 @@ async fn bad_requests_are_400_with_the_reason() {
             "invalid_request",
             "a/#/b",
         ),
+        // Text that would repaint `gatehouse registry list` (a fake row,
+        // a fake pairing code) is refused.
+        (
+            json!({"username": "cam-1", "password": "secret-1", "context": "\x1b[2J"}),
+            "invalid_request",
+            "context: control",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1",
+            "context": "hall B\ncam-9  password  123456"}),
+            "invalid_request",
+            "context: control",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1", "context": "abc\u{202e}def"}),
+            "invalid_request",
+            "u{202e}",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1", "roles": ["ops\r\u{9b}"]}),
+            "invalid_request",
+            "roles:",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1", "roles": ["ops\u{2067}"]}),
+            "invalid_request",
+            "roles:",
+        ),
+        (
+            json!({"username": "cam-1", "password": "secret-1",
+            "permissions": [{"resource": "a/\u{1b}[1m", "operation": "read", "context": "mqtt"}]}),
+            "invalid_request",
+            "permissions:",
+        ),
     ];
     for (body, code, words) in cases {
         let reply = device.post(REGISTER, body.clone()).await;

@@ -254,3 +254,128 @@ async fn names_and_prefixes_that_break_topics_are_refused() {
     );
     broker.stop().await;
 }
+
+/// A mosquitto `$7$` (PBKDF2-SHA512) hash of `password`, as an import
+/// brings it in; `iterations` makes each verification take a while, so
+/// that logins are still being verified when a rehash lands.
+fn pbkdf2_hash(password: &str, iterations: u32) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let salt = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA512,
+        std::num::NonZeroU32::new(iterations).unwrap(),
+        salt,
+        password.as_bytes(),
+        &mut out,
+    );
+    format!(
+        "$7${iterations}${}${}",
+        STANDARD.encode(salt),
+        STANDARD.encode(out)
+    )
+}
+
+/// `name` imported from a mosquitto password file, with `password`.
+fn import_user(broker: &TestBroker, name: &str, password: &str) {
+    use gatehouse::identity::audit::Actor;
+    use gatehouse::identity::import::Plan;
+    let services = broker.broker.as_ref().unwrap().identity().unwrap().clone();
+    let mut plan = Plan::default();
+    plan.read_passwd(&format!("{name}:{}\n", pbkdf2_hash(password, 20_000)))
+        .unwrap();
+    plan.settle();
+    let report = plan.apply(&services, &Actor::system()).unwrap();
+    assert_eq!(report.users_created, vec![name.to_owned()]);
+}
+
+/// Waits until no rehash of `name` is queued or running.
+async fn rehash_settled(dir: &gatehouse::identity::Directory, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while dir.hashing().is_rehashing(name) {
+        assert!(std::time::Instant::now() < deadline, "rehash never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 50 devices sharing one account imported from mosquitto reconnect at
+/// once (after a restart): every one is admitted — the rehash to argon2id
+/// that the first success starts is not a password change — and the
+/// stored hash ends up argon2id, with the password's generation unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_of_an_imported_user_all_succeed() {
+    let broker = quick().await;
+    let dir = directory(&broker);
+    import_user(&broker, "fleet", "fleet-pass");
+    let before = dir.user("fleet").unwrap();
+    assert!(before.password_hash.as_deref().unwrap().starts_with("$7$"));
+    let addr = broker.addr();
+    // They keep arriving (5 ms apart) while earlier ones are verified, so
+    // that the rehash lands while many are between verification and
+    // admission.
+    let mut logins = Vec::new();
+    for i in 0..50 {
+        logins.push(tokio::spawn(async move {
+            let (client, ack) = login(addr, V5, &format!("dev-{i}"), "fleet", "fleet-pass").await;
+            (client, ack.reason)
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut refused = 0;
+    let mut clients = Vec::new();
+    for login in logins {
+        let (client, reason) = login.await.unwrap();
+        if reason != ReasonCode::SUCCESS {
+            refused += 1;
+        }
+        clients.push(client);
+    }
+    assert_eq!(
+        refused, 0,
+        "{refused} of 50 logins of one imported user refused"
+    );
+    rehash_settled(&dir, "fleet").await;
+    let after = dir.user("fleet").unwrap();
+    let hash = after.password_hash.as_deref().unwrap();
+    assert!(hash.starts_with("$argon2id$"), "not rehashed: {hash}");
+    assert_eq!(after.password_generation, before.password_generation);
+    let (_, ack) = login(addr, V5, "after", "fleet", "fleet-pass").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    broker.stop().await;
+}
+
+/// A real password change while logins of an imported user are in
+/// flight (and its rehash pending) wins: the old password is refused
+/// afterwards, the new one works, and the rehash did not bring the old
+/// password back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_password_change_during_imported_logins_refuses_the_old_password() {
+    let broker = quick().await;
+    let dir = directory(&broker);
+    import_user(&broker, "fleet2", "old-fleet-pass");
+    let addr = broker.addr();
+    let logins: Vec<_> = (0..20)
+        .map(|i| {
+            tokio::spawn(async move {
+                login(addr, V5, &format!("d-{i}"), "fleet2", "old-fleet-pass")
+                    .await
+                    .1
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let changer = dir.clone();
+    tokio::task::spawn_blocking(move || changer.set_password("fleet2", "new-fleet-pass").unwrap())
+        .await
+        .unwrap();
+    for login in logins {
+        let _ = login.await.unwrap();
+    }
+    rehash_settled(&dir, "fleet2").await;
+    let (_, ack) = login(addr, V5, "old", "fleet2", "old-fleet-pass").await;
+    assert_eq!(ack.reason, ReasonCode::BAD_USERNAME_OR_PASSWORD);
+    let (_, ack) = login(addr, V5, "new", "fleet2", "new-fleet-pass").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    broker.stop().await;
+}

@@ -133,6 +133,8 @@ fn write_dynsec(dir: &Path) -> std::path::PathBuf {
         "deny",
     ]);
     ctrl(&["createClient", "sensor-7", "-p", "dyn-pass-7"]);
+    ctrl(&["createClient", "sensor-8", "-p", "dyn-pass-8"]);
+    ctrl(&["disableClient", "sensor-8"]);
     ctrl(&["createGroup", "plant"]);
     ctrl(&["addGroupRole", "plant", "plant-writer"]);
     ctrl(&["addGroupClient", "plant", "sensor-7"]);
@@ -201,6 +203,25 @@ async fn mosquitto_users_log_in_with_their_passwords() {
     for needle in ["`zz`", "flattened", "deny always wins"] {
         assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
     }
+    // A disabled dynamic-security client is created disabled, with its
+    // hash, in one write: the audit log has its creation (enabled false)
+    // and no later change that an interrupted import could have missed.
+    {
+        let cfg = gatehouse::Config::load(&config).unwrap();
+        let store = gatehouse::broker::open_store(&cfg).unwrap();
+        let directory = gatehouse::broker::open_directory(&cfg, store.clone()).unwrap();
+        let user = directory.user("sensor-8").unwrap();
+        assert!(!user.enabled);
+        assert!(user.password_hash.unwrap().starts_with("$7$"));
+        let audit = gatehouse::identity::audit::AuditLog::open(store.clone(), 10_000).unwrap();
+        let (_, entries) = audit.page(0, 10_000);
+        let about: Vec<_> = entries.iter().filter(|e| e.target == user.id).collect();
+        assert_eq!(about.len(), 1, "{about:?}");
+        assert_eq!(about[0].action, "user.create");
+        assert_eq!(about[0].detail["enabled"], false);
+        drop(directory);
+        store.close();
+    }
     // A second run changes nothing.
     let again = gatehouse_run(&config, &["import", "mosquitto", "--passwd", p], None, &[]);
     assert!(
@@ -220,6 +241,7 @@ async fn mosquitto_users_log_in_with_their_passwords() {
     assert!(publishes(port, "sensor-7", "dyn-pass-7", "plant/line-1").await);
     assert!(!publishes(port, "sensor-7", "dyn-pass-7", "plant/secret").await);
     assert!(!publishes(port, "sensor-7", "wrong", "plant/line-1").await);
+    assert!(!publishes(port, "sensor-8", "dyn-pass-8", "plant/line-1").await);
     // pattern read devices/%u/#: alice may subscribe to her own devices only.
     let subscribe = |filter: &'static str| {
         let port = port.to_string();

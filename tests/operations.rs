@@ -226,13 +226,71 @@ async fn metrics_need_a_permission_and_count_what_happens() {
             .to_owned()
     };
     for (needle, client) in [
-        ("client connected", "client_id=denied"),
-        ("client disconnected", "client_id=denied"),
-        ("authentication failed", "client_id=bad"),
+        ("client connected", "client_id=\"denied\""),
+        ("client disconnected", "client_id=\"denied\""),
+        ("authentication failed", "client_id=\"bad\""),
     ] {
         let l = line(needle, client);
         assert!(l.contains("dev-1") && l.contains("127.0.0.1:"), "{l}");
     }
+}
+
+/// Client ids and user names are the client's text: one with a newline
+/// and an escape sequence still makes one log line (text format, as the
+/// journal gets it), escaped, and cannot forge a line of its own.
+#[tokio::test]
+async fn client_strings_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "\n[log]\nlevel = \"info\"\n\n[auth]\nallow_anonymous = true\n";
+    let (config, mqtt, http) = config(dir.path(), extra);
+    let log = dir.path().join("broker.log");
+    let broker = Binary::start_with(
+        &config,
+        mqtt,
+        &[],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    wait_port(http);
+    let forged = "dev\nERROR gatehouse: forged line \x1b[2J\u{202e}";
+    let mut c = RawClient::connect(mqtt, ProtocolVersion::V5, forged).await;
+    c.send(&Packet::PingReq).await;
+    let _ = c.recv().await;
+    c.disconnect().await;
+    let (_, ack) = users::login(
+        mqtt,
+        ProtocolVersion::V5,
+        "bad\nWARN forged too",
+        "nobody\nERROR forged user",
+        "wrong-password",
+    )
+    .await;
+    assert_eq!(ack.reason, ReasonCode::BAD_USERNAME_OR_PASSWORD);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(broker);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logs.contains('\x1b') && !logs.contains('\u{202e}'),
+        "{logs}"
+    );
+    for line in logs.lines() {
+        assert!(
+            !line.contains("forged") || line.contains("client_id="),
+            "forged line:\n{logs}"
+        );
+    }
+    let connected = logs
+        .lines()
+        .find(|l| l.contains("client connected"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        connected.contains("dev\\nERROR gatehouse: forged line"),
+        "{connected}"
+    );
+    let failed = logs
+        .lines()
+        .find(|l| l.contains("authentication failed"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(failed.contains("nobody\\nERROR forged user"), "{failed}");
 }
 
 #[tokio::test]
@@ -287,4 +345,41 @@ async fn json_logs_and_public_metrics() {
             .as_str()
             .is_some_and(|m| m.starts_with("open ports: mqtt"))
     }));
+}
+
+/// `LoadCredential=initial-admin-password:...`: systemd hands the broker
+/// `$CREDENTIALS_DIRECTORY/initial-admin-password`, which sets the first
+/// admin password (and wins over the environment variable).
+#[tokio::test]
+async fn the_initial_admin_password_comes_from_a_systemd_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mqtt, http) = config(dir.path(), "");
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("initial-admin-password"), "cred-admin-pass\n").unwrap();
+    let _broker = Binary::start_with(
+        &config,
+        mqtt,
+        &[
+            ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+            // base64 of "env-admin-pass": the credential wins.
+            ("GATEHOUSE_INITIAL_ADMIN_PASSWORD", "ZW52LWFkbWluLXBhc3M="),
+        ],
+        std::process::Stdio::null(),
+    );
+    wait_port(http);
+    let api = Api::new(http);
+    let login =
+        |password: &str| json!({"username": "admin", "password": password, "expireTimeInHours": 1});
+    assert_eq!(api.post("/api/login", login("admin")).await.status, 401);
+    assert_eq!(
+        api.post("/api/login", login("env-admin-pass")).await.status,
+        401
+    );
+    assert_eq!(
+        api.post("/api/login", login("cred-admin-pass"))
+            .await
+            .status,
+        200
+    );
 }

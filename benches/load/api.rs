@@ -78,6 +78,7 @@ pub fn seed_directory(config_path: &Path, users: usize, roles: usize) -> anyhow:
             id: format!("{:032x}", 0xb000_0000_0000u128 + i as u128),
             username: format!("scale-user-{i:06}"),
             password_hash: None,
+            password_generation: 0,
             grant_types: vec![GrantType {
                 method: GrantMethod::Certificate,
                 is_required: false,

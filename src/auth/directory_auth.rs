@@ -6,7 +6,6 @@ use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 use super::backoff::Backoff;
 use super::{AuthOutcome, Authenticator, Credentials, Identity};
@@ -17,7 +16,7 @@ use crate::identity::registry::ImplicitRegistrations;
 use crate::identity::services::{is_initial_admin, is_loopback};
 use crate::identity::tokens::{SCOPE_MQTT, TokenError, TokenService};
 use crate::identity::{
-    Directory, GrantMethod, LiveAcl, LiveSet, LoginMethod, User, client_id_substitutable, password,
+    Directory, GrantMethod, LiveAcl, LiveSet, LoginMethod, User, client_id_substitutable,
     still_granted,
 };
 use crate::protocol::{MqttStr, ReasonCode};
@@ -28,7 +27,6 @@ pub struct DirectoryAuthenticator {
     directory: Arc<Directory>,
     live: Arc<LiveSet>,
     cache: Arc<CredentialCache>,
-    hashing: Arc<Semaphore>,
     backoff: Backoff,
     allow_anonymous: bool,
     /// Verifies Gatehouse tokens sent as CONNECT passwords (once the
@@ -50,12 +48,10 @@ impl DirectoryAuthenticator {
         directory.on_user_change(move |username| invalidate.invalidate_user(username));
         let live = Arc::new(LiveSet::default());
         tokio::spawn(live.clone().follow(Arc::downgrade(&directory)));
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(DirectoryAuthenticator {
             directory,
             live,
             cache,
-            hashing: Arc::new(Semaphore::new(parallel)),
             backoff: Backoff::new(
                 Duration::from_millis(config.failure_delay_ms),
                 Duration::from_millis(config.failure_delay_max_ms),
@@ -123,24 +119,12 @@ impl DirectoryAuthenticator {
         Some(outcome)
     }
 
-    /// Verifies on the blocking pool, at most one hash per core at a time,
-    /// so CONNECT floods cannot starve the async workers.
+    /// Verifies on the blocking pool, at most one hash per core at a time
+    /// (the limit every login path shares), so CONNECT floods cannot
+    /// starve the async workers.
     async fn verify(&self, user: Option<&User>, password: &[u8]) -> bool {
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return false;
-        };
         let hash = user.and_then(|u| u.password_hash.clone());
-        let password = password.to_vec();
-        tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => password::verify_password(&password, &hash),
-            None => {
-                // Unknown user: spend the same time as a real check.
-                password::dummy_verify(&password);
-                false
-            }
-        })
-        .await
-        .unwrap_or(false)
+        self.directory.hashing().verify(hash, password).await
     }
 
     /// The connection's live permissions. Refused when a deny rule needs
@@ -154,7 +138,11 @@ impl DirectoryAuthenticator {
         serial: Option<&str>,
     ) -> Result<Identity, ReasonCode> {
         if !client_id_substitutable(client_id) && self.directory.denies_by_client_id(user) {
-            tracing::warn!(username = user.username, %client_id, "connection refused: a deny rule needs %c, which this client id cannot stand for");
+            tracing::warn!(
+                username = user.username,
+                client_id = client_id.as_str(),
+                "connection refused: a deny rule needs %c, which this client id cannot stand for"
+            );
             return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let publish_prefix = match &user.mqtt_publish_prefix {
@@ -217,7 +205,8 @@ impl DirectoryAuthenticator {
         let unchanged = current.as_ref().is_some_and(|now| {
             now.enabled
                 && still_granted(now, method)
-                && now.password_hash == user.password_hash
+                && now.id == user.id
+                && now.password_generation == user.password_generation
                 && serial.is_none_or(|s| !self.directory.is_revoked(s))
         });
         match current {
@@ -230,7 +219,11 @@ impl DirectoryAuthenticator {
                 AuthOutcome::Allowed(identity)
             }
             _ => {
-                tracing::warn!(username = user.username, %client_id, "login refused: the user changed while it was checked");
+                tracing::warn!(
+                    username = user.username,
+                    client_id = client_id.as_str(),
+                    "login refused: the user changed while it was checked"
+                );
                 self.refuse(ReasonCode::NOT_AUTHORIZED)
             }
         }
@@ -280,7 +273,7 @@ impl DirectoryAuthenticator {
         let revision = self.directory.revision();
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
-                tracing::debug!(peer = %c.peer, client_id = %c.client_id, "anonymous connection refused");
+                tracing::debug!(peer = %c.peer, client_id = c.client_id.as_str(), "anonymous connection refused");
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
             return match self.directory.user(ANONYMOUS_USER) {
@@ -315,7 +308,7 @@ impl DirectoryAuthenticator {
                     registrations.record_refused_unknown_user(username, c.password, c.peer.ip());
                 }
                 self.backoff.failed(username, c.peer.ip());
-                tracing::debug!(peer = %c.peer, username, client_id = %c.client_id, "authentication failed: bad username or password");
+                tracing::debug!(peer = %c.peer, username, client_id = c.client_id.as_str(), "authentication failed: bad username or password");
                 return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
             }
         };
@@ -339,30 +332,12 @@ impl DirectoryAuthenticator {
         self.admit(&user, c.client_id, LoginMethod::Password, None, revision)
     }
 
-    /// Stores a fresh hash when the stored one uses old parameters (only
-    /// while the stored hash is still the one just verified).
+    /// Stores a fresh hash when the stored one uses old parameters (in
+    /// the background, under the hashing limit, one at a time per user).
     fn rehash_if_needed(&self, user: &User, password: &[u8]) {
-        let Some(hash) = &user.password_hash else {
-            return;
-        };
-        if !password::needs_rehash(hash) {
-            return;
-        }
-        let Ok(text) = std::str::from_utf8(password) else {
-            return;
-        };
-        let (directory, username, text, old) = (
-            self.directory.clone(),
-            user.username.clone(),
-            text.to_owned(),
-            hash.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let hash = password::hash_password(&text);
-            if let Err(e) = directory.rehash(&username, &old, hash) {
-                tracing::warn!(username, "rehash failed: {e}");
-            }
-        });
+        self.directory
+            .hashing()
+            .rehash_if_needed(&self.directory, user, password);
     }
 }
 

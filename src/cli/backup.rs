@@ -3,7 +3,7 @@
 //! (into a stopped broker's data directory, after checking the file).
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::output;
@@ -99,30 +99,80 @@ fn write_to(ctx: &Ctx, temp: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` 0700 when missing.
+/// Creates `dir` 0700 when missing (owned like its parent when run as
+/// root).
 fn private_dir(dir: &Path) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    gatehouse::ownership::create_dirs(dir, 0o700)
         .map_err(|e| CliError::failed(format!("creating {}: {e}", dir.display())))
 }
 
-/// Replaces `path` with `bytes` (0600), through a temporary file.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let temp = path.with_extension("restoring");
+/// Writes `bytes` into a new temporary file beside `path` (0600, owned
+/// like the directory when run as root, on the disk) and returns its path.
+fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".restoring");
+    let temp = path.with_file_name(name);
     let _ = std::fs::remove_file(&temp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&temp)?;
+    gatehouse::ownership::adopt_dir_owner(&file, &temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    Ok(())
+    Ok(temp)
 }
 
+/// Holds the store file so that no broker can open it while a restore
+/// runs; creates an empty one (0600) when there is none (true: created).
+/// An existing store needs `--force`.
+fn lock_store(store_file: &Path, data_dir: &Path, force: bool) -> Result<(redb::Database, bool)> {
+    let created = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(store_file)
+    {
+        Ok(file) => {
+            gatehouse::ownership::adopt_dir_owner(&file, store_file)?;
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(CliError::failed(format!("{}: {e}", store_file.display()))),
+    };
+    if !created && !force {
+        return Err(CliError::new(
+            Exit::Conflict,
+            format!(
+                "{} exists: restoring replaces everything in it (--force)",
+                store_file.display()
+            ),
+        ));
+    }
+    match redb::Database::create(store_file) {
+        Ok(db) => Ok((db, created)),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(CliError::new(
+            Exit::BrokerState,
+            format!(
+                "the store in {} is in use: stop the broker before restoring",
+                data_dir.display()
+            ),
+        )),
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_file(store_file);
+            }
+            Err(CliError::failed(format!("{}: {e}", store_file.display())))
+        }
+    }
+}
+
+/// Restores in two phases. First everything is written to temporary files
+/// beside its target (store, keys, CA; each on the disk) while the store
+/// is held, so that no broker starts meanwhile; a failure there removes
+/// them and changes nothing. Then each is renamed into place, the store
+/// last, and the directories are synced.
 pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     let config = &ctx.config;
     let (data_dir, tls_dir) = (&config.storage.dir, &config.tls.dir);
@@ -138,45 +188,56 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     })?;
     private_dir(data_dir)?;
     let store_file = data_dir.join("gatehouse.redb");
-    // Held until the new file is in place: a broker cannot start meanwhile.
-    let _lock = if store_file.exists() {
-        if !args.force {
+    let (lock, created) = lock_store(&store_file, data_dir, args.force)?;
+    let temp = data_dir.join("gatehouse.redb.restoring");
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let prepared: Result<bool> = (|| {
+        let _ = std::fs::remove_file(&temp);
+        let files = backup::restore_tables(&args.file, &temp).map_err(failed)?;
+        let (writes, new_ca) = plan_files(&files, data_dir, tls_dir, args.force)?;
+        if new_ca {
+            private_dir(tls_dir)?;
+        }
+        for (path, bytes) in writes {
+            let staged_file = stage(&path, bytes)
+                .map_err(|e| CliError::failed(format!("writing {}: {e}", path.display())))?;
+            staged.push((staged_file, path));
+        }
+        Ok(new_ca)
+    })();
+    let new_ca = match prepared {
+        Ok(new_ca) => new_ca,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            for (staged_file, _) in &staged {
+                let _ = std::fs::remove_file(staged_file);
+            }
+            drop(lock);
+            if created {
+                let _ = std::fs::remove_file(&store_file);
+            }
             return Err(CliError::new(
-                Exit::Conflict,
-                format!(
-                    "{} exists: restoring replaces everything in it (--force)",
-                    store_file.display()
-                ),
+                e.exit,
+                format!("{}; nothing was restored", e.message),
             ));
         }
-        match redb::Database::create(&store_file) {
-            Ok(db) => Some(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(CliError::new(
-                    Exit::BrokerState,
-                    format!(
-                        "the store in {} is in use: stop the broker before restoring",
-                        data_dir.display()
-                    ),
-                ));
-            }
-            Err(e) => return Err(CliError::failed(format!("{}: {e}", store_file.display()))),
-        }
-    } else {
-        None
     };
-    let temp = data_dir.join("gatehouse.redb.restoring");
-    let _ = std::fs::remove_file(&temp);
-    let files = backup::restore_tables(&args.file, &temp).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        failed(e)
-    })?;
-    let placed = place_files(&files, data_dir, tls_dir, args.force);
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
+    // A replaced CA takes its generated server certificate with it, so
+    // that the next start issues one from the restored CA.
+    if new_ca {
+        for generated in ["server.crt", "server.key"] {
+            let _ = std::fs::remove_file(tls_dir.join(generated));
+        }
+    }
+    for (staged_file, path) in &staged {
+        std::fs::rename(staged_file, path)?;
     }
     std::fs::rename(&temp, &store_file)?;
+    gatehouse::ownership::sync_dir(data_dir)?;
+    if new_ca {
+        gatehouse::ownership::sync_dir(tls_dir)?;
+    }
+    drop(lock);
     output::line(format!(
         "restored {} into {} ({})",
         args.file.display(),
@@ -185,15 +246,17 @@ pub fn restore(ctx: &Ctx, args: RestoreArgs) -> Result<()> {
     ))
 }
 
-/// Checks every file first (an existing key or CA that differs needs
-/// `--force`), then writes them. A replaced CA takes its generated server
-/// certificate with it, so that the next start issues one from it.
-fn place_files(
-    files: &[(String, Vec<u8>)],
+/// Files to write: target path and contents.
+type Writes<'a> = Vec<(PathBuf, &'a [u8])>;
+
+/// Which of the backup's files to write, and whether the CA is among
+/// them. An existing key or CA that differs needs `--force`.
+fn plan_files<'a>(
+    files: &'a [(String, Vec<u8>)],
     data_dir: &Path,
     tls_dir: &Path,
     force: bool,
-) -> Result<()> {
+) -> Result<(Writes<'a>, bool)> {
     let mut writes = Vec::new();
     let mut new_ca = false;
     for (name, bytes) in files {
@@ -215,16 +278,7 @@ fn place_files(
             _ => {}
         }
         new_ca |= name.starts_with("tls/");
-        writes.push((path, bytes));
+        writes.push((path, bytes.as_slice()));
     }
-    if new_ca {
-        private_dir(tls_dir)?;
-        for generated in ["server.crt", "server.key"] {
-            let _ = std::fs::remove_file(tls_dir.join(generated));
-        }
-    }
-    for (path, bytes) in writes {
-        write_private(&path, bytes)?;
-    }
-    Ok(())
+    Ok((writes, new_ca))
 }

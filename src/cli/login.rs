@@ -96,7 +96,7 @@ pub fn login(ctx: &Ctx, args: LoginArgs) -> Result<()> {
                     )
                 })?
             } else {
-                prompt("MFA code (or a backup code): ", true)?
+                prompt("MFA code (or a backup code): ", false)?
             };
             let otp = otp.trim().to_owned();
             let field = if otp.len() == 6 && otp.bytes().all(|b| b.is_ascii_digit()) {

@@ -259,6 +259,7 @@ async fn create_user(
         enforce_mfa_enrollment: body.enforce_mfa_enrollment,
         identity_provider: body.identity_provider,
         certificates: body.certificates.map_or(0, |c| c.len()),
+        ..CreateUser::default()
     };
     let actor = caller.actor();
     let view = blocking(&state, move |s| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::acl_cache::AclCache;
+use super::hashing::Hashing;
 use super::model::*;
 use super::password;
 use super::policy::{PasswordPolicy, PolicyViolation};
@@ -48,6 +49,11 @@ pub struct NewUser {
     pub mqtt_publish_prefix: Option<String>,
     /// Defaults to `password` when empty.
     pub grants: Vec<GrantMethod>,
+    /// A hash brought from elsewhere (mosquitto), stored as it is when no
+    /// `password` is given.
+    pub password_hash: Option<String>,
+    /// Created disabled (in the same write as everything else).
+    pub disabled: bool,
 }
 
 #[derive(Default)]
@@ -86,6 +92,8 @@ pub struct Directory {
     policy: PasswordPolicy,
     pub(super) state: RwLock<State>,
     changes: watch::Sender<u64>,
+    /// The password hashing limit every login path shares.
+    hashing: Arc<Hashing>,
 }
 
 fn new_id() -> String {
@@ -128,6 +136,7 @@ impl Directory {
             policy,
             state: RwLock::new(state),
             changes: watch::channel(0).0,
+            hashing: Arc::new(Hashing::default()),
         };
         directory.seed(initial_admin_password)?;
         let admin = directory.user(ADMIN_USER);
@@ -191,6 +200,7 @@ impl Directory {
                 id: new_id(),
                 username: ANONYMOUS_USER.into(),
                 password_hash: None,
+                password_generation: 0,
                 grant_types: Vec::new(),
                 roles: Vec::new(),
                 permissions: Vec::new(),
@@ -211,6 +221,11 @@ impl Directory {
     /// Bumped on every change; connections recompile their ACL when it moves.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// The password hashing limit shared by every login path.
+    pub fn hashing(&self) -> &Arc<Hashing> {
+        &self.hashing
     }
 
     /// Moves on every change (the value `changes()` announces).
@@ -289,11 +304,27 @@ impl Directory {
         username: &str,
         f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
     ) -> Result<User, IdentityError> {
+        self.modify_user(username, f, true)
+    }
+
+    /// Reads, modifies and writes a user under the write lock. A changed
+    /// password hash moves the password generation when `new_password`
+    /// (false for a rehash of the password just verified).
+    pub(super) fn modify_user(
+        &self,
+        username: &str,
+        f: impl FnOnce(&mut User) -> Result<(), IdentityError>,
+        new_password: bool,
+    ) -> Result<User, IdentityError> {
         let _writing = self.writing.lock();
         let mut user = self
             .user(username)
             .ok_or_else(|| IdentityError::NotFound("user", username.into()))?;
+        let before = user.password_hash.clone();
         f(&mut user)?;
+        if new_password && user.password_hash != before {
+            user.password_generation = user.password_generation.wrapping_add(1);
+        }
         user.updated_at = now_millis();
         self.put_user(user.clone())?;
         Ok(user)
@@ -324,7 +355,10 @@ impl Directory {
             return Err(IdentityError::Exists("user", new.username));
         }
         // Hashed before the write lock: argon2 takes milliseconds.
-        let password_hash = new.password.as_deref().map(password::hash_password);
+        let password_hash = match new.password.as_deref() {
+            Some(p) => Some(password::hash_password(p)),
+            None => new.password_hash,
+        };
         let _writing = self.writing.lock();
         if self.user(&new.username).is_some() {
             return Err(IdentityError::Exists("user", new.username));
@@ -350,6 +384,7 @@ impl Directory {
             id: new_id(),
             username: new.username,
             password_hash,
+            password_generation: 0,
             grant_types: grants
                 .into_iter()
                 .map(|method| GrantType {
@@ -360,7 +395,7 @@ impl Directory {
             roles,
             permissions: new.permissions,
             mqtt_publish_prefix: new.mqtt_publish_prefix.filter(|p| !p.is_empty()),
-            enabled: true,
+            enabled: !new.disabled,
             created_at: now,
             updated_at: now,
             certificates: Vec::new(),
@@ -376,23 +411,6 @@ impl Directory {
             u.password_hash = Some(hash);
             Ok(())
         })
-    }
-
-    /// Stores a new hash for the same password (parameters changed),
-    /// unless the password changed meanwhile (`old` is no longer stored):
-    /// a login verified against the old password must not bring it back.
-    pub fn rehash(&self, username: &str, old: &str, hash: String) -> Result<(), IdentityError> {
-        let result = self.update_user(username, |u| {
-            if u.password_hash.as_deref() != Some(old) {
-                return Err(IdentityError::Changed("user", username.into()));
-            }
-            u.password_hash = Some(hash);
-            Ok(())
-        });
-        match result {
-            Ok(_) | Err(IdentityError::Changed(..)) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     pub fn set_enabled(&self, username: &str, enabled: bool) -> Result<User, IdentityError> {

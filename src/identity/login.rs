@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use super::mfa::MfaError;
 use super::model::{GrantMethod, User};
-use super::password;
 use super::services::{IdentityServices, is_initial_admin, is_loopback};
 use super::tokens::{SCOPE_MFA_ENROLL, TokenRecord, TokenServiceError};
 
@@ -142,20 +141,12 @@ impl IdentityServices {
         peer: IpAddr,
     ) -> Result<User, LoginError> {
         let user = self.directory.user(username);
-        let verified = {
-            let _permit = self.hashing.acquire().await;
-            let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-            let password = password.to_owned();
-            tokio::task::spawn_blocking(move || match hash {
-                Some(hash) => password::verify_password(password.as_bytes(), &hash),
-                None => {
-                    password::dummy_verify(password.as_bytes());
-                    false
-                }
-            })
-            .await
-            .unwrap_or(false)
-        };
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let verified = self
+            .directory
+            .hashing()
+            .verify(hash, password.as_bytes())
+            .await;
         let user = match user {
             Some(user) if verified => user,
             _ => {
@@ -176,25 +167,12 @@ impl IdentityServices {
 
     /// A verified password whose hash is old (other argon2 parameters, or
     /// imported from mosquitto) is hashed again with argon2id, as MQTT
-    /// logins do; only while the stored hash is still the one verified.
+    /// logins do: in the background, under the hashing limit, one at a
+    /// time per user, only while the stored hash is still the one verified.
     fn rehash_if_needed(&self, user: &User, password: &str) {
-        let Some(old) = user
-            .password_hash
-            .clone()
-            .filter(|h| password::needs_rehash(h))
-        else {
-            return;
-        };
-        let (directory, name, text) = (
-            self.directory.clone(),
-            user.username.clone(),
-            password.to_owned(),
-        );
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = directory.rehash(&name, &old, password::hash_password(&text)) {
-                tracing::warn!(username = name, "rehash failed: {e}");
-            }
-        });
+        self.directory
+            .hashing()
+            .rehash_if_needed(&self.directory, user, password.as_bytes());
     }
 
     /// MFA and the token: both write to the store.

@@ -11,6 +11,7 @@ mod certificates;
 mod compile;
 pub mod directory;
 mod directory_admin;
+pub mod hashing;
 pub mod http_access;
 pub mod import;
 pub mod live;

@@ -80,6 +80,11 @@ pub struct User {
     /// argon2id PHC string; never serialised to API clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Moves whenever the password changes, not when the same password is
+    /// hashed again (a rehash): a login verified against an older
+    /// generation is refused.
+    #[serde(default)]
+    pub password_generation: u64,
     pub grant_types: Vec<GrantType>,
     /// Role ids.
     pub roles: Vec<String>,

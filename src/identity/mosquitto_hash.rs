@@ -74,8 +74,10 @@ impl MosquittoHash {
                 Ok(MosquittoHash::Pbkdf2 {
                     iterations,
                     salt: b64(salt, "$7$")?,
+                    // mosquitto derives exactly SHA-512's 64 bytes; a
+                    // shorter hash would be easier to match.
                     hash: b64(hash, "$7$").and_then(|h| {
-                        (h.len() <= 64)
+                        (h.len() == 64)
                             .then_some(h)
                             .ok_or(HashFormatError::Malformed("$7$"))
                     })?,
@@ -156,6 +158,9 @@ mod tests {
             "$7$101$$aGFzaA==",
             "$7$101$c2FsdA==$",
             "$6$c2FsdA==$aGFzaA==",
+            // A PBKDF2 hash shorter than SHA-512's 64 bytes (here 4, and 61).
+            "$7$101$c2FsdA==$aGFzaA==",
+            "$7$101$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
             "$6$!!$aGFzaA==",
             "$5$abc$def",
             "",

@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 use super::audit::{Actor, AuditLog};
 use super::directory::{ANONYMOUS_USER, Directory, IdentityError, NewUser};
@@ -69,6 +68,11 @@ pub struct CreateUser {
     /// Connectware's `certificates`: issued by the built-in CA, not
     /// uploaded, so only an empty list is accepted.
     pub certificates: usize,
+    /// A password hash imported from mosquitto (when `password` is None).
+    pub imported_hash: Option<String>,
+    /// Created disabled, in the same write (an interrupted import never
+    /// leaves a disabled account enabled).
+    pub disabled: bool,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -97,8 +101,6 @@ pub struct IdentityServices {
     pub per_user: RateLimiter,
     /// Login and MFA attempts and failed token checks per address.
     pub per_address: RateLimiter,
-    /// At most one argon2 run per core for HTTP logins.
-    pub(super) hashing: Semaphore,
     /// Serialises compound changes (check, then write, then audit).
     writes: Mutex<()>,
     /// Devices asking for an identity (`registry/`).
@@ -149,7 +151,6 @@ impl IdentityServices {
         )?;
         let oauth = OAuthState::open(data_dir, store.clone(), oauth, exists)?;
         let audit = AuditLog::open(store, config.audit_max_entries)?;
-        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         let services = Arc::new(IdentityServices {
             directory,
             tokens,
@@ -159,7 +160,6 @@ impl IdentityServices {
             config: config.clone(),
             per_user: RateLimiter::new(config.rate_per_user_per_minute),
             per_address: RateLimiter::new(config.rate_per_address_per_minute),
-            hashing: Semaphore::new(parallel),
             writes: Mutex::new(()),
             registry,
         });
@@ -202,6 +202,8 @@ impl IdentityServices {
             permissions: new.permissions,
             mqtt_publish_prefix: new.mqtt_publish_prefix,
             grants,
+            password_hash: new.imported_hash,
+            disabled: new.disabled,
         })?;
         if new.grant_types.iter().any(|g| g.is_required) {
             user = self
@@ -220,7 +222,8 @@ impl IdentityServices {
             "user.create",
             &user.id,
             serde_json::json!({"username": user.username, "roles": user.roles,
-                "permissions": json(&user.permissions), "mqttPublishPrefix": user.mqtt_publish_prefix}),
+                "permissions": json(&user.permissions), "mqttPublishPrefix": user.mqtt_publish_prefix,
+                "enabled": user.enabled}),
         )?;
         Ok(user)
     }

@@ -566,6 +566,7 @@ pub(super) mod tests {
             id: "u1".into(),
             username: "alice".into(),
             password_hash: None,
+            password_generation: 0,
             grant_types: Vec::new(),
             roles: Vec::new(),
             permissions: Vec::new(),

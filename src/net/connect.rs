@@ -193,7 +193,7 @@ pub async fn accept(
     {
         Ok(attached) => attached,
         Err(AttachError::OwnedByAnother) => {
-            tracing::warn!(%peer, %client_id, username = owner, "connection refused: the client id belongs to another user's session");
+            tracing::warn!(%peer, client_id = client_id.as_str(), username = owner, "connection refused: the client id belongs to another user's session");
             return Err(refuse(
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "client id owned by another user",

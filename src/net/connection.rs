@@ -70,7 +70,7 @@ async fn connect<S: ByteStream>(
     )
     .await?;
     tracing::info!(
-        client_id = %session.mailbox().client_id(),
+        client_id = session.mailbox().client_id().as_str(),
         username = session.identity.username().unwrap_or(""),
         address = %peer,
         listener = S::LISTENER.name(),
@@ -334,7 +334,7 @@ fn ended(
     close: Close,
 ) {
     tracing::info!(
-        client_id = %session.mailbox().client_id(),
+        client_id = session.mailbox().client_id().as_str(),
         username = session.identity.username().unwrap_or(""),
         address = %peer.map(|p| p.to_string()).unwrap_or_default(),
         reason = format_args!("{:#04x}", close.reason.0),
@@ -397,7 +397,7 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 Ok(None) => break,
                 Err(e) => {
                     Metrics::add(&services.metrics.protocol_errors, 1);
-                    tracing::info!(peer = %conn.peer, %client_id, "closing connection: {e}");
+                    tracing::info!(peer = %conn.peer, client_id = client_id.as_str(), "closing connection: {e}");
                     return Exit::Close(Close::error(e.reason_code()));
                 }
             }
@@ -467,14 +467,14 @@ async fn turns<S: ByteStream>(conn: &mut Conn<S>, mut fresh: bool) -> Exit {
                 }
             } => {
                 if let Err(close) = conn.session.flush_acks(&mut conn.out) {
-                    tracing::error!(%client_id, "store commit failed; closing without acknowledgement");
+                    tracing::error!(client_id = client_id.as_str(), "store commit failed; closing without acknowledgement");
                     return Exit::Close(close);
                 }
             }
             _ = std::future::poll_fn(|cx| mailbox.poll_ready(cx)) => {}
             _ = &mut sleep => {
                 if conn.keep_alive.is_some_and(|limit| conn.last_read.elapsed() >= limit) {
-                    tracing::info!(peer = %conn.peer, %client_id, "keep alive timeout");
+                    tracing::info!(peer = %conn.peer, client_id = client_id.as_str(), "keep alive timeout");
                     return Exit::Close(Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT));
                 }
                 // Otherwise hibernation may be due: the next turn checks.
@@ -535,7 +535,7 @@ async fn write_or_leave<S: ByteStream>(
             }
             _ = keep_alive.as_mut() => {
                 if conn.keep_alive.is_some_and(|limit| conn.last_read.elapsed() >= limit) {
-                    tracing::info!(peer = %conn.peer, client_id = %mailbox.client_id(), "keep alive timeout while writing");
+                    tracing::info!(peer = %conn.peer, client_id = mailbox.client_id().as_str(), "keep alive timeout while writing");
                     return Err(Close::error(ReasonCode::KEEP_ALIVE_TIMEOUT));
                 }
                 let far = Instant::now() + FAR;
@@ -552,7 +552,7 @@ async fn write_or_leave<S: ByteStream>(
                     deadline.as_mut().reset(Instant::now() + limit);
                     continue;
                 }
-                tracing::info!(peer = %conn.peer, client_id = %mailbox.client_id(), "closing: the client stopped reading ({limit:?} write deadline)");
+                tracing::info!(peer = %conn.peer, client_id = mailbox.client_id().as_str(), "closing: the client stopped reading ({limit:?} write deadline)");
                 return Err(Close::lost());
             }
         }
@@ -595,10 +595,10 @@ fn kick_close(reason: ReasonCode) -> Close {
 
 fn revoked(peer: SocketAddr, client_id: &str, acl: &LiveAcl) -> Close {
     if acl.is_expired() {
-        tracing::info!(%peer, %client_id, "login token expired: closing");
+        tracing::info!(%peer, client_id, "login token expired: closing");
         return Close::error(ReasonCode::MAXIMUM_CONNECT_TIME);
     }
-    tracing::info!(%peer, %client_id, "user disabled or deleted, or token revoked: closing");
+    tracing::info!(%peer, client_id, "user disabled or deleted, or token revoked: closing");
     Close::error(ReasonCode::ADMINISTRATIVE_ACTION)
 }
 
@@ -685,9 +685,9 @@ async fn establish<S: ByteStream>(
             let username = username.as_deref().unwrap_or("");
             let reason = refused.reason.0;
             if refused.detail == connect::AUTH_REFUSED {
-                tracing::warn!(%client_id, username, address = %peer, reason = format_args!("{reason:#04x}"), "authentication failed");
+                tracing::warn!(client_id = client_id.as_str(), username, address = %peer, reason = format_args!("{reason:#04x}"), "authentication failed");
             } else {
-                tracing::info!(%client_id, username, address = %peer, reason = format_args!("{reason:#04x}"), "connection refused: {}", refused.detail);
+                tracing::info!(client_id = client_id.as_str(), username, address = %peer, reason = format_args!("{reason:#04x}"), "connection refused: {}", refused.detail);
             }
             write_refusal(version, refused.reason, out);
             goodbye(stream, out).await;

@@ -386,7 +386,7 @@ impl ClientSession {
     fn publish_denied(&mut self, publish: &Publish, out: &mut BytesMut) -> Result<(), Close> {
         Metrics::add(&self.services.metrics.publish_denied, 1);
         tracing::warn!(
-            client_id = %self.client_id(),
+            client_id = self.client_id().as_str(),
             username = self.identity.username().unwrap_or(""),
             topic = %publish.topic,
             "publish denied"
@@ -428,7 +428,11 @@ impl ClientSession {
             };
             if !acl.can_subscribe(&key.filter) {
                 Metrics::add(&self.services.metrics.subscribe_denied, 1);
-                tracing::warn!(client_id = %self.client_id(), filter = %raw, "subscribe denied");
+                tracing::warn!(
+                    client_id = self.client_id().as_str(),
+                    filter = raw.as_str(),
+                    "subscribe denied"
+                );
                 reasons.push(ReasonCode::NOT_AUTHORIZED);
                 continue;
             }

@@ -109,7 +109,12 @@ impl ClientSession {
             Refusal::TooLarge => &metrics.messages_too_large,
         };
         Metrics::add(counter, 1);
-        tracing::debug!(client_id = %self.client_id(), topic = %delivery.message.topic, ?why, "delivery dropped");
+        tracing::debug!(
+            client_id = self.client_id().as_str(),
+            topic = delivery.message.topic.as_str(),
+            ?why,
+            "delivery dropped"
+        );
     }
 
     /// Moves deliveries from the mailbox onto the wire, within the client's
@@ -206,7 +211,11 @@ impl ClientSession {
         state.subscriptions.retain(|raw, entry| {
             let keep = acl.can_subscribe(&entry.key.filter);
             if !keep {
-                tracing::info!(%client_id, filter = %raw, "subscription removed: permission revoked");
+                tracing::info!(
+                    client_id = client_id.as_str(),
+                    filter = raw.as_str(),
+                    "subscription removed: permission revoked"
+                );
                 router.unsubscribe(&entry.key, client_id);
             }
             keep

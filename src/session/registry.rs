@@ -415,7 +415,11 @@ impl Registry {
         if allowed {
             self.services.publish(will.message);
         } else {
-            tracing::info!(client_id = %session.client_id(), %topic, "will not published: its owner may no longer publish it");
+            tracing::info!(
+                client_id = session.client_id().as_str(),
+                topic = topic.as_str(),
+                "will not published: its owner may no longer publish it"
+            );
         }
     }
 
@@ -444,7 +448,7 @@ impl Registry {
             for will in will.into_iter().chain(left) {
                 self.fire_will(session, will);
             }
-            tracing::debug!(client_id = %session.client_id(), "session expired");
+            tracing::debug!(client_id = session.client_id().as_str(), "session expired");
             self.discard(session, &mut state);
             self.remove(session);
             drop(permit);
@@ -542,7 +546,7 @@ impl Registry {
         if !matches!(*session.presence.lock(), Presence::Connected(_)) {
             return false;
         }
-        tracing::info!(%client_id, "client disconnected by an administrator");
+        tracing::info!(client_id, "client disconnected by an administrator");
         session.kick(ReasonCode::ADMINISTRATIVE_ACTION);
         true
     }
@@ -714,7 +718,10 @@ fn session_ended_by(registry: &Registry, held: &Held) {
         }
         None => SessionState::default(),
     };
-    tracing::info!(client_id = %session.client_id(), "session ended by an administrator");
+    tracing::info!(
+        client_id = session.client_id().as_str(),
+        "session ended by an administrator"
+    );
     registry.discard(session, &mut state);
     registry.remove(session);
 }

@@ -212,7 +212,13 @@ fn key_files<'a>(
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let meta = entry.metadata()?;
-        if meta.is_file() && meta.len() <= MAX_FILE && !name.starts_with("gatehouse.redb") {
+        // Not the store, nor a restore's or backup's leftover temporary file.
+        let temporary = name.ends_with(".restoring") || name.ends_with(".partial");
+        if meta.is_file()
+            && meta.len() <= MAX_FILE
+            && !name.starts_with("gatehouse.redb")
+            && !temporary
+        {
             data.push(name);
         }
     }
@@ -294,6 +300,10 @@ impl<R: Read> Reader<R> {
         } else {
             self.u32()? as usize
         };
+        self.read_len(len)
+    }
+
+    fn read_len(&mut self, len: usize) -> Result<Vec<u8>, BackupError> {
         // Read in steps so that a corrupt length cannot allocate 4 GiB up front.
         let mut out = Vec::with_capacity(len.min(1 << 20));
         let mut chunk = [0u8; 8192];
@@ -338,7 +348,13 @@ impl<R: Read> Reader<R> {
             }
             FILE => {
                 let name = self.string()?;
-                let bytes = self.bytes(false)?;
+                let len = self.u32()?;
+                // The writer leaves out files over MAX_FILE: a larger one
+                // is damage (or not our file), refused before it is read.
+                if u64::from(len) > MAX_FILE {
+                    return Err(BackupError::Corrupt("a file entry larger than 1 MiB"));
+                }
+                let bytes = self.read_len(len as usize)?;
                 Ok(Some(Item::File(name, bytes)))
             }
             END => {
@@ -382,11 +398,13 @@ pub fn verify(path: &Path) -> Result<Summary, BackupError> {
 /// only at the end.
 pub fn restore_tables(backup: &Path, target: &Path) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(target)?;
+    crate::ownership::adopt_dir_owner(&file, target)?;
+    drop(file);
     let db = Database::create(target).map_err(db_err)?;
     let mut reader = Reader::new(std::io::BufReader::new(std::fs::File::open(backup)?))?;
     let mut files = Vec::new();

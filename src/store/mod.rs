@@ -593,23 +593,23 @@ impl Drop for Store {
 /// Creates `dir` (0700) and the database file (0600) when missing, and
 /// narrows an existing file to 0600: it holds password hashes and payloads.
 fn create_private(dir: &Path) -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        crate::ownership::create_dirs(dir, 0o700)?;
     } else if std::fs::metadata(dir)?.permissions().mode() & 0o077 != 0 {
         // Not narrowed: the operator may share it on purpose; the file
         // itself is 0600 in any case.
         tracing::warn!(dir = %dir.display(), "the data directory is open to other users; 0700 is recommended");
     }
     let path = dir.join("gatehouse.redb");
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&path)?;
+    // Run as root (a command on a stopped broker): the service user,
+    // which owns the directory, must still be able to open it.
+    crate::ownership::adopt_dir_owner(&file, &path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok(path)
 }

@@ -7,7 +7,7 @@ use super::Plan;
 use crate::identity::audit::Actor;
 use crate::identity::directory::ANONYMOUS_USER;
 use crate::identity::model::{GrantMethod, GrantType};
-use crate::identity::services::{AdminError, CreateUser, IdentityServices, UpdateUser};
+use crate::identity::services::{AdminError, CreateUser, IdentityServices};
 
 /// What an import did.
 #[derive(Debug, Default, Clone)]
@@ -56,7 +56,7 @@ impl Plan {
                 report.users_skipped.push(name.clone());
                 continue;
             }
-            let created = services.create_user(
+            services.create_user(
                 actor,
                 CreateUser {
                     username: name.clone(),
@@ -67,22 +67,14 @@ impl Plan {
                     }],
                     permissions: user.permissions.clone(),
                     role_ids: user.roles.iter().filter_map(|r| role_id(r)).collect(),
+                    // Hash and state in the one write that creates the
+                    // user: an interrupted import never leaves a disabled
+                    // client enabled (a re-run skips existing users).
+                    imported_hash: user.hash.clone(),
+                    disabled: !user.enabled,
                     ..CreateUser::default()
                 },
             )?;
-            if let Some(hash) = &user.hash {
-                directory.update_user(name, |u| {
-                    u.password_hash = Some(hash.clone());
-                    Ok(())
-                })?;
-            }
-            if !user.enabled {
-                let update = UpdateUser {
-                    enabled: Some(false),
-                    ..UpdateUser::default()
-                };
-                services.update_user(actor, &created.id, update)?;
-            }
             report.users_created.push(name.clone());
         }
         if let Some(anonymous) = directory.user(ANONYMOUS_USER) {

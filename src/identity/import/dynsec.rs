@@ -281,7 +281,7 @@ mod tests {
     fn clients_groups_roles_and_notes() {
         let json = r##"{
           "clients": [
-            {"username": "dev-1", "password": "aGFzaA==", "salt": "c2FsdA==", "iterations": 101,
+            {"username": "dev-1", "password": "sTgxCJ8+t373X7MqLey4m2pEXIA1WsVZ515KNgzQjBwN3ZfhA3K2q3+GphHggv8wPI7PiXhyu6xxuSpIxF2qiA==", "salt": "c2FsdA==", "iterations": 101,
              "roles": [{"rolename": "r1"}], "groups": [{"groupname": "g"}], "clientid": "pinned"},
             {"username": "nopass", "disabled": true}
           ],
@@ -301,7 +301,13 @@ mod tests {
         let mut plan = Plan::default();
         plan.read_dynsec(json).unwrap();
         let dev = &plan.users["dev-1"];
-        assert_eq!(dev.hash.as_deref(), Some("$7$101$c2FsdA==$aGFzaA=="));
+        assert_eq!(
+            dev.hash.as_deref(),
+            Some(concat!(
+                "$7$101$c2FsdA==$",
+                "sTgxCJ8+t373X7MqLey4m2pEXIA1WsVZ515KNgzQjBwN3ZfhA3K2q3+GphHggv8wPI7PiXhyu6xxuSpIxF2qiA=="
+            ))
+        );
         assert_eq!(dev.roles, vec!["r1".to_string(), "r2".to_string()]);
         let r1 = &plan.roles["r1"];
         assert_eq!(r1.len(), 1);

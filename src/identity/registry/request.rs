@@ -14,6 +14,7 @@ use crate::identity::policy::PolicyViolation;
 use crate::identity::services::{AdminError, IdentityServices};
 use crate::identity::{ValidationError, validate_permission, validate_username};
 use crate::store::StoreError;
+use crate::text::{escape, find_unsafe};
 use crate::tls::{CaError, inspect_csr};
 
 /// Longest `context` text, in characters.
@@ -184,6 +185,12 @@ pub(super) fn check_request(
             "context: at most {MAX_CONTEXT_CHARS} characters"
         )));
     }
+    if let Some(c) = wishes.context.as_deref().and_then(find_unsafe) {
+        return Err(RegistryError::Wishes(format!(
+            "context: control and bidirectional-override characters are not allowed (found {})",
+            c.escape_unicode()
+        )));
+    }
     if wishes.roles.len() > MAX_WISHES || wishes.permissions.len() > MAX_WISHES {
         return Err(RegistryError::Wishes(format!(
             "at most {MAX_WISHES} roles and {MAX_WISHES} permissions"
@@ -192,14 +199,22 @@ pub(super) fn check_request(
     if let Some(role) = wishes
         .roles
         .iter()
-        .find(|r| r.is_empty() || r.chars().count() > 128)
+        .find(|r| r.is_empty() || r.chars().count() > 128 || find_unsafe(r).is_some())
     {
         return Err(RegistryError::Wishes(format!(
-            "roles: `{role}` is not a role name (1 to 128 characters)"
+            "roles: `{}` is not a role name (1 to 128 characters, no control or \
+             bidirectional-override characters)",
+            escape(role)
         )));
     }
     for p in &wishes.permissions {
         validate_permission(p).map_err(|e| RegistryError::Wishes(format!("permissions: {e}")))?;
+        if find_unsafe(&p.resource).is_some() {
+            return Err(RegistryError::Wishes(format!(
+                "permissions: `{}`: control and bidirectional-override characters are not allowed",
+                escape(&p.resource)
+            )));
+        }
     }
     Ok(())
 }

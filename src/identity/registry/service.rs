@@ -39,7 +39,7 @@ impl IdentityServices {
     ) -> Result<bool, RegistryError> {
         match (stored, offered) {
             (Credential::Password { hash }, Offered::Password(password)) => {
-                let _permit = self.hashing.acquire().await;
+                let _permit = self.directory.hashing().permits().acquire().await;
                 let (hash, password) = (hash.clone(), password.clone());
                 self.off_thread(move |_| password::verify_password(password.as_bytes(), &hash))
                     .await
@@ -159,7 +159,7 @@ impl IdentityServices {
         let stored = match (credential.as_ref(), offered) {
             (Some(stored), _) => stored.clone(),
             (None, Offered::Password(password)) => {
-                let _permit = self.hashing.acquire().await;
+                let _permit = self.directory.hashing().permits().acquire().await;
                 let password = password.clone();
                 let hash = self
                     .off_thread(move |_| password::try_hash_password(&password))
