@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::auth::{AnonymousOnly, Authenticator, DirectoryAuthenticator};
 use crate::config::Config;
+use crate::identity::registry::ClientRegistry;
 use crate::identity::services::{AdminError, INITIAL_ADMIN_PASSWORD, IdentityServices};
 use crate::identity::{Directory, IdentityError, SettingsError, StartupSettings};
 use crate::metrics::Metrics;
@@ -83,14 +84,21 @@ pub async fn start(config: Config) -> Result<RunningBroker, StartError> {
     let store = open_store(&config)?;
     let directory = open_directory(&config, store.clone())?;
     let auth = DirectoryAuthenticator::new(directory.clone(), &config.auth);
+    let registry = ClientRegistry::new(
+        &config.registry,
+        config.tls.dir.clone(),
+        config.tls.device_cert_days,
+    );
     let identity = IdentityServices::open(
         directory.clone(),
         store.clone(),
         &config.storage.dir,
         &config.http,
         &config.oauth,
+        registry,
     )?;
     auth.accept_tokens(identity.tokens.clone());
+    auth.record_unknown_users_in(identity.implicit_registrations());
     warn_initial_admin_password(&directory);
     let wills: Arc<dyn WillCheck> = auth.clone();
     let parts = Parts {

@@ -34,6 +34,7 @@ pub struct Config {
     pub tls: Tls,
     pub http: Http,
     pub oauth: OAuth,
+    pub registry: Registry,
 }
 
 /// The OAuth 2.0 authorization server (`[oauth]`, `docs/oauth.md`).
@@ -54,6 +55,39 @@ impl Default for OAuth {
         OAuth {
             token_expiration_secs: 3600,
             base_url: String::new(),
+        }
+    }
+}
+
+/// The client registry (`[registry]`): devices ask for an identity, an
+/// administrator grants it (`docs/onboarding.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registry {
+    /// How long an unlock without a duration keeps the registry open.
+    pub default_unlock_minutes: u64,
+    /// Longest unlock; longer requests are cut to this.
+    pub max_unlock_minutes: u64,
+    /// Requests held at once (pending, or granted and not yet fetched).
+    pub max_pending: usize,
+    /// A request is forgotten this long after it was first seen (a
+    /// granted one, this long after it was granted).
+    pub pending_max_age_secs: u64,
+    /// Registration attempts per minute per address (HTTP and MQTT each).
+    pub rate_per_address_per_minute: u32,
+    /// Record refused CONNECTs of unknown users while unlocked.
+    pub implicit_flow: bool,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            default_unlock_minutes: 5,
+            max_unlock_minutes: 60,
+            max_pending: 100,
+            pending_max_age_secs: 1800,
+            rate_per_address_per_minute: 60,
+            implicit_flow: true,
         }
     }
 }
@@ -478,6 +512,32 @@ impl Config {
             "oauth.base_url",
             "must be empty or an http(s) URL without a trailing slash, query or fragment",
         )?;
+        let r = &self.registry;
+        check(
+            (1..=10_080).contains(&r.max_unlock_minutes),
+            "registry.max_unlock_minutes",
+            "must be between 1 and 10080 (a week)",
+        )?;
+        check(
+            r.default_unlock_minutes >= 1 && r.default_unlock_minutes <= r.max_unlock_minutes,
+            "registry.default_unlock_minutes",
+            "must be at least 1 and at most registry.max_unlock_minutes",
+        )?;
+        check(
+            (1..=100_000).contains(&r.max_pending),
+            "registry.max_pending",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            r.pending_max_age_secs >= 1,
+            "registry.pending_max_age_secs",
+            "must be at least 1",
+        )?;
+        check(
+            r.rate_per_address_per_minute >= 1,
+            "registry.rate_per_address_per_minute",
+            "must be at least 1",
+        )?;
         let l = &self.listeners;
         check(
             l.mqtt.is_some() || l.ws.is_some() || l.mqtts.is_some() || l.wss.is_some(),
@@ -526,13 +586,5 @@ mod tests {
         assert!(err.to_string().contains("limits.max_packet_size"), "{err}");
         let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
-        let err = Config::parse("[oauth]\ntoken_expiration_secs = 0\n").unwrap_err();
-        assert!(
-            err.to_string().contains("oauth.token_expiration_secs"),
-            "{err}"
-        );
-        let err = Config::parse("[oauth]\nbase_url = \"ftp://x/\"\n").unwrap_err();
-        assert!(err.to_string().contains("oauth.base_url"), "{err}");
-        assert_eq!(Config::parse("").unwrap().oauth.token_expiration_secs, 3600);
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cli_cert;
+mod cli_registry;
 mod cli_session;
 
 use anyhow::Context;
@@ -42,6 +43,8 @@ enum Command {
     /// Stored MQTT sessions (on the store of a stopped broker).
     #[command(subcommand)]
     Session(cli_session::SessionCommand),
+    /// The client registry of a running broker, through its admin API.
+    Registry(cli_registry::RegistryArgs),
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Command::Role(command) => cli::role(&config, command),
         Command::Cert(command) => cli_cert::cert(&config, command),
         Command::Session(command) => cli_session::session(&config, command),
+        Command::Registry(args) => cli_registry::registry(&config, args),
     }
 }
 

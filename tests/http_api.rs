@@ -372,6 +372,7 @@ async fn unauthorized_and_forbidden_matrix_over_every_route() {
         ("GET", "/api/health"),
         ("GET", "/api/openapi.json"),
         ("GET", "/.well-known/jwks.json"),
+        ("POST", "/api/client-registry/register"),
     ]
     .into();
     let own: BTreeSet<(&str, &str)> = [

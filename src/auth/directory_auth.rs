@@ -13,6 +13,7 @@ use super::{AuthOutcome, Authenticator, Credentials, Identity};
 use crate::config::Auth as AuthConfig;
 use crate::identity::cache::CredentialCache;
 use crate::identity::directory::ANONYMOUS_USER;
+use crate::identity::registry::ImplicitRegistrations;
 use crate::identity::services::{is_initial_admin, is_loopback};
 use crate::identity::tokens::{SCOPE_MQTT, TokenError, TokenService};
 use crate::identity::{
@@ -33,6 +34,8 @@ pub struct DirectoryAuthenticator {
     /// Verifies Gatehouse tokens sent as CONNECT passwords (once the
     /// admin API's services exist).
     tokens: OnceLock<Arc<TokenService>>,
+    /// The client registry's implicit flow (once the services exist).
+    registrations: OnceLock<ImplicitRegistrations>,
     /// Refused attempts (bad credentials or not authorized).
     pub failures: AtomicU64,
 }
@@ -59,6 +62,7 @@ impl DirectoryAuthenticator {
             ),
             allow_anonymous: config.allow_anonymous,
             tokens: OnceLock::new(),
+            registrations: OnceLock::new(),
             failures: AtomicU64::new(0),
         })
     }
@@ -70,6 +74,12 @@ impl DirectoryAuthenticator {
     /// Accepts Gatehouse JWTs as CONNECT passwords from now on.
     pub fn accept_tokens(&self, tokens: Arc<TokenService>) {
         let _ = self.tokens.set(tokens);
+    }
+
+    /// Records refused CONNECTs of unknown users in the client registry
+    /// (which ignores them while locked).
+    pub fn record_unknown_users_in(&self, registrations: ImplicitRegistrations) {
+        let _ = self.registrations.set(registrations);
     }
 
     /// A CONNECT whose password is one of our tokens: `None` when it is
@@ -297,9 +307,13 @@ impl DirectoryAuthenticator {
             .unwrap_or_default();
         let cached = user.is_some() && self.cache.contains(username, &stored, password);
         let verified = cached || self.verify(user.as_ref(), password).await;
+        let unknown_user = user.is_none();
         let user = match user {
             Some(user) if verified => user,
             _ => {
+                if let Some(registrations) = self.registrations.get().filter(|_| unknown_user) {
+                    registrations.record_refused_unknown_user(username, c.password, c.peer.ip());
+                }
                 self.backoff.failed(username, c.peer.ip());
                 tracing::warn!(peer = %c.peer, username, client_id = %c.client_id, "authentication failed: bad username or password");
                 return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);

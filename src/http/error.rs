@@ -1,5 +1,5 @@
 //! Every error the API answers with: `{"error": "<code>", "message": "..."}`
-//! and a status from 400, 401, 403, 404, 409, 413, 415, 422, 429 (503 when
+//! and a status from 400, 401, 403, 404, 409, 413, 415, 422, 423, 429 (503 when
 //! the store itself fails). Domain errors map here exhaustively, with no
 //! catch-all, so a new domain error cannot silently become a 500.
 
@@ -13,6 +13,7 @@ use crate::identity::http_access::AccessError;
 use crate::identity::login::LoginError;
 use crate::identity::mfa::MfaError;
 use crate::identity::oauth::clients::ClientError;
+use crate::identity::registry::RegistryError;
 use crate::identity::services::AdminError;
 use crate::identity::tokens::{TokenError, TokenServiceError};
 use crate::identity::{IdentityError, ValidationError};
@@ -259,6 +260,48 @@ impl From<LoginError> for ApiError {
     }
 }
 
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        let message = e.to_string();
+        let bad = |code| ApiError::bad_request(code, message.clone());
+        match e {
+            RegistryError::Locked => ApiError::new(StatusCode::LOCKED, "registry_locked", message),
+            RegistryError::RateLimited(after) => ApiError::rate_limited(after),
+            RegistryError::Full(after) => ApiError {
+                retry_after: Some(after),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "registry_full", message)
+            },
+            RegistryError::Username(_) => bad("invalid_username"),
+            RegistryError::Policy(_) => bad("password_policy"),
+            RegistryError::BothCredentials | RegistryError::NoCredential => bad("credentials"),
+            RegistryError::CsrEncoding | RegistryError::InvalidCsr(_) => bad("invalid_csr"),
+            RegistryError::EmptyCommonName
+            | RegistryError::SeveralCommonNames
+            | RegistryError::CommonName { .. } => bad("csr_common_name"),
+            RegistryError::Wishes(_) => bad("invalid_request"),
+            RegistryError::UserExists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_exists", message)
+            }
+            RegistryError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "registration_conflict", message)
+            }
+            RegistryError::AlreadyConfirmed(_) => {
+                ApiError::new(StatusCode::CONFLICT, "already_confirmed", message)
+            }
+            RegistryError::NotPending(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            RegistryError::Duration => ApiError::invalid(message),
+            RegistryError::Admin(e) => e.into(),
+            RegistryError::Store(e) => e.into(),
+            RegistryError::Ca(e) => ApiError::unavailable(&e),
+            RegistryError::Interrupted => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +360,23 @@ mod tests {
                 .into(),
                 403,
                 "forbidden",
+            ),
+            (RegistryError::Locked.into(), 423, "registry_locked"),
+            (RegistryError::NoCredential.into(), 400, "credentials"),
+            (
+                RegistryError::UserExists("d".into()).into(),
+                409,
+                "already_exists",
+            ),
+            (
+                RegistryError::Conflict("d".into()).into(),
+                409,
+                "registration_conflict",
+            ),
+            (
+                RegistryError::Full(Duration::from_secs(3)).into(),
+                429,
+                "registry_full",
             ),
         ];
         for (error, status, code) in cases {

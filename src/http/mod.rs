@@ -18,6 +18,7 @@ pub mod server;
 
 mod access_check;
 mod audit;
+mod client_registry;
 mod clients;
 mod health;
 mod login;
@@ -75,6 +76,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(clients::routes())
         .merge(oauth_clients::routes())
         .merge(access_check::routes())
+        .merge(client_registry::admin_routes())
 }
 
 /// Routes without authentication.
@@ -85,6 +87,7 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(openapi::routes())
         .merge(oauth::routes())
         .merge(admin::routes())
+        .merge(client_registry::device_routes())
 }
 
 /// The OpenAPI description of every route, generated from the same

@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod password;
 pub mod policy;
 pub mod rate;
+pub mod registry;
 pub mod services;
 pub mod settings;
 mod token_sessions;

@@ -18,6 +18,7 @@ use super::mfa::{MfaError, MfaService};
 use super::model::*;
 use super::oauth::{OAuthOpenError, OAuthState};
 use super::rate::RateLimiter;
+use super::registry::ClientRegistry;
 use super::tokens::{TokenService, TokenServiceError};
 use crate::config::{Http as HttpConfig, OAuth as OAuthConfig};
 use crate::store::{Store, StoreError};
@@ -100,6 +101,8 @@ pub struct IdentityServices {
     pub(super) hashing: Semaphore,
     /// Serialises compound changes (check, then write, then audit).
     writes: Mutex<()>,
+    /// Devices asking for an identity (`registry/`).
+    pub registry: ClientRegistry,
 }
 
 /// A stable id for a permission: its content hashed, so that it needs no
@@ -128,6 +131,7 @@ impl IdentityServices {
         data_dir: &Path,
         config: &HttpConfig,
         oauth: &OAuthConfig,
+        registry: ClientRegistry,
     ) -> Result<Arc<IdentityServices>, AdminError> {
         let exists = |id: &str| directory.user_by_id(id).is_some();
         let tokens = Arc::new(TokenService::open(
@@ -157,6 +161,7 @@ impl IdentityServices {
             per_address: RateLimiter::new(config.rate_per_address_per_minute),
             hashing: Semaphore::new(parallel),
             writes: Mutex::new(()),
+            registry,
         }))
     }
 

@@ -236,41 +236,16 @@ impl CertificateAuthority {
     /// and (unless `cn` is given) its CN are used; everything else it asks
     /// for (CA flag, usages, SANs, other extensions and name parts) is ignored.
     pub fn sign_csr(&self, csr_pem: &str, cn: Option<&str>, days: u32) -> Result<Issued, CaError> {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
-            .map_err(|_| CaError::Csr("not PEM"))?;
-        if !pem.label.ends_with("CERTIFICATE REQUEST") {
-            return Err(CaError::Csr("the PEM block is not a CERTIFICATE REQUEST"));
-        }
-        let request = match X509CertificationRequest::from_der(&pem.contents) {
-            Ok(([], request)) => request,
-            Ok(_) => return Err(CaError::Csr("trailing bytes after the request")),
-            Err(_) => return Err(CaError::Csr("not a PKCS#10 certification request")),
-        };
-        // Proof of possession: the requester holds the private key.
-        request.verify_signature().map_err(CaError::CsrSignature)?;
-        let info = &request.certification_request_info;
-        // The key's algorithm comes from the key itself, never from the
-        // request's signature algorithm.
-        let public_key =
-            SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(CaError::CsrKey)?;
+        let request = verify_csr(csr_pem)?;
         let cn = match cn {
             Some(cn) => cn.to_owned(),
-            None => {
-                let mut names = info.subject.iter_common_name();
-                match (names.next(), names.next()) {
-                    // A CN that is not a plain string type counts as none.
-                    (Some(name), None) => name.as_str().map_err(|_| CaError::NoCommonName)?,
-                    (None, _) => return Err(CaError::NoCommonName),
-                    (Some(_), Some(_)) => return Err(CaError::SeveralCommonNames),
-                }
-                .to_owned()
-            }
+            None => request.common_name?,
         };
         if cn.trim().is_empty() {
             return Err(CaError::NoCommonName);
         }
         let params = leaf_params(&cn, days, true)?;
-        let cert = params.signed_by(&public_key, &self.issuer)?;
+        let cert = params.signed_by(&request.public_key, &self.issuer)?;
         Ok(issued(&cert, &params, &cn))
     }
 
@@ -296,6 +271,71 @@ impl CertificateAuthority {
         };
         Ok(params.signed_by(&self.issuer)?.der().to_vec())
     }
+}
+
+/// A certification request whose signature verified.
+struct VerifiedCsr {
+    public_key: SubjectPublicKeyInfo,
+    /// SubjectPublicKeyInfo, DER, as the request carries it.
+    public_key_der: Vec<u8>,
+    /// Its one CN, or why there is none to use.
+    common_name: Result<String, CaError>,
+}
+
+/// Parses a PEM CSR and checks its signature (proof of possession: the
+/// requester holds the private key) and that its key is one we can sign.
+fn verify_csr(csr_pem: &str) -> Result<VerifiedCsr, CaError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .map_err(|_| CaError::Csr("not PEM"))?;
+    if !pem.label.ends_with("CERTIFICATE REQUEST") {
+        return Err(CaError::Csr("the PEM block is not a CERTIFICATE REQUEST"));
+    }
+    let request = match X509CertificationRequest::from_der(&pem.contents) {
+        Ok(([], request)) => request,
+        Ok(_) => return Err(CaError::Csr("trailing bytes after the request")),
+        Err(_) => return Err(CaError::Csr("not a PKCS#10 certification request")),
+    };
+    request.verify_signature().map_err(CaError::CsrSignature)?;
+    let info = &request.certification_request_info;
+    // The key's algorithm comes from the key itself, never from the
+    // request's signature algorithm.
+    let public_key =
+        SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(CaError::CsrKey)?;
+    let mut names = info.subject.iter_common_name();
+    let common_name = match (names.next(), names.next()) {
+        // A CN that is not a plain string type counts as none.
+        (Some(name), None) => name
+            .as_str()
+            .map(str::to_owned)
+            .map_err(|_| CaError::NoCommonName),
+        (None, _) => Err(CaError::NoCommonName),
+        (Some(_), Some(_)) => Err(CaError::SeveralCommonNames),
+    };
+    Ok(VerifiedCsr {
+        public_key,
+        public_key_der: info.subject_pki.raw.to_vec(),
+        common_name,
+    })
+}
+
+/// What [`inspect_csr`] found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrSummary {
+    /// The request's public key (SubjectPublicKeyInfo, DER).
+    pub public_key_der: Vec<u8>,
+    /// Its one common name (may be empty or blank).
+    pub common_name: String,
+}
+
+/// Checks a CSR the way [`CertificateAuthority::sign_csr`] will, without
+/// signing it: the client registry refuses a bad request before an
+/// administrator sees it, and knows the key it will be signed for.
+pub fn inspect_csr(csr_pem: &str) -> Result<CsrSummary, CaError> {
+    let request = verify_csr(csr_pem)?;
+    Ok(CsrSummary {
+        common_name: request.common_name?,
+        public_key_der: request.public_key_der,
+    })
 }
 
 fn parse_hex(text: &str) -> Option<Vec<u8>> {

@@ -4,7 +4,7 @@
 pub mod ca;
 mod files;
 
-pub use ca::{CaError, CertificateAuthority, Issued};
+pub use ca::{CaError, CertificateAuthority, CsrSummary, Issued, inspect_csr};
 pub use files::write_new;
 
 use arc_swap::ArcSwap;

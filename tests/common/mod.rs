@@ -6,6 +6,7 @@
 pub mod api;
 pub mod oauth;
 mod process;
+pub mod registry;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
 pub use process::{Binary, free_port, gatehouse_cli, write_config};
