@@ -22,8 +22,8 @@ use super::error::ApiError;
 use super::server::Https;
 use crate::identity::User;
 use crate::identity::audit::Actor;
-use crate::identity::services::IdentityServices;
 use crate::identity::http_access::{self, Request as AccessRequest};
+use crate::identity::services::IdentityServices;
 use crate::identity::tokens::{SCOPE_API, TokenError, TokenInfo};
 
 /// The client's address (`0.0.0.0` when unknown, e.g. in-process tests:
@@ -99,10 +99,15 @@ fn token_of(parts: &Parts) -> Option<(String, TokenSource)> {
             .eq_ignore_ascii_case("bearer")
             .then(|| (token.trim().to_owned(), TokenSource::Header));
     }
-    let query = parts.uri.query().unwrap_or_default().split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == "apiToken").then(|| (value.to_owned(), TokenSource::Query))
-    });
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name == "apiToken").then(|| (value.to_owned(), TokenSource::Query))
+        });
     query.or_else(|| cookie::session_token(&parts.headers).map(|t| (t, TokenSource::Cookie)))
 }
 
@@ -113,7 +118,10 @@ pub(super) fn holder(
     services: &IdentityServices,
     token: &str,
 ) -> Result<(Arc<TokenInfo>, User), (ApiError, bool)> {
-    let info = services.tokens.verify(token).map_err(|e| (e.into(), true))?;
+    let info = services
+        .tokens
+        .verify(token)
+        .map_err(|e| (e.into(), true))?;
     if info.client_id.is_some() && !info.allows(SCOPE_API) {
         return Err((
             ApiError::new(

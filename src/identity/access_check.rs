@@ -16,7 +16,10 @@ use crate::protocol::topic::{is_valid_filter, is_valid_topic_name};
 pub enum Source {
     /// The user's own permissions.
     User,
-    Role { id: String, name: String },
+    Role {
+        id: String,
+        name: String,
+    },
 }
 
 /// One of the user's effective permissions, with its source.
@@ -213,7 +216,12 @@ mod tests {
         d.add_role("plant").unwrap();
         d.grant_role(
             "plant",
-            perm(Context::Mqtt, "plant/#", Operation::ReadWrite, Effect::Allow),
+            perm(
+                Context::Mqtt,
+                "plant/#",
+                Operation::ReadWrite,
+                Effect::Allow,
+            ),
         )
         .unwrap();
         let user = d
@@ -221,9 +229,19 @@ mod tests {
                 username: "dev".into(),
                 roles: vec!["plant".into()],
                 permissions: vec![
-                    perm(Context::Mqtt, "plant/secret/#", Operation::Read, Effect::Deny),
+                    perm(
+                        Context::Mqtt,
+                        "plant/secret/#",
+                        Operation::Read,
+                        Effect::Deny,
+                    ),
                     perm(Context::Mqtt, "own/%u/%c", Operation::Write, Effect::Allow),
-                    perm(Context::Http, "/api/roles/+", Operation::Read, Effect::Allow),
+                    perm(
+                        Context::Http,
+                        "/api/roles/+",
+                        Operation::Read,
+                        Effect::Allow,
+                    ),
                 ],
                 ..NewUser::default()
             })
@@ -256,7 +274,10 @@ mod tests {
         assert_eq!(a.matched.len(), 1);
 
         let a = check(query(Context::Http, Operation::Read, "/api/roles/x"));
-        assert_eq!((a.allowed, a.checked, a.matched.len()), (true, Checked::Path, 1));
+        assert_eq!(
+            (a.allowed, a.checked, a.matched.len()),
+            (true, Checked::Path, 1)
+        );
         assert!(!check(query(Context::Http, Operation::Write, "/api/roles/x")).allowed);
 
         let err = |q| d.check_access(&user, q).unwrap_err();

@@ -47,7 +47,11 @@ impl Directory {
         let state = self.state.read();
         let mut total = 0;
         let mut page = Vec::new();
-        for name in state.order.iter().filter(|n| n.to_lowercase().contains(&part)) {
+        for name in state
+            .order
+            .iter()
+            .filter(|n| n.to_lowercase().contains(&part))
+        {
             if total >= offset && page.len() < limit {
                 page.extend(state.users.get(name).cloned());
             }

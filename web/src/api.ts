@@ -149,4 +149,6 @@ export interface Session {
   expiresAt?: number;
   fingerprint?: string;
   mfaEnrollmentRequired: boolean;
+  /** Sign-in only: the password was right; send the code too. */
+  mfaRequired?: boolean;
 }

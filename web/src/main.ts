@@ -92,8 +92,10 @@ function shell(session: Session, initial: Access, note?: string): void {
   signOut.addEventListener('click', async () => {
     try {
       await del('/admin/session');
+      // No view may run (and call the API) once the cookie is gone.
+      window.onhashchange = null;
       leave();
-      location.hash = '';
+      history.replaceState(null, '', location.pathname);
       void boot();
     } catch (e) {
       showError(signOutError, e);
@@ -149,7 +151,6 @@ function shell(session: Session, initial: Access, note?: string): void {
 
   const route = () => {
     leave();
-    note = undefined;
     drawNav();
     const hash = location.hash || '#/';
     const [, view, id] = hash.split('/');
@@ -166,6 +167,8 @@ function shell(session: Session, initial: Access, note?: string): void {
         return;
       }
     }
+    // A sign-in note stays with the first view shown, not the next ones.
+    note = undefined;
     document.title = `${def?.title ?? 'Gatehouse'} - Gatehouse admin`;
     const decoded = id ? decodeURIComponent(id) : undefined;
     const render = async () => {

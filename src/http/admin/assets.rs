@@ -32,7 +32,10 @@ pub fn serve(path: &str, request: &HeaderMap) -> Option<Response> {
     let hash = file.metadata.sha256_hash();
     let etag = format!(
         "\"{}\"",
-        hash[..16].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        hash[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     );
     let cache = if path.starts_with(HASHED_DIR) {
         "public, max-age=31536000, immutable"
@@ -43,7 +46,10 @@ pub fn serve(path: &str, request: &HeaderMap) -> Option<Response> {
     let fresh = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

@@ -26,7 +26,9 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 /// `Set-Cookie` for a session: `max_age` seconds, or until the browser
 /// closes (`None`).
 pub fn set(token: &str, https: bool, max_age: Option<u64>) -> Option<HeaderValue> {
-    let age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+    let age = max_age
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     let secure = if https { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"
@@ -47,7 +49,9 @@ fn refused(why: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "csrf",
-        format!("refused: a write with the session cookie must come from this server's page ({why})"),
+        format!(
+            "refused: a write with the session cookie must come from this server's page ({why})"
+        ),
     )
 }
 
@@ -125,8 +129,14 @@ mod tests {
     fn the_cookie_is_found_among_others() {
         let h = headers(&[("cookie", "a=b; gatehouse_session=t.o.k; c=d")]);
         assert_eq!(session_token(&h).as_deref(), Some("t.o.k"));
-        assert_eq!(session_token(&headers(&[("cookie", "gatehouse_session=")])), None);
-        assert_eq!(session_token(&headers(&[("cookie", "x_gatehouse_session=a")])), None);
+        assert_eq!(
+            session_token(&headers(&[("cookie", "gatehouse_session=")])),
+            None
+        );
+        assert_eq!(
+            session_token(&headers(&[("cookie", "x_gatehouse_session=a")])),
+            None
+        );
     }
 
     #[test]
@@ -156,10 +166,20 @@ mod tests {
         assert!(!ok(&[("origin", "http://evil.example"), host, json]));
         assert!(!ok(&[host, json]), "neither header");
         assert!(
-            !ok(&[("sec-fetch-site", "same-origin"), ("content-type", "text/plain")]),
+            !ok(&[
+                ("sec-fetch-site", "same-origin"),
+                ("content-type", "text/plain")
+            ]),
             "form-like body"
         );
-        assert!(guard(&Method::DELETE, &headers(&[("sec-fetch-site", "same-origin")]), false).is_ok());
+        assert!(
+            guard(
+                &Method::DELETE,
+                &headers(&[("sec-fetch-site", "same-origin")]),
+                false
+            )
+            .is_ok()
+        );
         assert!(guard(&Method::GET, &HeaderMap::new(), false).is_ok());
     }
 }

@@ -135,8 +135,8 @@ fn page_query(query: Option<&str>) -> (Option<String>, Option<String>) {
 fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let headers = response.headers_mut();
-    let location =
-        HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/admin?signin=bad-redirect"));
+    let location = HeaderValue::from_str(location)
+        .unwrap_or(HeaderValue::from_static("/admin?signin=bad-redirect"));
     headers.insert(header::LOCATION, location);
     if let Some(cookie) = cookie {
         headers.insert(header::SET_COOKIE, cookie);
@@ -200,7 +200,10 @@ async fn page(
         (status = 200, content_type = "text/javascript", body = String, description = "The file (JavaScript, CSS or SVG)"),
         (status = 304, description = "Not modified (ETag)"),
         (status = 404, content_type = "text/html", body = String, description = "No such file")))]
-async fn asset(axum::extract::Path(file): axum::extract::Path<String>, headers: HeaderMap) -> Response {
+async fn asset(
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
     assets::serve(&format!("assets/{file}"), &headers)
         .unwrap_or_else(|| html_error(StatusCode::NOT_FOUND, "no such file"))
 }

@@ -19,7 +19,8 @@ use crate::http::extract::{ApiJson, Peer, holder};
 use crate::http::oauth::Scheme;
 use crate::http::{AppState, blocking};
 use crate::identity::audit::Actor;
-use crate::identity::login::LoginRequest;
+use crate::identity::login::{LoginError, LoginRequest};
+use crate::identity::mfa::MfaError;
 
 /// The label of the tokens the page signs in with (the user's token list
 /// shows it).
@@ -59,6 +60,10 @@ pub struct SessionInfo {
     /// The session may only enrol MFA (`enforceMFAEnrollment`).
     #[serde(rename = "mfaEnrollmentRequired")]
     pub mfa_enrollment_required: bool,
+    /// Sign-in only: the password was right, and the account wants its
+    /// 6-digit code or a backup code (sent again with the password).
+    #[serde(rename = "mfaRequired", skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_required: bool,
 }
 
 impl SessionInfo {
@@ -70,6 +75,7 @@ impl SessionInfo {
             expires_at: None,
             fingerprint: None,
             mfa_enrollment_required: false,
+            mfa_required: false,
         }
     }
 }
@@ -100,6 +106,7 @@ async fn session(
             expires_at: Some(info.expires_at.saturating_mul(1000)),
             fingerprint: Some(info.fingerprint.to_string()),
             mfa_enrollment_required: info.enrol_only(),
+            mfa_required: false,
         },
         Err((_, counts)) => {
             if counts {
@@ -113,8 +120,11 @@ async fn session(
 /// Sign in: the rules of `POST /api/login` (rate limits, MFA), the token
 /// kept in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` over HTTPS)
 /// that lives as long as the token. Only from this server's own page.
+/// A right password without the code the account needs is the sign-in's
+/// second step, not an error: 200 with `mfaRequired` (a wrong code is).
 #[utoipa::path(post, path = "/admin/session", tag = "admin", security(()), request_body = SignInBody,
-    responses((status = 200, body = SessionInfo, description = "Signed in; the cookie is set")))]
+    responses((status = 200, body = SessionInfo,
+        description = "Signed in (the cookie is set), or `mfaRequired`: send the code too")))]
 #[tracing::instrument(name = "admin_sign_in", skip_all)]
 async fn sign_in(
     State(state): State<AppState>,
@@ -132,7 +142,17 @@ async fn sign_in(
         otp: body.otp,
         backup_code: body.backup_code,
     };
-    let outcome = state.services.login(request, peer.0).await?;
+    let outcome = match state.services.login(request, peer.0).await {
+        Ok(outcome) => outcome,
+        Err(LoginError::Mfa(MfaError::Required)) => {
+            let info = SessionInfo {
+                mfa_required: true,
+                ..SessionInfo::none()
+            };
+            return Ok(Json(info).into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -144,6 +164,7 @@ async fn sign_in(
         expires_at: Some(outcome.record.expires_at),
         fingerprint: Some(outcome.record.fingerprint.clone()),
         mfa_enrollment_required: outcome.enrol_only,
+        mfa_required: false,
     };
     let mut response = Json(info).into_response();
     if let Some(value) = cookie::set(&outcome.token, https, Some(max_age)) {

@@ -2,7 +2,7 @@
 // 6-digit code or a backup code. The server puts the session's token in
 // an HttpOnly cookie (POST /admin/session); the page never sees it.
 
-import { ApiError, post } from '../api';
+import { post, type Session } from '../api';
 import { clear, errorSlot, field, h, run } from '../dom';
 
 export function signIn(app: HTMLElement, note: string | undefined, done: () => void): void {
@@ -14,7 +14,8 @@ export function signIn(app: HTMLElement, note: string | undefined, done: () => v
   const backupField = field('Backup code', backup, 'One of the backup codes you stored when you turned MFA on; each works once.');
   const useBackup = h('button', { type: 'button', class: 'link' }, 'Use a backup code instead');
   const useOtp = h('button', { type: 'button', class: 'link' }, 'Use the authenticator app instead');
-  const second = h('div', { hidden: true }, otpField, backupField, useBackup, useOtp);
+  const codeNote = h('p', { class: 'note', role: 'status', hidden: true }, 'This account uses multi-factor authentication: enter the code from your authenticator app, or a backup code.');
+  const second = h('div', { hidden: true }, codeNote, otpField, backupField, useBackup, useOtp);
   const submit = h('button', { type: 'submit' }, 'Sign in');
   const slot = errorSlot();
   let mode: 'password' | 'otp' | 'backup' = 'password';
@@ -50,14 +51,12 @@ export function signIn(app: HTMLElement, note: string | undefined, done: () => v
       const body: Record<string, string> = { username: username.value, password: password.value };
       if (mode === 'otp') body.otp = otp.value.trim();
       if (mode === 'backup') body.backupCode = backup.value.trim();
-      try {
-        await post('/admin/session', body);
-      } catch (e) {
-        if (e instanceof ApiError && e.code === 'mfa_required' && mode === 'password') {
-          show('otp');
-          throw new ApiError(e.status, e.code, 'This account uses multi-factor authentication: enter the code from your authenticator app.');
-        }
-        throw e;
+      const session = await post<Session>('/admin/session', body);
+      if (session.mfaRequired) {
+        // The password was right; the account also wants its code.
+        if (mode === 'password') show('otp');
+        codeNote.hidden = false;
+        return;
       }
       done();
     });

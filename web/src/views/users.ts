@@ -87,8 +87,8 @@ export async function roleChoices(ctx: Ctx, chosen: string[], legend = 'Roles'):
 
 export function grantTypeChoices(current: GrantType[]): { el: HTMLElement; get: () => GrantType[] } {
   const has = (m: string) => current.length === 0 ? m === 'password' : current.some((g) => g.method === m);
-  const pw = checkbox('Password', has('password'));
-  const cert = checkbox('Certificate', has('certificate'));
+  const pw = checkbox('Password login', has('password'));
+  const cert = checkbox('Certificate login', has('certificate'));
   return {
     el: h('fieldset', { class: 'grants' }, h('legend', null, 'May log in with'), pw.el, cert.el),
     get: () => [
