@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test. Installs what the tests need when it is
 # missing (Debian's mosquitto-clients, openssl, curl and jq, PyPI's
-# paho-mqtt, authlib in a venv for the OAuth tests, and schemathesis in a
-# venv for the API fuzzing); safe to run again.
+# paho-mqtt, authlib in a venv for the OAuth tests, schemathesis in a
+# venv for the API fuzzing, and for the admin page's browser tests
+# Debian's chromium and Node.js with the npm packages of
+# web/package-lock.json, by scripts/web_test.sh); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,5 +35,8 @@ bash scripts/oauth_venv.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The admin page: build reproducibility and browser tests in Debian's
+# chromium (installs chromium, Node.js and the locked npm packages).
+bash scripts/web_test.sh
 # The admin API fuzzed from its OpenAPI document (schemathesis, pinned).
 bash scripts/fuzz_api.sh

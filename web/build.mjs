@@ -5,10 +5,12 @@
 import * as esbuild from 'esbuild';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, resolve } from 'node:path';
 
 const here = new URL('.', import.meta.url).pathname;
-const dist = `${here}dist`;
+// `--out DIR` builds elsewhere (CI compares that with the committed dist/).
+const outArg = process.argv.indexOf('--out');
+const dist = outArg > 0 ? resolve(process.argv[outArg + 1]) : `${here}dist`;
 rmSync(dist, { recursive: true, force: true });
 mkdirSync(`${dist}/assets`, { recursive: true });
 
@@ -19,7 +21,7 @@ const result = await esbuild.build({
   format: 'iife',
   target: 'es2022',
   platform: 'browser',
-  outdir: 'dist',
+  outdir: dist,
   entryNames: 'assets/[name]-[hash]',
   assetNames: 'assets/[name]-[hash]',
   minify: true,

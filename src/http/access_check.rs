@@ -36,7 +36,9 @@ pub struct AccessParams {
     /// `mqtt` (a topic, or a filter for `read`) or `http` (an API path).
     #[param(value_type = ContextDto)]
     pub context: ContextDto,
-    #[param(value_type = CheckedOperation)]
+    /// `read` (a subscription for a filter, a delivery for a topic) or
+    /// `write` (a publish).
+    #[param(inline)]
     pub operation: CheckedOperation,
     /// The topic, filter or path, e.g. `plant/line-1/temp`, `plant/#`,
     /// `/api/users`.

@@ -107,17 +107,6 @@ pub struct ClientQuery {
     pub search: Option<String>,
 }
 
-impl ClientQuery {
-    fn keeps(&self, client_id: &str, user: Option<&str>) -> bool {
-        let Some(part) = self.search.as_deref().filter(|s| !s.is_empty()) else {
-            return true;
-        };
-        let part = part.to_lowercase();
-        client_id.to_lowercase().contains(&part)
-            || user.is_some_and(|u| u.to_lowercase().contains(&part))
-    }
-}
-
 /// The `(offset, rows)` window of `all`, with its pagination.
 fn window<T>(all: Vec<T>, query: &ClientQuery) -> Result<(Vec<T>, Pagination), ApiError> {
     let (offset, rows, page) = page_of(query.page_number, query.rows_per_page, 1000)?;
@@ -133,8 +122,7 @@ async fn list_clients(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ClientQuery>,
 ) -> Result<Json<ClientList>, ApiError> {
-    let mut all = admin(&state).clients();
-    all.retain(|c| query.keeps(&c.client_id, c.username.as_deref()));
+    let all = admin(&state).clients(query.search.as_deref());
     let (clients, pagination) = window(all, &query)?;
     let clients = clients
         .into_iter()
@@ -185,8 +173,7 @@ async fn list_sessions(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ClientQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let mut all = admin(&state).sessions();
-    all.retain(|s| query.keeps(&s.client_id, s.owner.as_deref()));
+    let all = admin(&state).sessions(query.search.as_deref());
     let (sessions, pagination) = window(all, &query)?;
     let sessions = sessions
         .into_iter()

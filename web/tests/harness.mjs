@@ -22,6 +22,7 @@ export const ADMIN_PASSWORD = 'e2e-admin-secret-1';
 export const SHOTS = process.env.GATEHOUSE_SCREENSHOTS
   ? resolve(process.env.GATEHOUSE_SCREENSHOTS)
   : mkdtempSync(join(tmpdir(), 'gatehouse-shots-'));
+mkdirSync(SHOTS, { recursive: true });
 
 async function freePort() {
   return new Promise((ok, fail) => {
