@@ -10,6 +10,7 @@ import {
   ADMIN_PASSWORD,
   SHOTS,
   api,
+  assertNamed,
   base32Decode,
   curl,
   currentStep,
@@ -55,7 +56,11 @@ async function scenario(body) {
   p.check();
 }
 
-const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+/** A screenshot of the view, whose controls must all have names. */
+async function shot(page, name) {
+  await assertNamed(page);
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
 
 async function createUser(username, password, extra = {}) {
   const r = await admin('POST', '/api/users', { username, password, ...extra });
@@ -108,6 +113,69 @@ test('sign in with a password, and a wrong one is explained next to the form', a
     assert.equal(await page.evaluate(() => localStorage.length), 0);
     await shot(page, 'users');
   });
+});
+
+test('signing in works with the keyboard alone', async () => {
+  await scenario(async ({ page }) => {
+    await page.goto(`${broker.base}/admin`);
+    await page.getByLabel('User name').waitFor();
+    // The user name field has the focus; Tab moves on, Enter submits.
+    await page.keyboard.type('admin');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(ADMIN_PASSWORD);
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Users' }).waitFor();
+    // The views are links in the header, reachable with Tab.
+    await page.getByRole('link', { name: 'Roles' }).focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Roles' }).waitFor();
+  });
+});
+
+test('users: server-side paging and search', async () => {
+  for (let i = 1; i <= 23; i += 1) await createUser(`page-user-${String(i).padStart(2, '0')}`, 'page-user-secret');
+  await scenario(async ({ page }) => {
+    await signIn(page, broker.base, 'admin', ADMIN_PASSWORD);
+    await page.getByLabel('Search users').fill('PAGE-USER');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByText('Page 1 of 2 (23 users)').waitFor();
+    await page.getByRole('link', { name: 'page-user-20' }).waitFor();
+    await page.getByRole('button', { name: 'Next page' }).click();
+    await page.getByText('Page 2 of 2 (23 users)').waitFor();
+    await page.getByRole('link', { name: 'page-user-23' }).waitFor();
+    assert.equal(await page.getByRole('link', { name: 'page-user-01' }).count(), 0);
+  });
+});
+
+test('one user: disable, enable, change the password, delete after confirming', async () => {
+  const user = await createUser('acct-1', 'acct-1-secret');
+  await scenario(async ({ page }) => {
+    await signIn(page, broker.base, 'admin', ADMIN_PASSWORD);
+    await page.goto(`${broker.base}/admin#/users/${user.id}`);
+    await page.getByRole('button', { name: 'Disable user' }).click();
+    await page.getByRole('button', { name: 'Enable user' }).waitFor();
+    assert.equal((await admin('GET', `/api/users/${user.id}`)).body.enabled, false);
+    await page.getByRole('button', { name: 'Enable user' }).click();
+    await page.getByRole('button', { name: 'Disable user' }).waitFor();
+    await page.getByRole('button', { name: 'Change password' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Change password' });
+    await dialog.getByLabel('New password', { exact: true }).fill('acct-1-new-secret');
+    await dialog.getByLabel('Repeat new password').fill('acct-1-other');
+    await dialog.getByRole('button', { name: 'Change password' }).click();
+    await dialog.getByRole('alert').filter({ hasText: 'The two new passwords differ.' }).waitFor();
+    await dialog.getByLabel('Repeat new password').fill('acct-1-new-secret');
+    await dialog.getByRole('button', { name: 'Change password' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    await login(broker.base, 'acct-1', 'acct-1-new-secret');
+    await page.getByRole('button', { name: 'Delete user' }).click();
+    const confirm = page.getByRole('dialog', { name: 'Delete user' });
+    await confirm.getByRole('button', { name: 'Cancel' }).click();
+    await confirm.waitFor({ state: 'detached' });
+    await page.getByRole('button', { name: 'Delete user' }).click();
+    await page.getByRole('dialog', { name: 'Delete user' }).getByRole('button', { name: 'Delete user' }).click();
+    await page.getByRole('heading', { name: 'Users' }).waitFor();
+  });
+  assert.equal((await admin('GET', '/api/users?username[eq]=acct-1')).body.length, 0);
 });
 
 test('create a user with a permission in the page; it publishes with mosquitto_pub', async () => {
@@ -221,6 +289,14 @@ test('client registry: unlock, a request sent with curl appears with its pairing
     const granted = await register();
     assert.equal(granted.status, 201, granted.body);
     await page.getByText('No pending requests.').waitFor();
+
+    const other = await curl(['-X', 'POST', '-H', 'Content-Type: application/json', `${broker.base}/api/client-registry/register`,
+      '-d', JSON.stringify({ username: 'device-8', password: 'device-8-secret' })]);
+    assert.equal(other.status, 202, other.body);
+    await page.getByRole('button', { name: 'Reject device-8' }).click();
+    await page.getByText('No pending requests.').waitFor();
+    await page.getByRole('button', { name: 'Lock registry' }).click();
+    await page.getByText('The registry is locked').waitFor();
   });
   const users = (await admin('GET', '/api/users?username[eq]=device-7')).body;
   assert.deepEqual(users[0].roles.map((r) => r.name), ['plant-readers']);
@@ -257,7 +333,54 @@ test('MFA: enrol with the secret from the page, then sign in with a code and wit
   });
   await scenario(async ({ page }) => {
     await signIn(page, broker.base, 'mfa-1', 'mfa-1-secret', { backupCode: backupCodes[0] });
+    // New backup codes need a step after the last one used (step).
+    await until('the next TOTP step', async () => currentStep() >= step, 40_000);
+    await page.getByRole('link', { name: 'Settings' }).click();
+    const regenerate = page.getByRole('form', { name: 'New backup codes' });
+    await regenerate.getByLabel('Authentication code').fill(totp(secret, step + 1));
+    await regenerate.getByRole('button', { name: 'Regenerate backup codes' }).click();
+    const codes = page.getByRole('region', { name: 'Backup codes' });
+    await codes.waitFor();
+    const fresh = await codes.getByRole('listitem').allTextContents();
+    assert.ok(!fresh.includes(backupCodes[1]), 'the old codes are gone');
   });
+  // An administrator turns it off.
+  const user = (await admin('GET', '/api/users?username[eq]=mfa-1')).body[0];
+  await scenario(async ({ page }) => {
+    await signIn(page, broker.base, 'admin', ADMIN_PASSWORD);
+    await page.goto(`${broker.base}/admin#/users/${user.id}`);
+    await page.getByRole('button', { name: 'Turn off MFA' }).click();
+    await page.getByRole('button', { name: 'Turn off MFA' }).waitFor({ state: 'detached' });
+  });
+  assert.equal((await admin('GET', `/api/users/${user.id}`)).body.mfa_is_enrolled, false);
+});
+
+test('settings: a long-lived token with a label, listed and revoked; own password', async () => {
+  await createUser('self-1', 'self-1-secret');
+  await scenario(async ({ page }) => {
+    await signIn(page, broker.base, 'self-1', 'self-1-secret');
+    await page.getByRole('link', { name: 'Settings' }).click();
+    const create = page.getByRole('region', { name: 'New long-lived token' });
+    await create.getByLabel('Token label').fill('ci-script');
+    await create.getByLabel('Valid for (hours)').fill('1000');
+    await create.getByLabel('Your password').fill('self-1-secret');
+    await create.getByRole('button', { name: 'Create token' }).click();
+    const token = await create.getByLabel('New token').inputValue();
+    assert.equal((await api(broker.base, token)('GET', '/api/users/me')).body.username, 'self-1');
+    await create.getByRole('button', { name: 'Done' }).click();
+    const tokens = page.getByRole('region', { name: 'Tokens', exact: true });
+    await tokens.getByRole('button', { name: 'Revoke token ci-script' }).click();
+    await tokens.getByRole('button', { name: 'Revoke token ci-script' }).waitFor({ state: 'detached' });
+    assert.equal((await api(broker.base, token)('GET', '/api/users/me')).status, 401);
+
+    const password = page.getByRole('region', { name: 'Password', exact: true });
+    await password.getByLabel('Current password').fill('self-1-secret');
+    await password.getByLabel('New password', { exact: true }).fill('self-1-new-secret');
+    await password.getByLabel('Repeat new password').fill('self-1-new-secret');
+    await password.getByRole('button', { name: 'Change password' }).click();
+    await password.getByText('Your password was changed.').waitFor();
+  });
+  await login(broker.base, 'self-1', 'self-1-new-secret');
 });
 
 test('/admin?apiToken= signs in, goes to the redirect on this server and leaves the address bar', async () => {

@@ -160,6 +160,25 @@ export async function openPage(browser) {
   };
 }
 
+/**
+ * Every form control has a label (`<label for>` or `aria-label`) and every
+ * button a name: people and tests find them by name.
+ */
+export async function assertNamed(page) {
+  const bad = await page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll('input, select, textarea')) {
+      if (el.type === 'hidden') continue;
+      if (!el.labels?.length && !el.getAttribute('aria-label')) out.push(el.outerHTML);
+    }
+    for (const b of document.querySelectorAll('button')) {
+      if (!b.textContent.trim() && !b.getAttribute('aria-label')) out.push(b.outerHTML);
+    }
+    return out;
+  });
+  if (bad.length) throw new Error(`controls without a name:\n${bad.join('\n')}`);
+}
+
 /** Signs in through the page's form; leaves the page on its first view. */
 export async function signIn(page, base, username, password, second) {
   await page.goto(`${base}/admin`);

@@ -98,7 +98,7 @@ function mfaSection(ctx: Ctx, me: User): HTMLElement {
   const disableOtp = codeInput();
   const disable = h('button', { type: 'submit', class: 'danger' }, 'Disable MFA');
   const disableSlot = errorSlot();
-  const disableForm = h('form', null, h('h3', null, 'Turn it off'), field('Authentication code', disableOtp), h('div', { class: 'buttons' }, disable), disableSlot);
+  const disableForm = h('form', { 'aria-labelledby': 'mfa-disable-title' }, h('h3', { id: 'mfa-disable-title' }, 'Turn it off'), field('Authentication code', disableOtp), h('div', { class: 'buttons' }, disable), disableSlot);
   disableForm.addEventListener('submit', (event) => {
     event.preventDefault();
     void run(disable, disableSlot, async () => {
@@ -109,7 +109,7 @@ function mfaSection(ctx: Ctx, me: User): HTMLElement {
   const regenOtp = codeInput();
   const regen = h('button', { type: 'submit' }, 'Regenerate backup codes');
   const regenSlot = errorSlot();
-  const regenForm = h('form', null, h('h3', null, 'New backup codes'), h('p', null, 'The old codes stop working.'), field('Authentication code', regenOtp), h('div', { class: 'buttons' }, regen), regenSlot);
+  const regenForm = h('form', { 'aria-labelledby': 'mfa-regen-title' }, h('h3', { id: 'mfa-regen-title' }, 'New backup codes'), h('p', null, 'The old codes stop working.'), field('Authentication code', regenOtp), h('div', { class: 'buttons' }, regen), regenSlot);
   regenForm.addEventListener('submit', (event) => {
     event.preventDefault();
     void run(regen, regenSlot, async () => {

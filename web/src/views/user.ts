@@ -192,6 +192,9 @@ function checkerSection(user: User, base: string): HTMLElement {
         a.matched.length
           ? h('ul', null, a.matched.map((m) => h('li', null, `${describePermission(m)} — from ${m.source.type === 'role' ? `role ${m.source.name}` : 'own permissions'}`)))
           : h('p', null, 'No permission matches.'),
+        a.checked === 'filter'
+          ? h('p', { class: 'hint' }, 'A subscription is allowed when allows cover every topic the filter can match and no deny covers the whole filter; messages on topics a deny covers are still withheld on delivery (check a topic to see).')
+          : null,
         a.mqttPublishPrefix && context.value === 'mqtt' && operation.value === 'write'
           ? h('p', { class: 'hint' }, `This user's publishes get the prefix ${a.mqttPublishPrefix}: a publish to x lands on ${a.mqttPublishPrefix}x, and that final topic is what was checked.`)
           : null,
