@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::api::{Api, base32_decode, step_now, totp};
 use common::*;
 use reqwest::header::{self, HeaderMap};
 use reqwest::redirect::Policy;

@@ -57,9 +57,9 @@ async function scenario(body) {
 }
 
 /** A screenshot of the view, whose controls must all have names. */
-async function shot(page, name) {
+async function shot(page, name, { fullPage = true } = {}) {
   await assertNamed(page);
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage });
 }
 
 async function createUser(username, password, extra = {}) {
@@ -192,7 +192,10 @@ test('create a user with a permission in the page; it publishes with mosquitto_p
     await dialog.getByLabel('Access', { exact: true }).selectOption('write');
     await dialog.getByRole('button', { name: 'Add permission' }).click();
     await dialog.getByRole('cell', { name: 'sensors/%u/#', exact: true }).waitFor();
-    await shot(page, 'user-create');
+    // A modal dialog: the window made tall enough to show all of it.
+    await page.setViewportSize({ width: 1280, height: 1400 });
+    await shot(page, 'user-create', { fullPage: false });
+    await page.setViewportSize({ width: 1280, height: 900 });
     await dialog.getByRole('button', { name: 'Create user' }).click();
     await page.getByRole('heading', { name: 'User sensor-1' }).waitFor();
     await page.getByRole('heading', { name: 'Effective permissions' }).waitFor();
@@ -295,7 +298,7 @@ test('client registry: unlock, a request sent with curl appears with its pairing
     assert.equal(other.status, 202, other.body);
     await page.getByRole('button', { name: 'Reject device-8' }).click();
     await page.getByText('No pending requests.').waitFor();
-    await page.getByRole('button', { name: 'Lock registry' }).click();
+    await page.getByRole('button', { name: 'Lock registry', exact: true }).click();
     await page.getByText('The registry is locked').waitFor();
   });
   const users = (await admin('GET', '/api/users?username[eq]=device-7')).body;
@@ -335,7 +338,7 @@ test('MFA: enrol with the secret from the page, then sign in with a code and wit
     await signIn(page, broker.base, 'mfa-1', 'mfa-1-secret', { backupCode: backupCodes[0] });
     // New backup codes need a step after the last one used (step).
     await until('the next TOTP step', async () => currentStep() >= step, 40_000);
-    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings', exact: true }).click();
     const regenerate = page.getByRole('form', { name: 'New backup codes' });
     await regenerate.getByLabel('Authentication code').fill(totp(secret, step + 1));
     await regenerate.getByRole('button', { name: 'Regenerate backup codes' }).click();
@@ -359,7 +362,7 @@ test('settings: a long-lived token with a label, listed and revoked; own passwor
   await createUser('self-1', 'self-1-secret');
   await scenario(async ({ page }) => {
     await signIn(page, broker.base, 'self-1', 'self-1-secret');
-    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByRole('link', { name: 'Settings', exact: true }).click();
     const create = page.getByRole('region', { name: 'New long-lived token' });
     await create.getByLabel('Token label').fill('ci-script');
     await create.getByLabel('Valid for (hours)').fill('1000');
@@ -462,6 +465,8 @@ test('a user with read-only HTTP permissions sees no write controls', async () =
         for (const name of names) assert.equal(await page.getByRole('button', { name }).count(), 0, `${name} is shown`);
       };
       await page.getByRole('heading', { name: 'Users' }).waitFor();
+      await page.getByLabel('Search users').fill('ro-target');
+      await page.getByRole('button', { name: 'Search' }).click();
       await page.getByRole('link', { name: 'ro-target' }).waitFor();
       await noWrites(['Add user']);
       await page.getByRole('link', { name: 'ro-target' }).click();
