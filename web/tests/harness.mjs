@@ -73,6 +73,8 @@ export async function startBroker() {
   });
   let exited = null;
   child.on('exit', (code) => (exited = code));
+  // Never left running, however the tests end.
+  process.on('exit', () => exited === null && child.kill('SIGKILL'));
   const base = `http://127.0.0.1:${http}`;
   for (let i = 0; i < 200; i += 1) {
     if (exited !== null) throw new Error(`the broker exited with ${exited}`);
