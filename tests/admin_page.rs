@@ -228,3 +228,70 @@ fn rand_suffix() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+#[tokio::test]
+async fn over_https_the_cookie_is_secure() {
+    let b =
+        TestBroker::start_with(|c| c.listeners.https = Some("127.0.0.1:0".parse().unwrap())).await;
+    let port = b.broker.as_ref().unwrap().https_addr.unwrap().port();
+    let ca = b.dir.path().join("certs/ca.crt");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let curl = |extra: Vec<String>| {
+        let mut args: Vec<String> = [
+            "-sS",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_cmd("curl", &args, std::time::Duration::from_secs(20)).await
+        }
+    };
+    let origin = format!("https://localhost:{port}");
+    let (status, headers) = curl(vec![
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "-H".into(),
+        format!("Origin: {origin}"),
+        "-d".into(),
+        r#"{"username": "admin", "password": "admin"}"#.into(),
+        format!("{origin}/admin/session"),
+    ])
+    .await;
+    assert_eq!(status, Some(0), "{headers}");
+    let set_cookie = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {headers}"));
+    assert!(
+        set_cookie.contains("; Secure") && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
+    // The same origin over plain HTTP is another origin.
+    let (_, refused) = curl(vec![
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "-H".into(),
+        format!("Origin: http://localhost:{port}"),
+        "-d".into(),
+        r#"{"username": "admin", "password": "admin"}"#.into(),
+        format!("{origin}/admin/session"),
+    ])
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    b.stop().await;
+}
