@@ -75,6 +75,30 @@ test('TOTP here follows RFC 6238 (its SHA-1 test vector)', () => {
   assert.deepEqual(base32Decode('GEZDGNBVGY3TQOJQ'), Buffer.from('1234567890'));
 });
 
+test('the harness catches a CSP violation (an inline script the page did not have)', async () => {
+  const p = await openPage(browser);
+  try {
+    await p.page.goto(`${broker.base}/admin`);
+    await p.page.getByLabel('User name').waitFor();
+    await p.page.evaluate(() => {
+      const s = document.createElement('script');
+      s.textContent = 'window.injected = true';
+      document.body.append(s);
+    });
+    await until('the violation to be reported', async () => {
+      try {
+        p.check();
+        return false;
+      } catch (e) {
+        return /CSP violation: script-src/.test(e.message);
+      }
+    });
+    assert.equal(await p.page.evaluate(() => window.injected), undefined, 'the inline script did not run');
+  } finally {
+    await p.close();
+  }
+});
+
 test('the page is served with its security headers, and its assets are cached only when hashed', async () => {
   const page = await fetch(`${broker.base}/admin`);
   assert.equal(page.status, 200);
