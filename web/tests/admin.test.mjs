@@ -382,6 +382,21 @@ test('MFA: enrol with the secret from the page, then sign in with a code and wit
   assert.equal((await admin('GET', `/api/users/${user.id}`)).body.mfa_is_enrolled, false);
 });
 
+test('a user who must enrol MFA first sees only the enrolment', async () => {
+  await createUser('enrol-1', 'enrol-1-secret', {
+    enforceMFAEnrollment: true,
+    initialPermissions: [{ resource: '/api/#', operation: 'readWrite', context: 'http' }],
+  });
+  await scenario(async ({ page }) => {
+    await signIn(page, broker.base, 'enrol-1', 'enrol-1-secret');
+    await page.getByText('You must turn on multi-factor authentication').waitFor();
+    await page.getByRole('button', { name: 'Enable multi-factor authentication' }).waitFor();
+    const nav = page.getByRole('navigation', { name: 'Views' });
+    assert.deepEqual(await nav.getByRole('link').allTextContents(), ['Settings']);
+    assert.equal(await page.getByRole('region', { name: 'Tokens', exact: true }).count(), 0);
+  });
+});
+
 test('settings: a long-lived token with a label, listed and revoked; own password', async () => {
   await createUser('self-1', 'self-1-secret');
   await scenario(async ({ page }) => {
