@@ -88,9 +88,6 @@ async fn check_access(
 ) -> Result<Json<AccessAnswerDto>, ApiError> {
     let services = &state.services;
     let user = find_user(services, caller.resolve(&id))?;
-    if params.resource.len() > 65_535 {
-        return Err(ApiError::invalid("resource: at most 65,535 bytes"));
-    }
     let answer = services.directory.check_access(
         &user,
         AccessQuery {

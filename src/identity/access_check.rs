@@ -70,6 +70,8 @@ pub enum AccessCheckError {
     Path,
     #[error("resource: not a valid MQTT topic or filter (a publish topic has no `+` or `#`)")]
     Topic,
+    #[error("resource: at most 65,535 bytes")]
+    TooLong,
 }
 
 impl Directory {
@@ -103,6 +105,9 @@ impl Directory {
         user: &User,
         query: AccessQuery<'_>,
     ) -> Result<AccessAnswer, AccessCheckError> {
+        if query.resource.len() > 65_535 {
+            return Err(AccessCheckError::TooLong);
+        }
         let write = match query.operation {
             Operation::Read => false,
             Operation::Write => true,
@@ -296,6 +301,11 @@ mod tests {
         assert_eq!(
             err(query(Context::Mqtt, Operation::ReadWrite, "a")),
             AccessCheckError::Operation
+        );
+        let long = "a".repeat(65_536);
+        assert_eq!(
+            err(query(Context::Mqtt, Operation::Read, &long)),
+            AccessCheckError::TooLong
         );
         assert_eq!(d.grants(&user).len(), 4);
     }
