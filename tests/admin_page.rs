@@ -295,3 +295,32 @@ async fn over_https_the_cookie_is_secure() {
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn users_are_searched_and_paged_on_the_server() {
+    let b = TestBroker::start().await;
+    let admin = Api::login(b.http_addr(), "admin", "admin").await;
+    for name in ["Sensor-A", "sensor-b", "sensor-c", "pump-1"] {
+        admin
+            .create_user(json!({"username": name, "password": format!("{name}-secret")}))
+            .await;
+    }
+    let r = admin
+        .get("/api/users?search=SENSOR&rowsPerPage=2&pageNumber=2")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["x-total-count"], "3");
+    let names: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sensor-c"]);
+    let r = admin.get("/api/users?search=nothing-like-it").await;
+    assert_eq!(r.headers["x-total-count"], "0");
+    let r = admin.get("/api/clients?search=x").await;
+    assert_eq!(r.body["pagination"]["totalRows"], 0);
+    b.stop().await;
+}
