@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test. Installs what the tests need when it is
-# missing (Debian's mosquitto-clients, openssl, curl and jq, PyPI's
+# missing (Debian's mosquitto-clients, mosquitto (mosquitto_passwd,
+# mosquitto_ctrl and the dynamic-security plugin for tests/migration.rs),
+# systemd (systemd-analyze for the unit check), openssl, curl and jq, PyPI's
 # paho-mqtt, authlib in a venv for the OAuth tests, schemathesis in a
 # venv for the API fuzzing, and for the admin page's browser tests
 # Debian's chromium and Node.js with the npm packages of
@@ -13,6 +15,9 @@ command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || mi
 # tests/tls.rs makes a CSR the way docs/tls.md tells device owners to.
 command -v openssl >/dev/null || missing="$missing openssl"
 command -v curl >/dev/null || missing="$missing curl"
+command -v mosquitto_passwd >/dev/null && command -v mosquitto_ctrl >/dev/null \
+  && ls /usr/lib/*/mosquitto_dynamic_security.so >/dev/null 2>&1 || missing="$missing mosquitto"
+command -v systemd-analyze >/dev/null || missing="$missing systemd"
 # docs/oauth.md's examples (run by tests/oauth_docs.rs) read JSON with jq.
 command -v jq >/dev/null || missing="$missing jq"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
@@ -38,5 +43,7 @@ cargo test --all-targets --locked
 # The admin page: build reproducibility and browser tests in Debian's
 # chromium (installs chromium, Node.js and the locked npm packages).
 bash scripts/web_test.sh
+# The systemd unit, as systemd reads it.
+bash scripts/check_unit.sh target/debug/gatehouse
 # The admin API fuzzed from its OpenAPI document (schemathesis, pinned).
 bash scripts/fuzz_api.sh

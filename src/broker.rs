@@ -165,6 +165,9 @@ async fn launch(
         metrics: Metrics::default(),
         will_check,
     });
+    services
+        .store
+        .set_commit_histogram(services.metrics.exporter.commit_histogram());
     let registry = Registry::new(services.clone());
     if let Some(directory) = &directory {
         end_sessions_of_deleted_users(directory, &registry);
@@ -297,10 +300,27 @@ async fn launch(
         }
     }
     tokio::spawn(crate::sys::run(registry, shutdown_rx));
+    tracing::info!("open ports: {}", broker.open_ports());
     Ok(broker)
 }
 
 impl RunningBroker {
+    /// `mqtt 0.0.0.0:1883, ws ..., http 127.0.0.1:8080`: every socket it listens on.
+    pub fn open_ports(&self) -> String {
+        let ports: Vec<String> = [
+            ("mqtt", self.mqtt_addr),
+            ("ws", self.ws_addr),
+            ("mqtts", self.mqtts_addr),
+            ("wss", self.wss_addr),
+            ("http", self.http_addr),
+            ("https", self.https_addr),
+        ]
+        .into_iter()
+        .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
+        .collect();
+        ports.join(", ")
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

@@ -2,9 +2,12 @@
 //!
 //! Every key has a default, so an empty file (or none) is a working
 //! configuration. Unknown keys and out-of-range values refuse start-up with
-//! a message that names the key.
+//! a message that names the key. A `[listeners]` section opens only the
+//! listeners it names (as mosquitto does); the built-in set applies only
+//! when the section is absent. `Serialize` prints the effective
+//! configuration (`gatehouse check-config`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -19,11 +22,20 @@ pub enum ConfigError {
     },
     #[error("invalid configuration: {0}")]
     Parse(String),
-    #[error("invalid value for `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    /// Every value that failed its check, each naming its key.
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One invalid value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for `{key}`: {reason}")]
+pub struct Problem {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listeners: Listeners,
@@ -33,12 +45,40 @@ pub struct Config {
     pub mqtt: Mqtt,
     pub tls: Tls,
     pub http: Http,
+    pub log: Log,
     pub oauth: OAuth,
     pub registry: Registry,
 }
 
+/// `[log]`: what the broker writes to standard error.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` (one human line per event) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, `gatehouse::net=debug,info`...
+    /// `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
 /// The OAuth 2.0 authorization server (`[oauth]`, `docs/oauth.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OAuth {
     /// Access-token lifetime of clients registered with `tokenExpiration:
@@ -61,7 +101,7 @@ impl Default for OAuth {
 
 /// The client registry (`[registry]`): devices ask for an identity, an
 /// administrator grants it (`docs/onboarding.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Registry {
     /// How long an unlock without a duration keeps the registry open.
@@ -93,7 +133,7 @@ impl Default for Registry {
 }
 
 /// The admin HTTP API (`[http]`): tokens, MFA, limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
     /// `iss` of issued tokens.
@@ -116,6 +156,8 @@ pub struct Http {
     pub max_connections: usize,
     /// Audit log entries kept (oldest dropped first).
     pub audit_max_entries: usize,
+    /// `GET /metrics` without a token (for a Prometheus that cannot send one).
+    pub metrics_public: bool,
 }
 
 impl Default for Http {
@@ -132,17 +174,20 @@ impl Default for Http {
             request_timeout_secs: 30,
             max_connections: 1024,
             audit_max_entries: 100_000,
+            metrics_public: false,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tls {
     /// Holds `ca.crt`/`ca.key` and, unless `cert`/`key` are given,
     /// `server.crt`/`server.key` (all generated when absent).
     pub dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
     /// Extra SANs for the generated server certificate.
     pub server_names: Vec<String>,
@@ -150,6 +195,7 @@ pub struct Tls {
     /// `CYBUS_BROKER_USE_MUTUAL_TLS=yes|no`).
     pub mutual_tls: bool,
     /// Further CAs whose client certificates are accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ca_bundle: Option<PathBuf>,
     pub handshake_timeout_secs: u64,
     /// Validity of certificates issued by `gatehouse cert`.
@@ -182,27 +228,71 @@ impl Tls {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The sockets to open. A key that is absent from a present
+/// `[listeners]` section stays closed (`Default` is the built-in set, used
+/// only when the whole section is absent); `""` also closes one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Listeners {
-    /// Plain MQTT over TCP. An empty string disables it.
-    #[serde(deserialize_with = "optional_addr")]
+    /// Plain MQTT over TCP.
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mqtt: Option<SocketAddr>,
     /// MQTT over WebSocket (path `/mqtt`, subprotocol `mqtt`).
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ws: Option<SocketAddr>,
     /// MQTT over TLS.
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mqtts: Option<SocketAddr>,
     /// MQTT over WebSocket over TLS.
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wss: Option<SocketAddr>,
     /// The admin HTTP API, plain (loopback by default).
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub http: Option<SocketAddr>,
     /// The admin HTTP API over TLS (the broker's server certificate).
-    #[serde(deserialize_with = "optional_addr")]
+    #[serde(
+        default,
+        deserialize_with = "optional_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub https: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// `(name, address)` of every listener that is switched on.
+    pub fn open(&self) -> Vec<(&'static str, SocketAddr)> {
+        [
+            ("mqtt", self.mqtt),
+            ("ws", self.ws),
+            ("mqtts", self.mqtts),
+            ("wss", self.wss),
+            ("http", self.http),
+            ("https", self.https),
+        ]
+        .into_iter()
+        .filter_map(|(name, addr)| addr.map(|a| (name, a)))
+        .collect()
+    }
 }
 
 /// `"host:port"`, or `""` for a listener that is switched off.
@@ -216,7 +306,7 @@ fn optional_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socket
         .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a socket address: {e}")))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// A QoS 1/2 PUBLISH is acknowledged only after its commit (group commit).
@@ -225,7 +315,7 @@ pub enum Durability {
     Periodic,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     pub dir: PathBuf,
@@ -233,7 +323,7 @@ pub struct Storage {
     pub commit_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Auth {
     /// Let clients without credentials in as user `anonymous` (development only).
@@ -251,7 +341,7 @@ pub struct Auth {
     pub credential_cache_ttl_secs: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnPublishDenied {
     /// Drop the message (v5: PUBACK/PUBREC 0x87).
@@ -260,7 +350,7 @@ pub enum OnPublishDenied {
     Disconnect,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_connections: usize,
@@ -284,7 +374,7 @@ pub struct Limits {
     pub max_pending_connects: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mqtt {
     pub retain_available: bool,
@@ -389,17 +479,18 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks every value; the error lists each one that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(ok: bool, key: &'static str, reason: &str) -> Result<(), ConfigError> {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError::Invalid {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &'static str, reason: &str| -> Result<(), ConfigError> {
+            if !ok {
+                problems.push(Problem {
                     key,
                     reason: reason.into(),
-                })
+                });
             }
-        }
+            Ok(())
+        };
         let l = &self.limits;
         check(
             l.max_connections > 0,
@@ -559,7 +650,16 @@ impl Config {
             "tls.device_cert_days",
             "must be at least 1",
         )?;
-        Ok(())
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "not a log filter (e.g. `info`, `debug`, `gatehouse::net=debug,info`)",
+        )?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 }
 

@@ -12,12 +12,14 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod net;
+pub mod prometheus;
 pub mod protocol;
 pub mod router;
 pub mod session;
 mod signal;
 pub mod store;
 mod sys;
+pub mod systemd;
 pub mod tls;
 mod trim;
 

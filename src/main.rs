@@ -1,26 +1,41 @@
-//! The `gatehouse` command line. Everything else lives in the library.
+//! The `gatehouse` command line. Everything else lives in the library;
+//! the administrative commands are in `cli/`.
 
 mod cli;
-mod cli_cert;
-mod cli_registry;
-mod cli_session;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use cli::{CliError, Ctx, Exit};
 use gatehouse::Config;
+use gatehouse::config::LogFormat;
 
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
     version,
-    about = "MQTT broker with identity built in"
+    about = "MQTT broker with identity built in",
+    after_help = "Administrative commands work on a running broker through its admin API \
+                  (log in first with `gatehouse login`), and on the store of a stopped one \
+                  otherwise. Exit codes: docs/operations.md."
 )]
 struct Cli {
     /// Configuration file (default: ./broker.toml if present, else built-in defaults).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Admin API of a running broker (default: env GATEHOUSE_SERVER, the
+    /// server of `gatehouse login`, else the configured `http` listener).
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// CA certificate (PEM) of an https:// server (default: env
+    /// GATEHOUSE_CA, the login's, else this host's `[tls] dir`/ca.crt).
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,28 +44,44 @@ struct Cli {
 enum Command {
     /// Run the broker (the default).
     Serve,
-    /// Check the configuration and print it with defaults filled in.
+    /// Check the configuration and print it as TOML, defaults filled in.
     CheckConfig,
-    /// Manage users (on the store of a stopped broker).
+    /// Log in to a running broker's admin API; the token is kept for the
+    /// next commands (0600, in ~/.config/gatehouse/).
+    Login(cli::login::LoginArgs),
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Manage users.
     #[command(subcommand)]
-    User(cli::UserCommand),
-    /// Manage roles (on the store of a stopped broker).
+    User(cli::users::UserCommand),
+    /// Manage roles.
     #[command(subcommand)]
-    Role(cli::RoleCommand),
+    Role(cli::users::RoleCommand),
     /// The built-in certificate authority (on the store of a stopped broker).
     #[command(subcommand)]
-    Cert(cli_cert::CertCommand),
-    /// Stored MQTT sessions (on the store of a stopped broker).
+    Cert(cli::cert::CertCommand),
+    /// Connected clients (a running broker).
     #[command(subcommand)]
-    Session(cli_session::SessionCommand),
+    Clients(cli::sessions::ClientsCommand),
+    /// MQTT sessions.
+    #[command(subcommand, visible_alias = "session")]
+    Sessions(cli::sessions::SessionsCommand),
+    /// Write a consistent backup of the whole store and its keys.
+    Backup(cli::backup::BackupArgs),
+    /// Restore a backup into a stopped broker's data directory.
+    Restore(cli::backup::RestoreArgs),
+    /// Import users, roles and permissions from another broker (stopped).
+    #[command(subcommand)]
+    Import(cli::import::ImportCommand),
     /// The client registry of a running broker, through its admin API.
-    Registry(cli_registry::RegistryArgs),
+    #[command(subcommand)]
+    Registry(cli::registry::RegistryCommand),
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+fn load_config(path: Option<&Path>) -> Result<Config, gatehouse::config::ConfigError> {
     match path {
-        Some(path) => Ok(Config::load(path)?),
-        None if Path::new("broker.toml").exists() => Ok(Config::load(Path::new("broker.toml"))?),
+        Some(path) => Config::load(path),
+        None if Path::new("broker.toml").exists() => Config::load(Path::new("broker.toml")),
         None => Ok(Config::default()),
     }
 }
@@ -67,26 +98,90 @@ fn return_large_allocations_to_the_system() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Logs go to standard error (standard output is for command output);
+/// `RUST_LOG` wins over `[log] level`.
+fn init_logs(config: &Config, serving: bool) {
+    let level = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
     return_large_allocations_to_the_system();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let config = load_config(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
-        Command::CheckConfig => {
-            println!("{config:#?}");
-            Ok(())
+    let config = match load_config(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(Exit::Usage as u8);
         }
-        Command::User(command) => cli::user(&config, command),
-        Command::Role(command) => cli::role(&config, command),
-        Command::Cert(command) => cli_cert::cert(&config, command),
-        Command::Session(command) => cli_session::session(&config, command),
-        Command::Registry(args) => cli_registry::registry(&config, args),
+    };
+    let command = cli.command.unwrap_or(Command::Serve);
+    let serving = matches!(command, Command::Serve);
+    init_logs(&config, serving);
+    if serving {
+        return match serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("gatehouse: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let ctx = Ctx {
+        config,
+        server: cli.server,
+        json: cli.json,
+        ca: cli.ca.or_else(|| {
+            std::env::var_os("GATEHOUSE_CA")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        }),
+    };
+    match run(&ctx, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError { exit, message }) => {
+            if !message.is_empty() {
+                eprintln!("gatehouse: {message}");
+            }
+            ExitCode::from(exit as u8)
+        }
+    }
+}
+
+fn run(ctx: &Ctx, command: Command) -> cli::Result<()> {
+    match command {
+        Command::Serve => unreachable!("handled in main"),
+        Command::CheckConfig => {
+            let text = toml::to_string_pretty(&ctx.config)
+                .map_err(|e| CliError::failed(format!("printing the configuration: {e}")))?;
+            cli::output::raw(&text)
+        }
+        Command::Login(args) => cli::login::login(ctx, args),
+        Command::Logout => cli::login::logout(ctx),
+        Command::User(command) => cli::users::user(ctx, command),
+        Command::Role(command) => cli::users::role(ctx, command),
+        Command::Cert(command) => cli::cert::cert(ctx, command),
+        Command::Clients(command) => cli::sessions::clients(ctx, command),
+        Command::Sessions(command) => cli::sessions::sessions(ctx, command),
+        Command::Backup(args) => cli::backup::backup(ctx, args),
+        Command::Restore(args) => cli::backup::restore(ctx, args),
+        Command::Import(command) => cli::import::import(ctx, command),
+        Command::Registry(command) => cli::registry::registry(ctx, command),
     }
 }
 
@@ -97,8 +192,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(async {
         let broker = gatehouse::start(config).await?;
+        // Every listener is bound and the store is open.
+        gatehouse::systemd::notify_ready();
+        let watchdog = gatehouse::systemd::spawn_watchdog();
         wait_for_signal(&broker).await?;
         tracing::info!("shutting down");
+        gatehouse::systemd::notify("STOPPING=1");
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         broker.shutdown().await;
         Ok(())
     })

@@ -58,9 +58,9 @@ fn publish_all(registry: &Registry) {
         ),
         (
             "messages/received",
-            Metrics::get(&m.messages_received).to_string(),
+            Metrics::sum(&m.messages_received).to_string(),
         ),
-        ("messages/sent", Metrics::get(&m.messages_sent).to_string()),
+        ("messages/sent", Metrics::sum(&m.messages_sent).to_string()),
         ("messages/dropped", registry.dropped_messages().to_string()),
         (
             "messages/refused/denied",

@@ -278,9 +278,27 @@ async fn implicit_flow_with_mosquitto_pub() {
         "other-secret",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let entry = listed(&admin, "sensor7").await.unwrap();
-    assert_eq!(entry["attempts"], 3, "{entry}");
+    // ... but counted as a conflict (someone else wants this name), and
+    // audited.
+    let mut entry = listed(&admin, "sensor7").await.unwrap();
+    for _ in 0..50 {
+        if entry["conflicts"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        entry = listed(&admin, "sensor7").await.unwrap();
+    }
+    assert_eq!(
+        (&entry["attempts"], &entry["conflicts"]),
+        (&json!(3), &json!(1)),
+        "{entry}"
+    );
+    let audit = admin.get("/api/audit?rowsPerPage=100").await;
+    assert!(
+        audit.body.to_string().contains("registry.conflict"),
+        "{}",
+        audit.body
+    );
     // A password the policy refuses is never recorded.
     let _ = login(b.addr(), ProtocolVersion::V5, "s8", "sensor8", "abc").await;
 
@@ -306,16 +324,21 @@ async fn implicit_flow_with_mosquitto_pub() {
     b.stop().await;
 }
 
-/// `gatehouse registry ...` against the running broker; (success, output).
+/// `gatehouse ARGS` against the running broker, in a configuration
+/// directory of this broker's own (no stored login of the machine's user);
+/// (success, output).
 fn cli(b: &TestBroker, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> (bool, String) {
     use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
-    command.arg("registry").args(args);
+    command.args(args);
     if !args.contains(&"--server") {
         command.args(["--server", &b.http_url("")]);
     }
+    let xdg = b.dir.path().join("xdg");
     let mut child = command
         .env_remove("GATEHOUSE_TOKEN")
+        .env_remove("GATEHOUSE_SERVER")
+        .env("XDG_CONFIG_HOME", &xdg)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -343,16 +366,21 @@ async fn the_cli_drives_the_registry() {
     let admin = admin(&b).await;
     let token = admin.token.clone().unwrap();
     let token = token.as_str();
-    let (ok, out) = cli(&b, &["list"], None, &[]);
+    let (ok, out) = cli(&b, &["registry", "list"], None, &[]);
     assert!(!ok && out.contains("GATEHOUSE_TOKEN"), "{out}");
-    let (ok, out) = cli(&b, &["list", "--token", "not-a-token"], None, &[]);
+    let (ok, out) = cli(
+        &b,
+        &["registry", "list"],
+        None,
+        &[("GATEHOUSE_TOKEN", "not-a-token")],
+    );
     assert!(!ok && out.contains("401"), "{out}");
 
     let (ok, out) = cli(
         &b,
-        &["unlock", "--minutes", "2", "--token", token],
+        &["registry", "unlock", "--minutes", "2"],
         None,
-        &[],
+        &[("GATEHOUSE_TOKEN", token)],
     );
     assert!(ok && out.contains("unlocked for another"), "{out}");
     let until = admin.get("/api/client-registry").await.body["unlockedUntil"]
@@ -372,24 +400,42 @@ async fn the_cli_drives_the_registry() {
     let pending = register_password(&device, "gauge-1", "gauge-secret").await;
     let code = pending.body["pairingCode"].as_str().unwrap().to_owned();
     register_password(&device, "gauge-2", "gauge-secret").await;
-    // The token from the environment.
-    let (ok, out) = cli(&b, &["list"], None, &[("GATEHOUSE_TOKEN", token)]);
-    assert!(ok, "{out}");
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("gauge-1\t"))
-        .expect(&out);
-    assert!(
-        line.contains("password") && line.contains(&format!("code={code}")),
-        "{line}"
+    let (ok, out) = cli(
+        &b,
+        &["registry", "list"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
     );
-    let (ok, out) = cli(&b, &["list", "--json"], None, &[("GATEHOUSE_TOKEN", token)]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("gauge-1 ")).expect(&out);
+    assert!(line.contains("password") && line.contains(&code), "{line}");
+    let (ok, out) = cli(
+        &b,
+        &["registry", "list", "--json"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
     let json: Value = serde_json::from_str(&out).expect(&out);
     assert!(ok && json["pendingRequests"].as_array().unwrap().len() == 2);
 
     let (ok, out) = cli(
         &b,
-        &["confirm", "gauge-1", "--role", "minimum-access"],
+        &["registry", "confirm", "gauge-1", "--code", "WRONG123"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
+    assert!(!ok && out.contains("pairing_code_mismatch"), "{out}");
+    let (ok, out) = cli(
+        &b,
+        &[
+            "registry",
+            "confirm",
+            "gauge-1",
+            "--role",
+            "minimum-access",
+            "--code",
+            &code.to_lowercase(),
+        ],
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
@@ -401,51 +447,45 @@ async fn the_cli_drives_the_registry() {
     assert_eq!(me.body["roles"][0]["name"], "minimum-access");
     let (ok, out) = cli(
         &b,
-        &["confirm", "nobody"],
+        &["registry", "confirm", "nobody"],
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
     assert!(!ok && out.contains("404"), "{out}");
 
-    // A one-call login; its token is revoked afterwards.
-    let tokens_before = admin
-        .get("/api/users/me/tokens")
-        .await
-        .body
-        .as_array()
-        .unwrap()
-        .len();
+    // After `gatehouse login`, the stored token.
     let (ok, out) = cli(
         &b,
-        &["reject", "gauge-2", "--user", "admin", "--password-stdin"],
+        &["login", "--user", "admin", "--password-stdin"],
         Some("admin\n"),
         &[],
     );
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&b, &["registry", "reject", "gauge-2"], None, &[]);
     assert!(ok && out.contains("rejected `gauge-2`"), "{out}");
-    let tokens_after = admin
-        .get("/api/users/me/tokens")
-        .await
-        .body
-        .as_array()
-        .unwrap()
-        .len();
-    assert_eq!(
-        tokens_before, tokens_after,
-        "the one-call token was revoked"
+    let (ok, out) = cli(
+        &b,
+        &["registry", "lock"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
     );
-    let (ok, out) = cli(&b, &["lock"], None, &[("GATEHOUSE_TOKEN", token)]);
     assert!(ok && out.contains("locked"), "{out}");
-    let (ok, out) = cli(&b, &["list"], None, &[("GATEHOUSE_TOKEN", token)]);
+    let (ok, out) = cli(
+        &b,
+        &["registry", "list"],
+        None,
+        &[("GATEHOUSE_TOKEN", token)],
+    );
     assert!(
         ok && out.starts_with("locked") && out.contains("no requests"),
         "{out}"
     );
     let (ok, out) = cli(
         &b,
-        &["list", "--server", "https://127.0.0.1:1"],
+        &["registry", "list", "--server", "ftp://127.0.0.1:1"],
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
-    assert!(!ok && out.contains("plain HTTP"), "{out}");
+    assert!(!ok && out.contains("not an http:// or https:// URL"), "{out}");
     b.stop().await;
 }

@@ -75,10 +75,12 @@ impl Site {
 
     fn serial_of(&self, cn: &str) -> String {
         let list = cli(&self.config, &["cert", "list"]);
+        // A table: SERIAL CN FINGERPRINT NOT AFTER STATUS.
         list.lines()
-            .find(|l| l.split('\t').nth(1) == Some(cn))
+            .skip(1)
+            .find(|l| l.split_whitespace().nth(1) == Some(cn))
             .unwrap()
-            .split('\t')
+            .split_whitespace()
             .next()
             .unwrap()
             .to_owned()
@@ -618,7 +620,8 @@ fn csr_asking_for_a_ca_gets_a_leaf() {
     let list = cli(&site.config, &["cert", "list"]);
     let mut recorded: Vec<&str> = list
         .lines()
-        .map(|l| l.split('\t').nth(1).unwrap())
+        .skip(1)
+        .map(|l| l.split_whitespace().nth(1).unwrap())
         .collect();
     recorded.sort();
     assert_eq!(recorded, ["admin", "device7"], "{list}");

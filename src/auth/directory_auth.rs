@@ -95,7 +95,7 @@ impl DirectoryAuthenticator {
             Err(TokenError::Malformed | TokenError::Invalid) => return None,
             Err(e) => {
                 self.backoff.failed(username, c.peer.ip());
-                tracing::warn!(peer = %c.peer, username, "token login refused: {e}");
+                tracing::debug!(peer = %c.peer, username, "token login refused: {e}");
                 return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
             }
         };
@@ -112,7 +112,7 @@ impl DirectoryAuthenticator {
             return Some(self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD));
         };
         if !user.enabled || !user.has_grant(GrantMethod::Password) {
-            tracing::warn!(peer = %c.peer, username, "token login refused: user disabled or without password grant");
+            tracing::debug!(peer = %c.peer, username, "token login refused: user disabled or without password grant");
             return Some(self.refuse(ReasonCode::NOT_AUTHORIZED));
         }
         self.backoff.succeeded(username);
@@ -247,20 +247,20 @@ impl DirectoryAuthenticator {
         let revision = self.directory.revision();
         let cn = cert.common_name.as_str();
         if c.username.is_some_and(|u| u != cn) {
-            tracing::warn!(peer = %c.peer, cn, username = c.username, "certificate refused: CONNECT username differs from the CN");
+            tracing::debug!(peer = %c.peer, cn, username = c.username, "certificate refused: CONNECT username differs from the CN");
             return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
         }
         if self.directory.is_revoked(&cert.serial) {
-            tracing::warn!(peer = %c.peer, cn, serial = cert.serial, "certificate refused: revoked");
+            tracing::debug!(peer = %c.peer, cn, serial = cert.serial, "certificate refused: revoked");
             return self.refuse(ReasonCode::NOT_AUTHORIZED);
         }
         match self.directory.user(cn) {
             None => {
-                tracing::warn!(peer = %c.peer, cn, "certificate refused: no user with this CN");
+                tracing::debug!(peer = %c.peer, cn, "certificate refused: no user with this CN");
                 self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
             }
             Some(user) if !user.enabled || !user.has_grant(GrantMethod::Certificate) => {
-                tracing::warn!(peer = %c.peer, cn, "certificate refused: user disabled or without certificate grant");
+                tracing::debug!(peer = %c.peer, cn, "certificate refused: user disabled or without certificate grant");
                 self.refuse(ReasonCode::NOT_AUTHORIZED)
             }
             Some(user) => self.admit(
@@ -280,7 +280,7 @@ impl DirectoryAuthenticator {
         let revision = self.directory.revision();
         let Some(username) = c.username else {
             if c.password.is_some() || !self.allow_anonymous {
-                tracing::info!(peer = %c.peer, client_id = %c.client_id, "anonymous connection refused");
+                tracing::debug!(peer = %c.peer, client_id = %c.client_id, "anonymous connection refused");
                 return self.refuse(ReasonCode::NOT_AUTHORIZED);
             }
             return match self.directory.user(ANONYMOUS_USER) {
@@ -315,13 +315,13 @@ impl DirectoryAuthenticator {
                     registrations.record_refused_unknown_user(username, c.password, c.peer.ip());
                 }
                 self.backoff.failed(username, c.peer.ip());
-                tracing::warn!(peer = %c.peer, username, client_id = %c.client_id, "authentication failed: bad username or password");
+                tracing::debug!(peer = %c.peer, username, client_id = %c.client_id, "authentication failed: bad username or password");
                 return self.refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
             }
         };
         if !user.enabled || !user.has_grant(GrantMethod::Password) {
             self.backoff.failed(username, c.peer.ip());
-            tracing::warn!(peer = %c.peer, username, "authentication refused: user disabled or without password grant");
+            tracing::debug!(peer = %c.peer, username, "authentication refused: user disabled or without password grant");
             return self.refuse(ReasonCode::NOT_AUTHORIZED);
         }
         if is_initial_admin(username, password) && !is_loopback(c.peer.ip()) {

@@ -108,6 +108,9 @@ pub struct PendingRequestDto {
     pub first_seen: u64,
     pub last_seen: u64,
     pub attempts: u64,
+    /// Refused requests for this name with another password or key
+    /// (Gatehouse extension): more than 0 means two devices want it.
+    pub conflicts: u64,
     pub pairing_code: String,
 }
 
@@ -134,6 +137,10 @@ pub struct UnlockBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfirmBody {
     pub username: String,
+    /// The pairing code the administrator compared with the device's
+    /// (Gatehouse extension): the confirm is refused (409) when the pending
+    /// request has another one.
+    pub pairing_code: Option<String>,
     /// Role ids or names to give the new user; none when absent (the
     /// request's own wishes are only shown).
     pub roles: Option<Vec<String>>,
@@ -169,6 +176,7 @@ fn request_dto(r: PendingRequest) -> PendingRequestDto {
         first_seen: r.first_seen,
         last_seen: r.last_seen,
         attempts: r.attempts,
+        conflicts: r.conflicts,
         pairing_code: r.pairing_code,
         username: r.username,
         id: r.id,
@@ -316,7 +324,13 @@ async fn confirm_registration(
     let actor = caller.actor();
     let permissions = body.permissions.map(permissions_in);
     let user = blocking(&state, move |s| {
-        s.registry_confirm(&actor, &body.username, body.roles, permissions)
+        s.registry_confirm(
+            &actor,
+            &body.username,
+            body.pairing_code.as_deref(),
+            body.roles,
+            permissions,
+        )
     })
     .await?;
     Ok(Json(user_view(&state.services, &user)))

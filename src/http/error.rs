@@ -288,6 +288,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::AlreadyConfirmed(_) => {
                 ApiError::new(StatusCode::CONFLICT, "already_confirmed", message)
             }
+            RegistryError::PairingCode { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "pairing_code_mismatch", message)
+            }
             RegistryError::NotPending(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
             }

@@ -26,6 +26,7 @@ mod mfa;
 mod oauth;
 mod oauth_clients;
 pub mod openapi;
+mod operations;
 mod permissions;
 mod roles;
 mod tokens;
@@ -42,6 +43,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::identity::services::{AdminError, IdentityServices};
 use crate::session::Registry;
 use error::ApiError;
+pub use users::{role_dto, user_view};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -74,6 +76,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(mfa::routes())
         .merge(audit::routes())
         .merge(clients::routes())
+        .merge(operations::backup_routes())
         .merge(oauth_clients::routes())
         .merge(access_check::routes())
         .merge(client_registry::admin_routes())
@@ -95,6 +98,7 @@ fn public() -> OpenApiRouter<AppState> {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = openapi::base();
     doc.merge(protected().into_openapi());
+    doc.merge(operations::metrics_routes().into_openapi());
     doc.merge(public().into_openapi());
     openapi::finish(&mut doc);
     doc
@@ -102,13 +106,20 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// Every route, before state and layers (tests list it).
 pub fn router(state: &AppState) -> Router<AppState> {
-    let (protected, _) = protected()
+    let (mut protected, mut public) = (protected(), public());
+    // `GET /metrics` needs a token unless `[http] metrics_public` is set.
+    if state.services.config.metrics_public {
+        public = public.merge(operations::metrics_routes());
+    } else {
+        protected = protected.merge(operations::metrics_routes());
+    }
+    let (protected, _) = protected
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             extract::authorize,
         ))
         .split_for_parts();
-    let (public, _) = public().split_for_parts();
+    let (public, _) = public.split_for_parts();
     protected.merge(public)
 }
 
@@ -128,6 +139,10 @@ pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            operations::count_requests,
+        ))
         .layer(middleware::map_response(no_store))
         .layer(middleware::from_fn(move |request, next| {
             timeout(

@@ -49,6 +49,8 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("post", "/api/client-registry/unlock"),
     ("post", "/api/client-registry/lock"),
     ("post", "/api/client-registry/reject"),
+    ("get", "/api/backup"),
+    ("get", "/metrics"),
     ("get", "/api/health"),
     ("get", "/api/openapi.json"),
     ("get", "/.well-known/jwks.json"),

@@ -53,7 +53,8 @@ pub(super) struct Views<'a> {
     roles: Option<&'a RoleCache>,
 }
 
-pub(super) fn role_dto(role: &Role) -> RoleDto {
+/// A role as the API shows it (also the command line's `--json` offline).
+pub fn role_dto(role: &Role) -> RoleDto {
     RoleDto {
         id: role.id.clone(),
         name: role.name.clone(),
@@ -131,7 +132,8 @@ impl<'a> Views<'a> {
     }
 }
 
-pub(super) fn user_view(services: &IdentityServices, user: &User) -> UserDto {
+/// A user as the API shows it (also the command line's `--json` offline).
+pub fn user_view(services: &IdentityServices, user: &User) -> UserDto {
     Views::new(services).user(user)
 }
 

@@ -170,7 +170,31 @@ impl IdentityServices {
             tracing::warn!(%peer, "HTTP login of `admin` with the initial password from a remote address refused");
             return Err(LoginError::InitialAdminRemote);
         }
+        self.rehash_if_needed(&user, password);
         Ok(user)
+    }
+
+    /// A verified password whose hash is old (other argon2 parameters, or
+    /// imported from mosquitto) is hashed again with argon2id, as MQTT
+    /// logins do; only while the stored hash is still the one verified.
+    fn rehash_if_needed(&self, user: &User, password: &str) {
+        let Some(old) = user
+            .password_hash
+            .clone()
+            .filter(|h| password::needs_rehash(h))
+        else {
+            return;
+        };
+        let (directory, name, text) = (
+            self.directory.clone(),
+            user.username.clone(),
+            password.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = directory.rehash(&name, &old, password::hash_password(&text)) {
+                tracing::warn!(username = name, "rehash failed: {e}");
+            }
+        });
     }
 
     /// MFA and the token: both write to the store.

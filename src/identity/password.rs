@@ -65,8 +65,12 @@ pub fn hash_password(password: &str) -> String {
 
 /// Whether `password` matches `phc`. False for malformed PHC strings, other
 /// algorithms than argon2, and parameters too expensive to try. The output
-/// comparison inside argon2 is constant-time.
+/// comparison inside argon2 is constant-time. Hashes imported from
+/// mosquitto (`$6$`, `$7$`) verify too, until [`needs_rehash`] replaces them.
 pub fn verify_password(password: &[u8], phc: &str) -> bool {
+    if super::mosquitto_hash::is_mosquitto(phc) {
+        return super::mosquitto_hash::verify(password, phc);
+    }
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
@@ -176,6 +180,14 @@ mod tests {
             assert!(!verify_password(b"pW", &phc), "{phc}");
         }
         assert!(!needs_rehash(&hash_with("argon2id", 19_456, 2, 1, None)));
+    }
+
+    #[test]
+    fn mosquitto_hashes_verify_and_need_rehash() {
+        let pbkdf2 = "$7$101$jIvCXNq5rCoealmr$sTgxCJ8+t373X7MqLey4m2pEXIA1WsVZ515KNgzQjBwN3ZfhA3K2q3+GphHggv8wPI7PiXhyu6xxuSpIxF2qiA==";
+        assert!(verify_password(b"pa55-Word", pbkdf2));
+        assert!(!verify_password(b"pa55-Wort", pbkdf2));
+        assert!(needs_rehash(pbkdf2));
     }
 
     #[test]

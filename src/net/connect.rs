@@ -28,6 +28,24 @@ fn owned(text: &MqttStr) -> MqttStr {
     MqttStr::from_bytes(bytes::Bytes::copy_from_slice(text.as_bytes())).expect("already valid")
 }
 
+/// The detail of a refusal by the authenticator (logged as such).
+pub const AUTH_REFUSED: &str = "authentication refused";
+
+/// How a client tried to log in, for the failure counters: a certificate,
+/// no user name, a password that looks like a token (a JWT), or a password.
+fn claimed_method(c: &Credentials<'_>) -> LoginMethod {
+    match (c.certificate, c.username, c.password) {
+        (Some(_), ..) => LoginMethod::Certificate,
+        (None, None, _) => LoginMethod::Anonymous,
+        (None, Some(_), Some(p))
+            if p.starts_with(b"eyJ") && p.iter().filter(|b| **b == b'.').count() == 2 =>
+        {
+            LoginMethod::Token
+        }
+        _ => LoginMethod::Password,
+    }
+}
+
 /// Writes a CONNACK refusing the connection.
 pub fn write_refusal(version: ProtocolVersion, reason: ReasonCode, out: &mut BytesMut) {
     let ack = ConnAck {
@@ -109,9 +127,16 @@ pub async fn accept(
         peer,
         certificate,
     };
+    let method = claimed_method(&credentials);
     let identity = match shared.auth.authenticate(credentials).await {
-        AuthOutcome::Allowed(identity) => identity,
-        AuthOutcome::Denied(reason) => return Err(refuse(reason, "authentication refused")),
+        AuthOutcome::Allowed(identity) => {
+            services.metrics.authenticated(identity.acl.method, true);
+            identity
+        }
+        AuthOutcome::Denied(reason) => {
+            services.metrics.authenticated(method, false);
+            return Err(refuse(reason, AUTH_REFUSED));
+        }
     };
     // `gatehouse-token` admits tokens only (not a password that happens to
     // be sent as authentication data), and marks the binding renewable.

@@ -18,7 +18,7 @@ use crate::identity::LiveAcl;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DecodeError, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::router::{Delivery, Mailbox};
-use crate::session::{ClientSession, Close};
+use crate::session::{ClientSession, Close, Listener};
 use crate::tls::PeerCertificate;
 
 /// Read buffers grow for large packets but go back to this size when idle.
@@ -69,11 +69,20 @@ async fn connect<S: ByteStream>(
         &mut out,
     )
     .await?;
-    tracing::debug!(%peer, client_id = %session.mailbox().client_id(), ?version, "client connected");
-    Metrics::add(
-        &slot.shared.registry.services().metrics.clients_connected,
-        1,
+    tracing::info!(
+        client_id = %session.mailbox().client_id(),
+        username = session.identity.username().unwrap_or(""),
+        address = %peer,
+        listener = S::LISTENER.name(),
+        protocol = if version == ProtocolVersion::V5 { 5 } else { 4 },
+        login = ?session.identity.acl.method,
+        "client connected"
     );
+    slot.shared
+        .registry
+        .services()
+        .metrics
+        .connection(S::LISTENER, true);
     let keep_alive = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
     let mut conn = Conn::new(
         stream,
@@ -209,7 +218,7 @@ pub(super) async fn resume(mut parked: Hibernated, hibernate: bool) {
         Err(e) => {
             tracing::warn!("cannot resume a hibernated connection: {e}");
             let close = Close::error(ReasonCode::UNSPECIFIED_ERROR);
-            ended(session, &slot, None, close);
+            ended(session, &slot, (None, Listener::Tcp), close);
             return;
         }
     };
@@ -252,7 +261,7 @@ async fn serve<S: ByteStream>(mut conn: Conn<S>, fresh: bool) {
         version,
         ..
     } = conn;
-    ended(*session, &slot, Some(peer), close);
+    ended(*session, &slot, (Some(peer), S::LISTENER), close);
     if close.notify && version == ProtocolVersion::V5 {
         protocol::encode(
             &Packet::Disconnect(Disconnect::new(close.reason)),
@@ -283,7 +292,7 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
         ended(
             *session,
             &slot,
-            Some(peer),
+            (Some(peer), S::LISTENER),
             Close::error(ReasonCode::UNSPECIFIED_ERROR),
         );
         return;
@@ -318,14 +327,22 @@ fn hibernate<S: ByteStream>(conn: Conn<S>, cell: Arc<Cell>) {
 }
 
 /// The session ends: it goes back to the registry (will, expiry).
-fn ended(session: ClientSession, slot: &Slot, peer: Option<SocketAddr>, close: Close) {
-    tracing::debug!(?peer, client_id = %session.mailbox().client_id(), reason = close.reason.0, "client disconnected");
+fn ended(
+    session: ClientSession,
+    slot: &Slot,
+    (peer, listener): (Option<SocketAddr>, Listener),
+    close: Close,
+) {
+    tracing::info!(
+        client_id = %session.mailbox().client_id(),
+        username = session.identity.username().unwrap_or(""),
+        address = %peer.map(|p| p.to_string()).unwrap_or_default(),
+        reason = format_args!("{:#04x}", close.reason.0),
+        "client disconnected"
+    );
     let services = slot.shared.registry.services().clone();
     session.finish(&slot.shared.registry, close);
-    services
-        .metrics
-        .clients_connected
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    services.metrics.connection(listener, false);
 }
 
 /// The connection's turns: decode what was read, let the session answer,
@@ -659,12 +676,19 @@ async fn establish<S: ByteStream>(
     };
     let version = connect.protocol_version;
     let client_id = connect.client_id.clone();
+    let username = connect.username.clone();
     match connect::accept(shared, connect, (peer, S::LISTENER), certificate, out).await {
         // Boxed: moved through the CONNECT phase's result into the
         // connection's own state, inline it took twice its size there.
         Ok((session, keep_alive)) => Some((Box::new(session), keep_alive, version)),
         Err(refused) => {
-            tracing::info!(%peer, %client_id, reason = refused.reason.0, "connection refused: {}", refused.detail);
+            let username = username.as_deref().unwrap_or("");
+            let reason = refused.reason.0;
+            if refused.detail == connect::AUTH_REFUSED {
+                tracing::warn!(%client_id, username, address = %peer, reason = format_args!("{reason:#04x}"), "authentication failed");
+            } else {
+                tracing::info!(%client_id, username, address = %peer, reason = format_args!("{reason:#04x}"), "connection refused: {}", refused.detail);
+            }
             write_refusal(version, refused.reason, out);
             goodbye(stream, out).await;
             None

@@ -98,7 +98,7 @@ impl Services {
         // Now that the transaction is on its way to the store, the copies
         // queued for persistent sessions may be seen (and acknowledged).
         crate::router::flush_deferred();
-        Metrics::add(&self.metrics.messages_received, 1);
+        self.metrics.received(message.qos, message.payload.len());
         match written {
             Written::Nothing => Persisted::Nothing,
             Written::Upto(ticket) => Persisted::AwaitCommit(ticket),

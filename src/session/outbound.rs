@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use super::{ClientSession, Outgoing, Stage};
 use crate::identity::Acl;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sent};
 use crate::protocol::{
     self, MqttStr, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
@@ -118,7 +118,7 @@ impl ClientSession {
     /// the connection then writes and comes back without waiting, so a deep
     /// backlog drains in bounded, reusable buffers rather than one huge one.
     pub fn pump(&mut self, out: &mut BytesMut, batch: &mut Vec<Delivery>) -> bool {
-        let mut written = 0;
+        let mut sent = Sent::default();
         let mut more = false;
         let now = now_millis();
         if self.identity.acl.version() != self.acl_version {
@@ -174,7 +174,7 @@ impl ClientSession {
                     self.hold_output();
                 }
                 protocol::encode(&publish, self.version, out);
-                written += 1;
+                sent.add(delivery.qos, delivery.message.payload.len());
                 if delivery.qos != QoS::AtMostOnce {
                     let stage = match delivery.qos {
                         QoS::AtLeastOnce => Stage::AwaitPubAck,
@@ -189,7 +189,7 @@ impl ClientSession {
                 }
             }
         }
-        Metrics::add(&self.services.metrics.messages_sent, written as u64);
+        self.services.metrics.sent(&sent);
         more
     }
 

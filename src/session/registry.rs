@@ -594,6 +594,14 @@ impl Registry {
             .sum()
     }
 
+    /// Messages waiting in session queues: (all of them, the deepest queue).
+    pub fn queue_depths(&self) -> (u64, u64) {
+        self.sessions.iter().fold((0, 0), |(sum, max), s| {
+            let n = s.key().0.mailbox.len() as u64;
+            (sum + n, max.max(n))
+        })
+    }
+
     /// Recreates persistent sessions found in the store at start-up. Their
     /// expiry and will delay continue from the stored disconnect time (a
     /// session that was connected when the broker stopped counts from now).

@@ -8,6 +8,7 @@
 //! after the commit that holds its message. Tickets are handed out in
 //! channel order, so one counter serves every publisher.
 
+pub mod backup;
 mod index;
 mod record;
 mod writer;
@@ -181,6 +182,8 @@ pub(super) struct WriterShared {
     closed: AtomicBool,
     failures: AtomicU64,
     fault: AtomicU8,
+    /// Where the writer records each commit's duration (`/metrics`).
+    commit_seconds: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl WriterShared {
@@ -420,6 +423,11 @@ impl Store {
     /// publishes may be accepted.
     pub fn is_healthy(&self) -> bool {
         self.shared.healthy.load(Ordering::Relaxed) && !self.is_closed()
+    }
+
+    /// Records every commit's duration into `histogram` from now on.
+    pub fn set_commit_histogram(&self, histogram: metrics::Histogram) {
+        let _ = self.shared.commit_seconds.set(histogram);
     }
 
     /// Commits that failed since start.

@@ -159,7 +159,12 @@ impl Writer<'_> {
             while self.shared.fault() == Some(Fault::Stall) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            match self.commit(&batch, &mut scratch) {
+            let started = std::time::Instant::now();
+            let committed = self.commit(&batch, &mut scratch);
+            if let Some(histogram) = self.shared.commit_seconds.get() {
+                histogram.record(started.elapsed());
+            }
+            match committed {
                 Ok(()) => {
                     batch.clear();
                     retry = FIRST_RETRY;

@@ -9,7 +9,9 @@ mod process;
 pub mod registry;
 pub mod users;
 #[allow(unused_imports)] // not every test binary starts the broker process
-pub use process::{Binary, free_port, gatehouse_cli, write_config};
+pub use process::{
+    Binary, CliOutput, free_port, gatehouse_cli, gatehouse_run, wait_port, write_config,
+};
 
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;

@@ -15,6 +15,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (up to 10 s) until `addr` accepts connections.
+pub fn wait_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub struct Binary {
     pub child: Child,
     pub addr: SocketAddr,
@@ -25,16 +34,31 @@ impl Binary {
     /// accepts connections. `GATEHOUSE_TEST_LOGS=1` shows its log.
     pub fn start(config: &Path, addr: SocketAddr) -> Binary {
         let logs = std::env::var_os("GATEHOUSE_TEST_LOGS").is_some();
+        let stderr = if logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        Binary::start_with(config, addr, &[], stderr)
+    }
+
+    /// [`Binary::start`] with extra environment and its log (standard
+    /// error) sent where the caller says.
+    pub fn start_with(
+        config: &Path,
+        addr: SocketAddr,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Binary {
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
             .args(["serve", "--config"])
             .arg(config)
             .env_remove("CYBUS_BROKER_USE_MUTUAL_TLS")
-            .stdout(if logs {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .stderr(Stdio::null())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let binary = Binary { child, addr };
@@ -63,12 +87,13 @@ impl Drop for Binary {
     }
 }
 
-/// A `broker.toml` in `dir` with MQTT on `port` only, data in `dir/data`,
-/// anonymous clients allowed everywhere.
+/// A `broker.toml` in `dir` with MQTT on `port` only (a `[listeners]`
+/// section opens only what it names), data in `dir/data`, anonymous
+/// clients allowed everywhere.
 pub fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::path::PathBuf {
     let path = dir.join("broker.toml");
     let text = format!(
-        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\nws = \"\"\nmqtts = \"\"\nwss = \"\"\nhttp = \"\"\nhttps = \"\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
+        "[listeners]\nmqtt = \"127.0.0.1:{port}\"\n\n[storage]\ndir = \"{}\"\ndurability = \"{durability}\"\n\n[auth]\nallow_anonymous = true\n",
         dir.join("data").display()
     );
     std::fs::write(&path, text).unwrap();
@@ -93,6 +118,14 @@ pub fn write_config(dir: &std::path::Path, port: u16, durability: &str) -> std::
     path
 }
 
+/// What a command printed and how it exited.
+pub struct CliOutput {
+    /// `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Runs `gatehouse ARGS --config CONFIG` with optional stdin and extra env;
 /// returns (success, stdout + stderr).
 pub fn gatehouse_cli(
@@ -101,6 +134,19 @@ pub fn gatehouse_cli(
     stdin: Option<&str>,
     env: &[(&str, &str)],
 ) -> (bool, String) {
+    let out = gatehouse_run(config, args, stdin, env);
+    (out.code == Some(0), out.stdout + &out.stderr)
+}
+
+/// Runs `gatehouse ARGS --config CONFIG` in an environment of its own: no
+/// settings of the caller's, and the stored login (`gatehouse login`) in
+/// `xdg/` beside CONFIG, unless `env` says otherwise.
+pub fn gatehouse_run(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> CliOutput {
     use std::io::Write;
     let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
     command.args(args).arg("--config").arg(config);
@@ -109,9 +155,14 @@ pub fn gatehouse_cli(
         "GATEHOUSE_INITIAL_ADMIN_PASSWORD",
         "CYBUS_INITIAL_ADMIN_USER_PASSWORD",
         "CYBUS_ADMIN_USER_ENABLED",
+        "GATEHOUSE_SERVER",
+        "GATEHOUSE_TOKEN",
+        "RUST_LOG",
     ] {
         command.env_remove(var);
     }
+    let xdg = config.parent().unwrap().join("xdg");
+    command.env("XDG_CONFIG_HOME", &xdg);
     command.envs(env.iter().copied());
     let mut child = command
         .stdin(Stdio::piped())
@@ -129,7 +180,9 @@ pub fn gatehouse_cli(
     }
     drop(child.stdin.take());
     let output = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), text)
+    CliOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }

@@ -41,7 +41,11 @@ impl IdentityServices {
                 self.registry
                     .repeat(&entry.id, username, peer, entry.wishes.clone());
             } else {
-                tracing::warn!(%peer, username, "implicit registration ignored: a different request for this user name is pending");
+                tracing::warn!(%peer, username, "implicit registration refused: a different request for this user name is pending");
+                self.registry.note_conflict(&entry.id, username);
+                let detail = serde_json::json!({"username": username, "reason": "conflict"});
+                self.audit
+                    .record(&device(peer), "registry.conflict", username, detail)?;
             }
             return Ok(());
         }

@@ -127,6 +127,10 @@ pub struct PendingRequest {
     pub first_seen: u64,
     pub last_seen: u64,
     pub attempts: u64,
+    /// Requests for the same name with another password or key, refused
+    /// while this one is pending: someone else wants this identity too,
+    /// so the administrator should find out which device is the real one.
+    pub conflicts: u64,
     pub pairing_code: String,
     /// Set when an administrator confirmed it.
     pub granted: Option<Grant>,
@@ -313,6 +317,7 @@ impl ClientRegistry {
             first_seen: now,
             last_seen: now,
             attempts: 1,
+            conflicts: 0,
             granted: None,
             since: Instant::now(),
         };
@@ -338,6 +343,14 @@ impl ClientRegistry {
         request.address = address;
         request.wishes = wishes;
         Repeat::Pending(request.pairing_code.clone())
+    }
+
+    /// Counts a refused request of another device for request `id`'s name.
+    pub fn note_conflict(&self, id: &str, username: &str) {
+        let mut requests = self.requests.lock();
+        if let Some(request) = requests.get_mut(username).filter(|r| r.id == id) {
+            request.conflicts += 1;
+        }
     }
 
     /// Marks request `id` granted (its age counts again from now), or

@@ -57,6 +57,14 @@ pub enum RegistryError {
     NotPending(String),
     #[error("the request of `{0}` is already confirmed")]
     AlreadyConfirmed(String),
+    #[error(
+        "the pending request of `{username}` has pairing code {pending}, not {expected}: another device's request; list the requests again"
+    )]
+    PairingCode {
+        username: String,
+        pending: String,
+        expected: String,
+    },
     #[error("duration must be at least 1 millisecond")]
     Duration,
     #[error(transparent)]

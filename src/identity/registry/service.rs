@@ -117,6 +117,7 @@ impl IdentityServices {
         let username = entry.username.clone();
         if !self.same_credential(&entry.credential, offered).await? {
             tracing::warn!(%peer, username, "registration refused: a different request for this user name is pending");
+            self.registry.note_conflict(&entry.id, &username);
             let detail = serde_json::json!({"username": username, "reason": "conflict"});
             self.audit_off_thread(peer, "registry.conflict", &username, detail)
                 .await?;
@@ -264,10 +265,14 @@ impl IdentityServices {
     /// the request's wishes are only shown), with the requested password's
     /// hash or, for a CSR, the `certificate` grant and a certificate signed
     /// now. The device fetches it with its next identical request.
+    /// `pairing_code`, when given, must be the pending request's: the
+    /// administrator grants the request they compared with the device, not
+    /// whichever holds the name by now.
     pub fn registry_confirm(
         &self,
         actor: &Actor,
         username: &str,
+        pairing_code: Option<&str>,
         roles: Option<Vec<String>>,
         permissions: Option<Vec<Permission>>,
     ) -> Result<User, RegistryError> {
@@ -278,6 +283,15 @@ impl IdentityServices {
             .ok_or_else(|| RegistryError::NotPending(username.into()))?;
         if entry.granted.is_some() {
             return Err(RegistryError::AlreadyConfirmed(username.into()));
+        }
+        if let Some(expected) = pairing_code
+            && !expected.trim().eq_ignore_ascii_case(&entry.pairing_code)
+        {
+            return Err(RegistryError::PairingCode {
+                username: username.into(),
+                pending: entry.pairing_code.clone(),
+                expected: expected.trim().into(),
+            });
         }
         let role_ids = self.role_ids(roles.as_deref().unwrap_or_default())?;
         let method = match entry.credential {

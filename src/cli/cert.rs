@@ -1,10 +1,11 @@
-//! `gatehouse cert ...`: the built-in CA on the store of a stopped broker.
+//! `gatehouse cert ...`: the built-in CA on the store of a stopped broker
+//! (the admin API has no certificate routes: issuing records the
+//! certificate in the store, revoking changes the CRL the broker loads).
 
-use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use std::path::PathBuf;
 
-use gatehouse::Config;
+use super::{CliError, Ctx, Exit, Result, Target, output};
 use gatehouse::identity::CertificateRecord;
 use gatehouse::tls::{CertificateAuthority, write_new};
 
@@ -41,48 +42,62 @@ pub enum CertCommand {
     Revoke { serial: String },
 }
 
-pub fn cert(config: &Config, command: CertCommand) -> anyhow::Result<()> {
-    let store = gatehouse::broker::open_store(config)?;
-    let directory = gatehouse::broker::open_directory(config, store)?;
-    let ca = || CertificateAuthority::load_or_create(&config.tls.dir);
+fn fail(what: &str, path: &std::path::Path, e: impl std::fmt::Display) -> CliError {
+    CliError::failed(format!("{what} {}: {e}", path.display()))
+}
+
+pub fn cert(ctx: &Ctx, command: CertCommand) -> Result<()> {
+    let config = &ctx.config;
+    let local = Target::local_only(ctx, "`gatehouse cert`")?;
+    let directory = &local.directory;
+    let ca = || {
+        CertificateAuthority::load_or_create(&config.tls.dir)
+            .map_err(|e| CliError::failed(format!("the CA in {}: {e}", config.tls.dir.display())))
+    };
     let default_days = config.tls.device_cert_days;
     match command {
         CertCommand::Issue { cn, days, out } => {
-            let (issued, key_pem) = ca()?.issue(&cn, days.unwrap_or(default_days))?;
             if cn.contains(['/', '\0']) || cn == "." || cn == ".." {
-                bail!("a common name used as a file name must not contain '/'");
+                return Err(CliError::new(
+                    Exit::Usage,
+                    "a common name used as a file name must not contain '/'",
+                ));
             }
+            let (issued, key_pem) = ca()?
+                .issue(&cn, days.unwrap_or(default_days))
+                .map_err(|e| CliError::failed(e.to_string()))?;
             let cert_path = out.join(format!("{cn}.crt"));
             let key_path = out.join(format!("{cn}.key"));
             write_new(&key_path, key_pem.as_bytes(), true)
-                .with_context(|| format!("writing {}", key_path.display()))?;
+                .map_err(|e| fail("writing", &key_path, e))?;
             write_new(&cert_path, issued.pem.as_bytes(), false)
-                .with_context(|| format!("writing {}", cert_path.display()))?;
+                .map_err(|e| fail("writing", &cert_path, e))?;
             let ca_copy = out.join("ca.crt");
             if !ca_copy.exists() {
                 write_new(&ca_copy, ca()?.cert_pem.as_bytes(), false)
-                    .with_context(|| format!("writing {}", ca_copy.display()))?;
+                    .map_err(|e| fail("writing", &ca_copy, e))?;
             }
             directory.record_certificate(CertificateRecord::from(&issued))?;
-            println!(
+            output::line(format!(
                 "issued {} serial {} fingerprint {}",
                 cert_path.display(),
                 issued.serial,
                 issued.fingerprint
-            );
+            ))?;
             if directory.user(&cn).is_none() {
                 eprintln!("note: no user `{cn}` exists yet; create it with --grant certificate");
             }
         }
         CertCommand::Sign { csr, days, cn, out } => {
-            let request = std::fs::read_to_string(&csr)
-                .with_context(|| format!("reading {}", csr.display()))?;
-            let issued = ca()?.sign_csr(&request, cn.as_deref(), days.unwrap_or(default_days))?;
+            let request = std::fs::read_to_string(&csr).map_err(|e| fail("reading", &csr, e))?;
+            let issued = ca()?
+                .sign_csr(&request, cn.as_deref(), days.unwrap_or(default_days))
+                .map_err(|e| CliError::failed(e.to_string()))?;
             directory.record_certificate(CertificateRecord::from(&issued))?;
             match out {
                 Some(path) => {
                     write_new(&path, issued.pem.as_bytes(), false)
-                        .with_context(|| format!("writing {}", path.display()))?;
+                        .map_err(|e| fail("writing", &path, e))?;
                     eprintln!(
                         "signed {} for CN {} serial {}",
                         path.display(),
@@ -90,24 +105,38 @@ pub fn cert(config: &Config, command: CertCommand) -> anyhow::Result<()> {
                         issued.serial
                     );
                 }
-                None => print!("{}", issued.pem),
+                None => output::raw(&issued.pem)?,
             }
         }
         CertCommand::List => {
-            for c in directory.certificates() {
-                println!(
-                    "{}\t{}\t{}\tnot_after={}\t{}",
-                    c.serial,
-                    c.common_name,
-                    c.fingerprint,
-                    c.not_after,
-                    if c.revoked { "revoked" } else { "valid" }
-                );
+            let certificates = directory.certificates();
+            if ctx.json {
+                let list = serde_json::to_value(&certificates).unwrap_or_default();
+                return output::json(&list);
             }
+            let rows: Vec<Vec<String>> = certificates
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.serial.clone(),
+                        c.common_name.clone(),
+                        c.fingerprint.clone(),
+                        c.not_after.to_string(),
+                        if c.revoked { "revoked" } else { "valid" }.into(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["SERIAL", "CN", "FINGERPRINT", "NOT AFTER", "STATUS"],
+                &rows,
+            )?;
         }
         CertCommand::Revoke { serial } => {
             let record = directory.revoke_certificate(&serial)?;
-            println!("revoked {} ({})", record.serial, record.common_name);
+            output::line(format!(
+                "revoked {} ({})",
+                record.serial, record.common_name
+            ))?;
         }
     }
     Ok(())
