@@ -21,6 +21,8 @@ interface PendingRequest {
   firstSeen: number;
   lastSeen: number;
   attempts: number;
+  /** Refused requests of another device for the same name. */
+  conflicts?: number;
   pairingCode: string;
 }
 
@@ -93,7 +95,7 @@ export async function registryView(ctx: Ctx): Promise<void> {
         : h(
             'table',
             null,
-            h('thead', null, h('tr', null, ['User name', 'Pairing code', 'Method', 'Requested', 'Context', 'Address', 'First seen', 'Last seen', 'Attempts', ''].map((t) => h('th', { scope: 'col' }, t)))),
+            h('thead', null, h('tr', null, ['User name', 'Pairing code', 'Method', 'Requested', 'Context', 'Address', 'First seen', 'Last seen', 'Attempts', 'Conflicts', ''].map((t) => h('th', { scope: 'col' }, t)))),
             h(
               'tbody',
               null,
@@ -110,6 +112,7 @@ export async function registryView(ctx: Ctx): Promise<void> {
                   h('td', null, when(r.firstSeen)),
                   h('td', null, when(r.lastSeen)),
                   h('td', null, String(r.attempts)),
+                  h('td', r.conflicts ? { class: 'denied', title: 'Another device asked for this name too: make sure the pairing code matches the device in front of you.' } : null, String(r.conflicts ?? 0)),
                   h(
                     'td',
                     null,
@@ -189,7 +192,9 @@ async function confirm(ctx: Ctx, r: PendingRequest, refresh: () => Promise<void>
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     void run(submit, slot, async () => {
-      const body: Record<string, unknown> = { username: r.username, roles: boxes.filter((b) => b.box.input.checked).map((b) => b.role.id) };
+      // The code the administrator compared: the broker refuses the
+      // confirmation if the pending request now has another.
+      const body: Record<string, unknown> = { username: r.username, pairingCode: r.pairingCode, roles: boxes.filter((b) => b.box.input.checked).map((b) => b.role.id) };
       if (grantAsked?.input.checked) body.permissions = r.permissions;
       await post('/api/client-registry/confirm', body);
       close();
