@@ -486,6 +486,9 @@ async fn the_cli_drives_the_registry() {
         None,
         &[("GATEHOUSE_TOKEN", token)],
     );
-    assert!(!ok && out.contains("not an http:// or https:// URL"), "{out}");
+    assert!(
+        !ok && out.contains("not an http:// or https:// URL"),
+        "{out}"
+    );
     b.stop().await;
 }
