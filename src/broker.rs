@@ -273,6 +273,13 @@ async fn launch(
     tokio::spawn(crate::trim::run(services.clone(), shutdown_rx.clone()));
     if let Some(identity) = identity {
         tokio::spawn(identity.tokens.clone().run_sweeper(shutdown_rx.clone()));
+        tokio::spawn(identity.clone().run_oauth_sweeper(shutdown_rx.clone()));
+        if config.oauth.base_url.is_empty() {
+            tracing::warn!(
+                issuer = identity.tokens.issuer(),
+                "[oauth] base_url is empty: the OAuth metadata names the address each request came in on, and the issuer is [http] issuer; set base_url to the admin API's public https URL"
+            );
+        }
         let app = crate::http::app(identity.clone(), registry.clone());
         let http = [
             (config.listeners.http, None),

@@ -84,10 +84,27 @@ pub struct OAuth {
     /// Access-token lifetime of clients registered with `tokenExpiration:
     /// "global"` (seconds, Integration Server's default 3600).
     pub token_expiration_secs: u32,
-    /// Public URL of the admin API (`https://broker.example:8443`), used
-    /// for the endpoints in the server metadata; empty: taken from each
-    /// request's `Host`.
+    /// Public URL of the admin API (`https://broker.example:8443`): the
+    /// issuer (`iss` of every token) and the base of the endpoints in the
+    /// server metadata. Empty: the issuer is `[http] issuer` and the
+    /// endpoints use the address of the listener a request came in on
+    /// (never its `Host` header); a warning at start says so.
     pub base_url: String,
+    /// A refresh token's grant ends this long after the user signed in,
+    /// however often it was refreshed (seconds; 90 days).
+    pub refresh_absolute_lifetime_secs: u32,
+    /// ... and when it was not used for this long (seconds; 14 days).
+    pub refresh_idle_lifetime_secs: u32,
+    /// Refresh-token grants one user may hold; a new one ends the user's
+    /// least recently used.
+    pub max_grants_per_user: u32,
+    /// Refresh-token grants of one client; a new one ends the client's
+    /// least recently used.
+    pub max_grants_per_client: u32,
+    /// The admin API is served over HTTPS by a TLS-terminating proxy in
+    /// front of a plain `http` listener: cookies are `Secure` (and the
+    /// login form's is `__Host-`), and metadata URLs say `https`.
+    pub behind_tls_proxy: bool,
 }
 
 impl Default for OAuth {
@@ -95,6 +112,22 @@ impl Default for OAuth {
         OAuth {
             token_expiration_secs: 3600,
             base_url: String::new(),
+            refresh_absolute_lifetime_secs: 90 * 24 * 3600,
+            refresh_idle_lifetime_secs: 14 * 24 * 3600,
+            max_grants_per_user: 100,
+            max_grants_per_client: 100_000,
+            behind_tls_proxy: false,
+        }
+    }
+}
+
+impl OAuth {
+    /// `iss` of every token: `base_url` when set, else `http_issuer`.
+    pub fn issuer<'a>(&'a self, http_issuer: &'a str) -> &'a str {
+        if self.base_url.is_empty() {
+            http_issuer
+        } else {
+            &self.base_url
         }
     }
 }
@@ -603,6 +636,25 @@ impl Config {
             "oauth.base_url",
             "must be empty or an http(s) URL without a trailing slash, query or fragment",
         )?;
+        let o = &self.oauth;
+        for (value, key) in [
+            (
+                o.refresh_absolute_lifetime_secs,
+                "oauth.refresh_absolute_lifetime_secs",
+            ),
+            (
+                o.refresh_idle_lifetime_secs,
+                "oauth.refresh_idle_lifetime_secs",
+            ),
+            (o.max_grants_per_user, "oauth.max_grants_per_user"),
+            (o.max_grants_per_client, "oauth.max_grants_per_client"),
+        ] {
+            check(
+                (1..=i32::MAX as u32).contains(&value),
+                key,
+                "must be between 1 and 2147483647",
+            )?;
+        }
         let r = &self.registry;
         check(
             (1..=10_080).contains(&r.max_unlock_minutes),
@@ -686,5 +738,24 @@ mod tests {
         assert!(err.to_string().contains("limits.max_packet_size"), "{err}");
         let err = Config::parse("[storage]\ndurability = \"often\"\n").unwrap_err();
         assert!(err.to_string().contains("durability"), "{err}");
+        let err = Config::parse("[oauth]\ntoken_expiration_secs = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("oauth.token_expiration_secs"),
+            "{err}"
+        );
+        let err = Config::parse("[oauth]\nbase_url = \"ftp://x/\"\n").unwrap_err();
+        assert!(err.to_string().contains("oauth.base_url"), "{err}");
+        let err = Config::parse("[oauth]\nrefresh_idle_lifetime_secs = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("oauth.refresh_idle_lifetime_secs"),
+            "{err}"
+        );
+        let c = Config::parse("[oauth]\nbase_url = \"https://b.example\"\n").unwrap();
+        assert_eq!(c.oauth.issuer("gatehouse"), "https://b.example");
+        assert_eq!(
+            Config::parse("").unwrap().oauth.issuer("gatehouse"),
+            "gatehouse"
+        );
+        assert_eq!(Config::parse("").unwrap().oauth.token_expiration_secs, 3600);
     }
 }

@@ -191,11 +191,15 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
+        // Before the listeners open: a signal that comes as soon as the
+        // first client is served must find its handler, not kill the
+        // process without a goodbye.
+        let signals = Signals::install()?;
         let broker = gatehouse::start(config).await?;
         // Every listener is bound and the store is open.
         gatehouse::systemd::notify_ready();
         let watchdog = gatehouse::systemd::spawn_watchdog();
-        wait_for_signal(&broker).await?;
+        signals.wait(&broker).await;
         tracing::info!("shutting down");
         gatehouse::systemd::notify("STOPPING=1");
         if let Some(watchdog) = watchdog {
@@ -206,18 +210,34 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Returns on SIGTERM or SIGINT; SIGHUP reloads the TLS certificate.
-async fn wait_for_signal(broker: &gatehouse::RunningBroker) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok(()),
-            result = tokio::signal::ctrl_c() => return result.context("waiting for SIGINT"),
-            _ = hup.recv() => {
-                if let Err(e) = broker.reload_tls() {
-                    tracing::error!("SIGHUP: keeping the current certificate: {e}");
+/// The signals the broker answers: SIGTERM and SIGINT stop it, SIGHUP
+/// reloads the TLS certificate.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Returns on SIGTERM or SIGINT.
+    async fn wait(mut self, broker: &gatehouse::RunningBroker) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    if let Err(e) = broker.reload_tls() {
+                        tracing::error!("SIGHUP: keeping the current certificate: {e}");
+                    }
                 }
             }
         }

@@ -473,3 +473,58 @@ async fn the_cli_speaks_https_verified_by_the_brokers_ca() {
     let out = run(&["logout"], None, &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+/// The command line on a stopped broker goes through the same services as
+/// the API: a password changed there ends the user's OAuth grants (their
+/// refresh and access tokens are refused after the restart).
+#[tokio::test]
+async fn a_password_changed_offline_ends_oauth_grants() {
+    use common::oauth::{confidential, curl};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mqtt, http) = config(dir.path());
+    let run = |args: &[&str], stdin: Option<&str>| gatehouse_run(&config, args, stdin, &[]);
+    let token_url = format!("http://{http}/oauth/token");
+    let broker = Binary::start(&config, mqtt);
+    wait_port(http);
+    let admin = Api::login(http, "admin", "admin").await;
+    admin
+        .create_user(json!({"username": "olga", "password": "olga-pw-00001"}))
+        .await;
+    let app = confidential(
+        &admin,
+        "app",
+        "http://127.0.0.1:9/cb",
+        json!("global"),
+        json!("unlimited"),
+    )
+    .await;
+    let r = curl(&[
+        "-u",
+        &app.basic(),
+        "-d",
+        "grant_type=password&username=olga&password=olga-pw-00001",
+        &token_url,
+    ])
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let access = r.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.body["refresh_token"].as_str().unwrap().to_owned();
+    drop(broker);
+
+    let out = run(
+        &["user", "passwd", "olga", "--password-stdin"],
+        Some("olga-pw-00002\nolga-pw-00002\n"),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    let _broker = Binary::start(&config, mqtt);
+    wait_port(http);
+    let body = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let r = curl(&["-u", &app.basic(), "-d", &body, &token_url]).await;
+    assert_eq!((r.status, r.error()), (400, "invalid_grant"), "{}", r.text);
+    let me = Api::new(http)
+        .with_token(&access)
+        .get("/api/users/me")
+        .await;
+    assert_eq!(me.status, 401, "{}", me.body);
+}

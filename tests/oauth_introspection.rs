@@ -11,6 +11,11 @@ use serde_json::json;
 
 const CB: &str = "http://127.0.0.1:9/callback";
 
+/// `curl` over borrowed arguments, as a future that owns them.
+async fn curl_owned<const N: usize>(args: [&str; N]) -> Curl {
+    curl(&args).await
+}
+
 #[tokio::test]
 async fn implicit_never_expiring_introspection_revocation_metadata() {
     let b = TestBroker::start().await;
@@ -46,18 +51,28 @@ async fn implicit_never_expiring_introspection_revocation_metadata() {
         200
     );
 
-    // Introspection by a confidential client (a resource server).
+    // Introspection by a confidential client (a resource server): another
+    // client's token is not revealed to it ...
     let rs = confidential(&admin, "rs", CB, json!(120), json!(3)).await;
     let url = |p: &str| format!("{base}/oauth/{p}");
     let token_field = |t: &str| format!("token={t}");
-    let r = curl(&[
-        "-u",
-        &rs.basic(),
-        "-d",
-        &token_field(&forever),
-        &url("introspect"),
-    ])
-    .await;
+    let forever_field = token_field(&forever);
+    let introspect_url = url("introspect");
+    let rs_basic = rs.basic();
+    let introspect_forever =
+        || curl_owned(["-u", &rs_basic, "-d", &forever_field, &introspect_url]);
+    let r = introspect_forever().await;
+    assert_eq!((r.status, &r.body), (200, &json!({"active": false})));
+    // ... until its account is given the right explicitly.
+    let rs_account = rs.user_id.clone().unwrap();
+    let r = admin
+        .post(
+            &format!("/api/users/{rs_account}/permissions"),
+            json!({"resource": "/oauth/introspect", "operation": "read", "context": "http"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = introspect_forever().await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["active"], true);
     assert_eq!(r.body["exp"], 253_402_300_799u64);

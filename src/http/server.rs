@@ -21,6 +21,12 @@ use crate::tls::TlsContext;
 #[derive(Debug, Clone, Copy)]
 pub struct Https;
 
+/// The local address a request's connection was accepted on (the OAuth
+/// metadata's URLs when `[oauth] base_url` is empty; never the `Host`
+/// header, which the client chooses).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// Time allowed for a request's headers (and a TLS handshake).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,15 +57,19 @@ pub async fn serve(
             continue;
         };
         let _ = socket.set_nodelay(true);
+        let Ok(local) = socket.local_addr() else {
+            continue;
+        };
         let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let ends = (peer, local);
             match tls {
-                None => connection(socket, peer, false, app, shutdown).await,
+                None => connection(socket, ends, false, app, shutdown).await,
                 Some(tls) => {
                     let accept = tls.http_acceptor().accept(socket);
                     match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
-                        Ok(Ok(stream)) => connection(stream, peer, true, app, shutdown).await,
+                        Ok(Ok(stream)) => connection(stream, ends, true, app, shutdown).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "HTTPS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
                     }
@@ -71,7 +81,7 @@ pub async fn serve(
 
 async fn connection<S>(
     stream: S,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     https: bool,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
@@ -80,6 +90,7 @@ async fn connection<S>(
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(LocalAddr(local));
         if https {
             request.extensions_mut().insert(Https);
         }

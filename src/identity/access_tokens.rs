@@ -47,6 +47,8 @@ pub struct AccessGrant<'a> {
     /// The authorization (code or password grant) it belongs to, so that
     /// a reused code or refresh token revokes it.
     pub grant: Option<&'a str>,
+    /// The grant type it comes from (`authorization_code`, ...).
+    pub grant_type: &'a str,
 }
 
 impl TokenInfo {
@@ -97,6 +99,7 @@ impl TokenService {
             scope: Some(claims.scope),
             client_id: Some(claims.client_id),
             grant: grant.grant.map(str::to_owned),
+            grant_type: Some(grant.grant_type.to_owned()),
         };
         self.record(record.clone())?;
         Ok((token, record))
@@ -141,6 +144,7 @@ mod tests {
             scope: "mqtt",
             lifetime: None,
             grant: Some("g1"),
+            grant_type: "password",
         };
         let (token, record) = tokens.issue_access(grant).unwrap();
         assert_eq!(record.expires_at, NEVER_EXPIRES * 1000);

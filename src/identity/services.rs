@@ -136,7 +136,7 @@ impl IdentityServices {
         let exists = |id: &str| directory.user_by_id(id).is_some();
         let tokens = Arc::new(TokenService::open(
             data_dir,
-            &config.issuer,
+            oauth.issuer(&config.issuer),
             store.clone(),
             exists,
         )?);
@@ -150,7 +150,7 @@ impl IdentityServices {
         let oauth = OAuthState::open(data_dir, store.clone(), oauth, exists)?;
         let audit = AuditLog::open(store, config.audit_max_entries)?;
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Arc::new(IdentityServices {
+        let services = Arc::new(IdentityServices {
             directory,
             tokens,
             mfa,
@@ -162,7 +162,11 @@ impl IdentityServices {
             hashing: Semaphore::new(parallel),
             writes: Mutex::new(()),
             registry,
-        }))
+        });
+        let policy: std::sync::Weak<dyn super::token_sessions::RenewPolicy> =
+            Arc::downgrade(&services) as _;
+        services.tokens.set_policy(policy);
+        Ok(services)
     }
 
     fn user(&self, id: &str) -> Result<User, AdminError> {
@@ -248,6 +252,9 @@ impl IdentityServices {
         }
         if let Some(enabled) = update.enabled {
             self.directory.set_enabled(name, enabled)?;
+            if !enabled {
+                self.end_user_grants(id, "disabled")?;
+            }
         }
         if update.enforce_mfa_enrollment.is_some() {
             self.mfa
@@ -272,19 +279,27 @@ impl IdentityServices {
         self.user(id)
     }
 
-    /// Deletes a user, their tokens and MFA state; their MQTT sessions close.
+    /// Deletes a user, their tokens, OAuth grants and MFA state; their
+    /// MQTT sessions close.
     pub fn delete_user(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
-        let _serial = self.writes.lock();
-        let user = self.user(id)?;
         if actor.user_id.as_deref() == Some(id) {
             return Err(AdminError::Conflict("you cannot delete yourself".into()));
         }
+        self.remove_account(actor, id)
+    }
+
+    /// [`delete_user`](Self::delete_user) without the caller check (an
+    /// OAuth client's account goes with its client).
+    pub(crate) fn remove_account(&self, actor: &Actor, id: &str) -> Result<(), AdminError> {
+        let _serial = self.writes.lock();
+        let user = self.user(id)?;
         if user.username == ANONYMOUS_USER {
             return Err(AdminError::Conflict(
                 "the built-in user `anonymous` cannot be deleted (disable it instead)".into(),
             ));
         }
         self.directory.delete_user(&user.username)?;
+        self.end_user_grants(&user.id, "deleted")?;
         self.tokens.revoke_all(&user.id)?;
         self.mfa.remove(&user.id)?;
         self.audit.record(
@@ -319,6 +334,7 @@ impl IdentityServices {
             }
         }
         self.directory.set_password(&user.username, new)?;
+        self.end_user_grants(&user.id, "password changed")?;
         self.audit.record(
             actor,
             "user.password",
@@ -522,7 +538,10 @@ impl IdentityServices {
                 self.tokens.revoke(&user.id, fp)?;
                 1
             }
-            None => self.tokens.revoke_all(&user.id)?.len(),
+            None => {
+                let oauth = self.end_user_grants(&user.id, "all tokens revoked")?;
+                oauth + self.tokens.revoke_all(&user.id)?.len()
+            }
         };
         self.audit.record(
             actor,

@@ -33,6 +33,11 @@ impl TokenService {
         }
     }
 
+    /// Sets the rules a renewal must also satisfy (once).
+    pub(crate) fn set_policy(&self, policy: Weak<dyn RenewPolicy>) {
+        let _ = self.policy.set(policy);
+    }
+
     /// Ties an MQTT connection's ACL to its token, so that it closes when
     /// the token expires or is revoked.
     pub fn bind(self: &Arc<Self>, info: &TokenInfo, acl: &Arc<LiveAcl>) {
@@ -53,6 +58,9 @@ impl TokenService {
         let info = self.verify(token)?;
         if info.enrol_only() || !info.allows(SCOPE_MQTT) {
             return Err(RenewError::Scope);
+        }
+        if let Some(policy) = self.policy.get().and_then(Weak::upgrade) {
+            policy.admits(&info).map_err(RenewError::Refused)?;
         }
         let old = match acl.token.lock().as_deref() {
             Some(bound) if *bound.user_id == *info.user_id => bound.jti.clone(),
@@ -177,4 +185,12 @@ pub enum RenewError {
     Scope,
     #[error("the session's token already expired or was revoked")]
     Closed,
+    #[error("{0}")]
+    Refused(&'static str),
+}
+
+/// What else a renewal must satisfy: the user still enabled, an access
+/// token's client still there and allowed its grant (`identity::oauth`).
+pub trait RenewPolicy: Send + Sync {
+    fn admits(&self, info: &TokenInfo) -> Result<(), &'static str>;
 }

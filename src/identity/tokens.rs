@@ -26,7 +26,7 @@ pub use super::access_tokens::{
     AccessGrant, NEVER_EXPIRES, SCOPE_API, SCOPE_MQTT, TYP_ACCESS_TOKEN,
 };
 use super::model::User;
-use super::token_sessions::LiveTokens;
+use super::token_sessions::{LiveTokens, RenewPolicy};
 use crate::router::now_millis;
 use crate::store::{IdentityTable, Store, StoreError};
 
@@ -102,6 +102,10 @@ pub struct TokenRecord {
     /// OAuth access tokens: the authorization they came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// OAuth access tokens: the grant type they came from (a refresh
+    /// counts as the grant that started it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<String>,
 }
 
 /// A token that verified: who it speaks for, until when.
@@ -222,6 +226,9 @@ pub struct TokenService {
     /// Wakes the sweeper when a token bound to a session expires sooner
     /// than the one it sleeps for.
     pub(super) sooner: tokio::sync::Notify,
+    /// What else an MQTT re-authentication must satisfy (the OAuth
+    /// server's rules), set once the identity services exist.
+    pub(super) policy: std::sync::OnceLock<std::sync::Weak<dyn RenewPolicy>>,
 }
 
 pub(super) fn now_secs() -> u64 {
@@ -267,6 +274,7 @@ impl TokenService {
             cache: Mutex::new(HashMap::new()),
             live: Mutex::new(LiveTokens::default()),
             sooner: tokio::sync::Notify::new(),
+            policy: std::sync::OnceLock::new(),
         })
     }
 
@@ -320,6 +328,7 @@ impl TokenService {
             scope: claims.scope,
             client_id: None,
             grant: None,
+            grant_type: None,
         };
         self.record(record.clone())?;
         Ok((token, record))

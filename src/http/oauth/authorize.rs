@@ -4,7 +4,8 @@
 //! to the client with a code or, implicit, a token.
 //!
 //! CSRF: the GET sets a random nonce as a `SameSite=Strict`, `HttpOnly`
-//! cookie; the form carries `issued-at.MAC(nonce, issued-at, the request)`
+//! cookie (over HTTPS, or behind a TLS proxy, `Secure` with the `__Host-`
+//! prefix, so no subdomain or plain-HTTP page can set it); the form carries `issued-at.MAC(nonce, issued-at, the request)`
 //! (double submit, signed with the OAuth key and bound to this form's
 //! request). A POST without both, or older than ten minutes, is refused.
 
@@ -34,6 +35,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 const COOKIE: &str = "gatehouse_oauth_csrf";
+/// The cookie's name when served over HTTPS (`Secure`, `Path=/`, no
+/// `Domain`: RFC 6265bis §4.1.3.2).
+const HOST_COOKIE: &str = "__Host-gatehouse_oauth_csrf";
 /// How long a form may be submitted after it was shown.
 const FORM_SECS: u64 = 600;
 
@@ -134,20 +138,21 @@ fn csrf_mac(state: &AppState, nonce: &str, issued: u64, a: &Authorization) -> St
     hex(&state.services.oauth.mac("gatehouse oauth csrf v1", &parts))
 }
 
-fn cookie_nonce(headers: &HeaderMap) -> Option<String> {
+fn cookie_nonce(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let wanted = if secure { HOST_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
         .filter(|v| (16..=128).contains(&v.len()))
 }
 
-fn csrf_ok(state: &AppState, headers: &HeaderMap, field: Option<&str>, a: &Authorization) -> bool {
-    let (Some(nonce), Some(field)) = (cookie_nonce(headers), field) else {
+fn csrf_ok(nonce: &str, state: &AppState, field: Option<&str>, a: &Authorization) -> bool {
+    let Some(field) = field else {
         return false;
     };
     let Some((issued, mac)) = field.split_once('.') else {
@@ -159,11 +164,12 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap, field: Option<&str>, a: &Autho
     let now = now_millis() / 1000;
     issued <= now + 60
         && now.saturating_sub(issued) <= FORM_SECS
-        && same(&csrf_mac(state, &nonce, issued, a), mac)
+        && same(&csrf_mac(state, nonce, issued, a), mac)
 }
 
-/// The login form for `a`, with a CSRF field bound to `nonce`; `https`
-/// makes a new cookie `Secure`.
+/// The login form for `a`, with a CSRF field bound to `nonce`; with
+/// `new_cookie`, sets it (`Some(true)`: `Secure` with the `__Host-`
+/// prefix).
 fn form(
     state: &AppState,
     a: &Authorization,
@@ -187,11 +193,13 @@ fn form(
         username,
         message,
     });
-    let cookie = new_cookie.map(|https| {
-        let secure = if https { "; Secure" } else { "" };
-        format!(
-            "{COOKIE}={nonce}; Path=/oauth/authorize; Max-Age={FORM_SECS}; HttpOnly; SameSite=Strict{secure}"
-        )
+    let cookie = new_cookie.map(|secure| {
+        let attributes = format!("Max-Age={FORM_SECS}; HttpOnly; SameSite=Strict");
+        if secure {
+            format!("{HOST_COOKIE}={nonce}; Path=/; {attributes}; Secure")
+        } else {
+            format!("{COOKIE}={nonce}; Path=/oauth/authorize; {attributes}")
+        }
     });
     html::page(status, "Sign in", &body, cookie)
 }
@@ -203,11 +211,8 @@ fn form(
         (status = 302, description = "Back to the redirect URI with an error and `state`"),
         (status = 400, description = "Unknown client or redirect URI (never redirected)", content_type = "text/html", body = String)))]
 #[tracing::instrument(name = "oauth_authorize", skip_all)]
-async fn oauth_authorize(
-    State(state): State<AppState>,
-    Scheme(https): Scheme,
-    uri: Uri,
-) -> Response {
+async fn oauth_authorize(State(state): State<AppState>, scheme: Scheme, uri: Uri) -> Response {
+    let secure = scheme.secure(&state);
     let params = match Params::parse(uri.query().unwrap_or_default().as_bytes()) {
         Ok(params) => params,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
@@ -218,7 +223,7 @@ async fn oauth_authorize(
         Ok(a) => {
             let bytes: [u8; 32] = rand::random();
             let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-            form(&state, &a, &nonce, Some(https), "", None, StatusCode::OK)
+            form(&state, &a, &nonce, Some(secure), "", None, StatusCode::OK)
         }
     }
 }
@@ -262,9 +267,11 @@ fn refusal(e: &LoginError) -> Result<(StatusCode, String), String> {
 async fn oauth_authorize_form(
     State(state): State<AppState>,
     peer: Peer,
+    scheme: Scheme,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let secure = scheme.secure(&state);
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -283,8 +290,8 @@ async fn oauth_authorize_form(
             return redirect(StatusCode::SEE_OTHER, &location);
         }
     };
-    let Some(nonce) = cookie_nonce(&headers)
-        .filter(|_| csrf_ok(&state, &headers, params.get("csrf").as_deref(), &a))
+    let Some(nonce) = cookie_nonce(&headers, secure)
+        .filter(|nonce| csrf_ok(nonce, &state, params.get("csrf").as_deref(), &a))
     else {
         tracing::warn!(peer = %peer.0, "OAuth login form refused: CSRF check failed");
         return error_page(
@@ -351,6 +358,13 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("a=b; {COOKIE}={nonce}; c=d")).unwrap(),
         );
-        assert_eq!(cookie_nonce(&headers), Some(nonce));
+        assert_eq!(cookie_nonce(&headers, false), Some(nonce.clone()));
+        // Over HTTPS only the `__Host-` cookie counts.
+        assert_eq!(cookie_nonce(&headers, true), None);
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{HOST_COOKIE}={nonce}")).unwrap(),
+        );
+        assert_eq!(cookie_nonce(&headers, true), Some(nonce));
     }
 }

@@ -1,12 +1,12 @@
 //! `GET /.well-known/oauth-authorization-server` (RFC 8414): where the
 //! endpoints are, what they support, and the JWKS that verifies access
 //! tokens. Endpoint URLs come from `[oauth] base_url`, else from the
-//! request's `Host` (and the listener's scheme).
+//! local address the request's connection was accepted on (and the
+//! listener's scheme); never from the `Host` header, which the caller
+//! chooses.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::http::header;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -42,33 +42,27 @@ pub struct Metadata {
 }
 
 /// The public URL of this API, without a trailing slash.
-pub fn base_url(state: &AppState, headers: &HeaderMap, https: bool) -> String {
+pub fn base_url(state: &AppState, scheme: &Scheme) -> String {
     let configured = &state.services.oauth.config.base_url;
     if !configured.is_empty() {
         return configured.clone();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
-        .unwrap_or("localhost");
-    let scheme = if https { "https" } else { "http" };
-    format!("{scheme}://{host}")
+    let name = if scheme.secure(state) {
+        "https"
+    } else {
+        "http"
+    };
+    match scheme.local {
+        Some(local) => format!("{name}://{local}"),
+        None => format!("{name}://localhost"),
+    }
 }
 
 /// The authorization server's metadata (RFC 8414).
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
     security(()), responses((status = 200, body = Metadata)))]
-async fn oauth_metadata(
-    State(state): State<AppState>,
-    Scheme(https): Scheme,
-    headers: HeaderMap,
-) -> Json<Metadata> {
-    let base = base_url(&state, &headers, https);
+async fn oauth_metadata(State(state): State<AppState>, scheme: Scheme) -> Json<Metadata> {
+    let base = base_url(&state, &scheme);
     Json(Metadata {
         issuer: state.services.tokens.issuer().into(),
         authorization_endpoint: format!("{base}/oauth/authorize"),

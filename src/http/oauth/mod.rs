@@ -99,8 +99,20 @@ impl IntoResponse for OAuthResponseError {
     }
 }
 
-/// Whether the request came over TLS.
-pub struct Scheme(pub bool);
+/// Whether the request came over TLS, and the local address its
+/// connection was accepted on (absent when the app is driven in-process).
+pub struct Scheme {
+    pub https: bool,
+    pub local: Option<std::net::SocketAddr>,
+}
+
+impl Scheme {
+    /// Served over HTTPS, here or by a TLS-terminating proxy in front
+    /// (`[oauth] behind_tls_proxy`).
+    pub fn secure(&self, state: &AppState) -> bool {
+        self.https || state.services.oauth.config.behind_tls_proxy
+    }
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Scheme {
     type Rejection = std::convert::Infallible;
@@ -109,9 +121,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Scheme {
         parts: &mut axum::http::request::Parts,
         _: &S,
     ) -> Result<Scheme, Self::Rejection> {
-        Ok(Scheme(
-            parts.extensions.get::<super::server::Https>().is_some(),
-        ))
+        Ok(Scheme {
+            https: parts.extensions.get::<super::server::Https>().is_some(),
+            local: parts
+                .extensions
+                .get::<super::server::LocalAddr>()
+                .map(|l| l.0),
+        })
     }
 }
 

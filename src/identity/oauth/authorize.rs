@@ -220,8 +220,23 @@ impl IdentityServices {
         user: &User,
     ) -> Result<String, AuthorizeError> {
         let a = authorization;
+        let ticket = self.oauth.revocations.ticket();
         let issuer = self.tokens.issuer();
         let fail = |e: OAuthError| AuthorizeError::Redirect(self.error_location(a, &e));
+        // Still the user who signed in: not disabled, deleted or given a
+        // new password since (whose revocation came before `ticket`).
+        // The client, unchanged since the request was checked.
+        let denied = |why: &str| fail(OAuthError::new(ErrorCode::AccessDenied, why));
+        let current = self
+            .live_user(&user.id)
+            .map_err(|_| denied("the user no longer exists or is disabled"))?;
+        if current.password_hash != user.password_hash {
+            return Err(denied("the user's password changed; sign in again"));
+        }
+        let client = self.oauth.client(&a.client.client_id);
+        if client.is_none_or(|c| c.updated_at != a.client.updated_at) {
+            return Err(denied("the client changed; start again"));
+        }
         let account = self.mfa.account(&user.id);
         if account.enforce_mfa_enrollment && !account.mfa_enrolled() {
             return Err(fail(OAuthError::new(
@@ -241,6 +256,7 @@ impl IdentityServices {
                         scope: a.scope.clone(),
                         challenge: a.challenge.clone(),
                         grant: new_id(),
+                        ticket,
                     })
                     .ok_or_else(|| {
                         fail(OAuthError::new(
@@ -262,7 +278,7 @@ impl IdentityServices {
             }
             ResponseType::Token => {
                 let issued = self
-                    .issue_tokens(&a.client, user, &a.scope, None)
+                    .issue_tokens(&a.client, user, &a.scope, None, ticket, GrantKind::Implicit)
                     .map_err(fail)?;
                 let expires_in = issued.expires_in.map(|s| s.to_string());
                 let mut params = vec![

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use super::OAuthOpenError;
 pub use super::model::{ClientType, Expiration, GrantKind, MAX_SECONDS, RefreshCount};
 use crate::identity::audit::Actor;
+use crate::identity::directory::IdentityError;
 use crate::identity::model::User;
 use crate::identity::password;
 use crate::identity::services::{AdminError, CreateUser, IdentityServices};
@@ -120,21 +121,75 @@ fn check_label(field: &'static str, text: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// An absolute URI without a fragment (RFC 6749 §3.1.2), in ASCII (it
-/// becomes a `Location` header; IRIs are percent-encoded), compared
-/// exactly at the authorization endpoint.
-pub fn valid_redirect_uri(uri: &str) -> bool {
+/// Why a redirect URI is refused, if it is. Matched exactly at the
+/// authorization endpoint, and only these (RFC 6749 §3.1.2, RFC 9700
+/// §2.1, RFC 8252 §7): an absolute URI in printable ASCII (it becomes a
+/// `Location` header) without fragment or wildcard; `https`, `http` only
+/// on a loopback host (`localhost`, `127.0.0.1`, `[::1]`, any port), or a
+/// private-use scheme in reverse-domain form (`com.example.app:/cb`).
+pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
+    if uri.len() > MAX_URI_LEN
+        || !uri.is_ascii()
+        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Some("must be at most 2048 printable ASCII characters");
+    }
     let Some((scheme, rest)) = uri.split_once(':') else {
-        return false;
+        return Some("must be an absolute URI");
     };
     let mut chars = scheme.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        && !rest.is_empty()
-        && uri.len() <= MAX_URI_LEN
-        && uri.is_ascii()
-        && !uri.contains('#')
-        && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || rest.is_empty() {
+        return Some("must be an absolute URI");
+    }
+    if uri.contains('#') {
+        return Some("must not have a fragment");
+    }
+    if uri.contains('*') {
+        return Some("must not contain wildcards");
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        if !scheme.contains('.') {
+            return Some(
+                "must be https, http on a loopback host, or a private-use scheme in reverse-domain form (com.example.app:/callback)",
+            );
+        }
+        return None;
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        return Some("must be an absolute URI with a host");
+    };
+    let authority = after.split(['/', '?']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("must not carry user information");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, port)) => (&authority[..addr.len() + 2], port),
+            None => return Some("must be an absolute URI with a host"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, _)) => (host, &authority[host.len()..]),
+            None => (authority, ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        });
+    if host.is_empty() || !port_ok {
+        return Some("must be an absolute URI with a host");
+    }
+    let loopback = matches!(
+        host.to_ascii_lowercase().as_str(),
+        "localhost" | "127.0.0.1" | "[::1]"
+    );
+    if scheme == "http" && !loopback {
+        return Some("http only on a loopback host (localhost, 127.0.0.1, [::1]); use https");
+    }
+    None
 }
 
 /// The rules a client must satisfy as a whole.
@@ -151,12 +206,11 @@ fn check(client: &OAuthClient) -> Result<(), ClientError> {
     if client.redirect_uris.len() > MAX_REDIRECT_URIS {
         return Err(invalid("redirectUris", "at most 32 redirect URIs"));
     }
-    if let Some(bad) = client.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
-        let shown: String = bad.chars().take(80).collect();
-        return Err(invalid(
-            "redirectUris",
-            format!("`{shown}` is not an absolute URI without a fragment"),
-        ));
+    for uri in &client.redirect_uris {
+        if let Some(problem) = redirect_uri_problem(uri) {
+            let shown: String = uri.chars().take(80).collect();
+            return Err(invalid("redirectUris", format!("`{shown}` {problem}")));
+        }
     }
     if client.allowed_grants.is_empty() {
         return Err(invalid("allowedGrants", "at least one grant is needed"));
@@ -290,7 +344,12 @@ impl IdentityServices {
             ClientType::Public => None,
         };
         if let Err(e) = self.put_client(&client) {
-            self.take_account(actor, &mut client);
+            if let Err(undo) = self.take_account(actor, &mut client) {
+                tracing::warn!(
+                    client_id = client.client_id,
+                    "cannot remove the account of a client not registered: {undo}"
+                );
+            }
             return Err(e);
         }
         self.audit_client(actor, "oauth.client.create", &client)?;
@@ -298,7 +357,10 @@ impl IdentityServices {
     }
 
     /// Changes a client; a change of type creates (with a new secret,
-    /// returned) or removes its account.
+    /// returned) or removes its account. A change of type or grants ends
+    /// its pending codes and refresh-token grants (with their access
+    /// tokens) and the access tokens of grant types it no longer allows; a
+    /// change of redirect URIs ends its pending codes.
     pub fn update_oauth_client(
         &self,
         actor: &Actor,
@@ -307,17 +369,36 @@ impl IdentityServices {
     ) -> Result<(OAuthClient, Option<String>), ClientError> {
         let _serial = self.oauth.writes.lock();
         let mut client = self.oauth_client(client_id)?;
+        let before = client.clone();
         let was = client.client_type;
         apply(&mut client, input);
         check(&client)?;
         self.unique(&client)?;
-        client.updated_at = now_millis();
+        client.updated_at = now_millis().max(before.updated_at + 1);
+        if client.client_type != before.client_type
+            || client.allowed_grants != before.allowed_grants
+        {
+            self.end_client_grants(client_id, false)?;
+            // Tokens of a grant type the client may no longer use (e.g.
+            // client_credentials, which has no refresh-token grant) go too.
+            let allowed: Vec<&str> = client.allowed_grants.iter().map(|g| g.as_str()).collect();
+            self.tokens
+                .revoke_where(|r| {
+                    r.client_id.as_deref() == Some(client_id)
+                        && r.grant_type
+                            .as_deref()
+                            .is_some_and(|g| !allowed.contains(&g))
+                })
+                .map_err(AdminError::from)?;
+        } else if client.redirect_uris != before.redirect_uris {
+            self.oauth.codes.remove_where(|g| g.client_id == client_id);
+        }
         let secret = match (was, client.client_type) {
             (ClientType::Public, ClientType::Confidential) => {
                 Some(self.give_account(actor, &mut client)?)
             }
             (ClientType::Confidential, ClientType::Public) => {
-                self.take_account(actor, &mut client);
+                self.take_account(actor, &mut client)?;
                 None
             }
             _ => None,
@@ -327,21 +408,18 @@ impl IdentityServices {
         Ok((client, secret))
     }
 
-    /// Removes a client, its account, its refresh tokens and every access
-    /// token issued to it (their MQTT sessions close with 0x98).
+    /// Removes a client, its account, its pending codes, its refresh
+    /// tokens and every access token issued to it (their MQTT sessions
+    /// close with 0x98). The account goes first: if that fails, the
+    /// client stays (and a retry finishes the job), so no account is left
+    /// without its client.
     pub fn delete_oauth_client(&self, actor: &Actor, client_id: &str) -> Result<(), ClientError> {
         let _serial = self.oauth.writes.lock();
         let mut client = self.oauth_client(client_id)?;
+        self.end_client_grants(client_id, true)?;
+        self.take_account(actor, &mut client)?;
         self.store_client(client_id, None)?;
         self.oauth.clients.write().remove(client_id);
-        self.oauth
-            .families
-            .remove_where(|f| f.client_id == client_id)
-            .map_err(AdminError::from)?;
-        self.tokens
-            .revoke_where(|r| r.client_id.as_deref() == Some(client_id))
-            .map_err(AdminError::from)?;
-        self.take_account(actor, &mut client);
         self.audit_client(actor, "oauth.client.delete", &client)?;
         Ok(())
     }
@@ -376,7 +454,12 @@ impl IdentityServices {
             Ok(())
         });
         if let Err(e) = set {
-            let _ = self.delete_user(actor, &user.id);
+            if let Err(undo) = self.remove_account(actor, &user.id) {
+                tracing::warn!(
+                    client_id = client.client_id,
+                    "cannot remove a half-made client account: {undo}"
+                );
+            }
             return Err(AdminError::from(e).into());
         }
         client.secret_hash = Some(self.oauth.secret_hash(&client.client_id, &secret));
@@ -384,17 +467,19 @@ impl IdentityServices {
         Ok(secret)
     }
 
-    /// Deletes the client's account (its tokens are revoked with it).
-    fn take_account(&self, actor: &Actor, client: &mut OAuthClient) {
-        client.secret_hash = None;
-        if let Some(user_id) = client.user_id.take()
-            && let Err(e) = self.delete_user(actor, &user_id)
-        {
-            tracing::warn!(
-                client_id = client.client_id,
-                "cannot delete the OAuth client's account: {e}"
-            );
+    /// Deletes the client's account (its tokens are revoked with it); one
+    /// already gone is fine. Not the caller's own check: a client's token
+    /// may delete its client, account included.
+    fn take_account(&self, actor: &Actor, client: &mut OAuthClient) -> Result<(), ClientError> {
+        if let Some(user_id) = &client.user_id {
+            match self.remove_account(actor, user_id) {
+                Ok(()) | Err(AdminError::Identity(IdentityError::NotFound(..))) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        client.secret_hash = None;
+        client.user_id = None;
+        Ok(())
     }
 
     fn put_client(&self, client: &OAuthClient) -> Result<(), ClientError> {
@@ -446,12 +531,24 @@ mod tests {
 
     #[test]
     fn redirect_uris() {
-        assert!(valid_redirect_uri("https://app.example/cb?x=1"));
-        assert!(valid_redirect_uri("http://127.0.0.1:8765/callback"));
-        assert!(valid_redirect_uri("com.example.app:/oauth"));
-        assert!(!valid_redirect_uri("/relative"));
-        assert!(!valid_redirect_uri("https://app.example/cb#frag"));
-        assert!(!valid_redirect_uri("https://app.example/a b"));
-        assert!(!valid_redirect_uri("1http://x"));
+        let ok = |u: &str| redirect_uri_problem(u).is_none();
+        assert!(ok("https://app.example/cb?x=1"));
+        assert!(ok("https://app.example:8443"));
+        assert!(ok("http://127.0.0.1:8765/callback"));
+        assert!(ok("http://localhost/cb"));
+        assert!(ok("http://[::1]:80/cb"));
+        assert!(ok("com.example.app:/oauth"));
+        assert!(!ok("/relative"));
+        assert!(!ok("https://app.example/cb#frag"));
+        assert!(!ok("https://app.example/a b"));
+        assert!(!ok("1http://x"));
+        assert!(!ok("http://app.example/cb"));
+        assert!(!ok("http://127.0.0.1.evil.example/cb"));
+        assert!(!ok("http://localhost@evil.example/cb"));
+        assert!(!ok("https://*.example/cb"));
+        assert!(!ok("https:/nohost"));
+        assert!(!ok("https://:443/cb"));
+        assert!(!ok("javascript:alert(1)"));
+        assert!(!ok("myapp:/cb"));
     }
 }

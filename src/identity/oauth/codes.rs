@@ -7,6 +7,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::revocation::Ticket;
+
 /// RFC 6749 §4.1.2 recommends at most ten minutes.
 pub const CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// Pending codes at most (each needs a signed-in user; this only bounds
@@ -25,6 +27,9 @@ pub struct CodeGrant {
     pub challenge: Option<String>,
     /// The authorization the tokens belong to (their `grant`).
     pub grant: String,
+    /// When the user signed in: a later revocation of the user's or the
+    /// client's tokens voids the code.
+    pub ticket: Ticket,
 }
 
 struct Entry {
@@ -83,6 +88,24 @@ impl Codes {
         Some(code)
     }
 
+    /// Forgets the codes `select` picks (a user's or a client's tokens
+    /// were revoked, the client changed).
+    pub fn remove_where(&self, select: impl Fn(&CodeGrant) -> bool) -> usize {
+        let mut pending = self.pending.lock();
+        let before = pending.len();
+        pending.retain(|_, e| !select(&e.grant));
+        before - pending.len()
+    }
+
+    /// Forgets expired codes (used ones are kept until then, for reuse
+    /// detection); returns how many are left.
+    pub fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let mut pending = self.pending.lock();
+        pending.retain(|_, e| e.expires > now);
+        pending.len()
+    }
+
     /// Takes a code: any presentation uses it up, so a wrong PKCE
     /// verifier or redirect URI cannot be retried against it.
     pub fn redeem(&self, code: &str) -> Redeemed {
@@ -121,11 +144,15 @@ mod tests {
             scope: "api".into(),
             challenge: None,
             grant: "g".into(),
+            ticket: super::super::revocation::Revocations::default().ticket(),
         };
         let code = codes.issue(grant.clone()).unwrap();
         assert_eq!(code.len(), 43);
         assert_eq!(codes.redeem(&code), Redeemed::Fresh(grant));
         assert_eq!(codes.redeem(&code), Redeemed::Reused("g".into()));
         assert_eq!(codes.redeem("nope"), Redeemed::Unknown);
+        assert_eq!(codes.sweep(), 1);
+        assert_eq!(codes.remove_where(|g| g.user_id == "u"), 1);
+        assert_eq!(codes.redeem(&code), Redeemed::Unknown);
     }
 }

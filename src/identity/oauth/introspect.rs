@@ -1,14 +1,23 @@
 //! Token introspection (RFC 7662) for confidential clients, and
 //! revocation (RFC 7009) by the client a token was issued to.
 //!
-//! Introspection answers for access tokens and API tokens (any caller
-//! with a secret: it acts as a resource server) and for refresh tokens of
-//! the calling client only. Revocation of a token that is unknown, or
+//! Introspection reveals a token only to the client it was issued to
+//! (access and refresh tokens), or to a resource server given the right
+//! explicitly: its account holds `read` on the HTTP resource
+//! `/oauth/introspect` (then any access or API token). Everyone else
+//! hears `{"active": false}`, as for an unknown token, so introspection
+//! is no oracle for other clients' tokens. Revocation of a token that is unknown, or
 //! not the caller's, answers success and changes nothing (RFC 7009 §2.2:
 //! nothing to learn by probing).
 
 use super::{ClientType, ErrorCode, OAuthClient, OAuthError};
+use crate::identity::http_access;
+use crate::identity::model::Operation;
 use crate::identity::services::IdentityServices;
+
+/// The HTTP resource whose `read` permission lets a client's account
+/// introspect every token (a resource server).
+pub const INTROSPECT_ANY: &str = "/oauth/introspect";
 
 /// An RFC 7662 answer; `None` fields are left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +70,10 @@ impl IdentityServices {
         let Ok(info) = self.tokens.verify(token) else {
             return Ok(inactive);
         };
+        let own = info.client_id.as_deref() == Some(caller.client_id.as_str());
+        if !own && !self.may_introspect_any(caller) {
+            return Ok(inactive);
+        }
         let enabled = self
             .directory
             .user_by_id(&info.user_id)
@@ -86,6 +99,23 @@ impl IdentityServices {
             iss: Some(self.tokens.issuer().into()),
             jti: Some(info.jti.to_string()),
         })
+    }
+
+    /// Whether the client's account holds the explicit right.
+    fn may_introspect_any(&self, client: &OAuthClient) -> bool {
+        client
+            .user_id
+            .as_deref()
+            .and_then(|id| self.directory.user_by_id(id))
+            .is_some_and(|account| {
+                account.enabled
+                    && http_access::permits(
+                        &self.directory,
+                        &account,
+                        INTROSPECT_ANY,
+                        Operation::Read,
+                    )
+            })
     }
 
     /// `POST /oauth/revoke`: a refresh token ends its whole grant (with

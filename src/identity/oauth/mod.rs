@@ -3,7 +3,9 @@
 //! does it (`clients`), the authorization endpoint's rules (`authorize`),
 //! one module per grant of the token endpoint (`grant`), authorization
 //! codes (`codes`), refresh-token families with reuse detection
-//! (`families`), introspection and revocation (`introspect`).
+//! (`families`), introspection and revocation (`introspect`), and what
+//! ends grants early: a user's or a client's revocation, sweeps, the
+//! rules of an MQTT renewal (`revocation`).
 //!
 //! Access tokens are the token service's RFC 9068 JWTs, so they open the
 //! admin API and MQTT like any Gatehouse token. Nothing here knows HTTP:
@@ -17,6 +19,7 @@ mod families;
 pub mod grant;
 pub mod introspect;
 pub mod model;
+pub mod revocation;
 
 use aws_lc_rs::constant_time;
 use parking_lot::{Mutex, RwLock};
@@ -33,8 +36,9 @@ use crate::config::OAuth as OAuthConfig;
 use crate::store::{Store, StoreError};
 pub use clients::OAuthClient;
 use codes::Codes;
-use families::Families;
+use families::{Families, Limits};
 pub use model::{ClientType, Expiration, GrantKind, RefreshCount};
+use revocation::{Revocations, Ticket};
 
 /// The key file for client-secret hashes, refresh-token tags and CSRF
 /// tokens (32 random bytes, mode 0600, beside the other keys).
@@ -193,6 +197,8 @@ pub struct OAuthState {
     clients: RwLock<HashMap<String, OAuthClient>>,
     codes: Codes,
     families: Families,
+    /// Revocations that requests still issuing tokens must see.
+    revocations: Revocations,
     /// Serialises registry changes (check, write, account, audit).
     writes: Mutex<()>,
 }
@@ -237,6 +243,7 @@ impl OAuthState {
         let families = Families::open(
             store.clone(),
             blake3::derive_key("gatehouse oauth refresh token v1", &key),
+            Limits::of(config),
             |f| clients.contains_key(&f.client_id) && user_exists(&f.user_id),
         )?;
         Ok(OAuthState {
@@ -246,6 +253,7 @@ impl OAuthState {
             key,
             clients: RwLock::new(clients),
             families,
+            revocations: Revocations::default(),
             writes: Mutex::new(()),
         })
     }
@@ -342,7 +350,7 @@ impl IdentityServices {
             (Some(client), Some(secret)) if client.client_type == ClientType::Confidential => {
                 let presented = self.oauth.secret_hash(&client.client_id, secret);
                 let stored = client.secret_hash.as_deref().unwrap_or_default();
-                if same(&presented, stored) {
+                if same(&presented, stored) && self.client_enabled(&client) {
                     Ok(client)
                 } else {
                     tracing::warn!(%peer, client_id = client.client_id, "OAuth client authentication failed");
@@ -367,25 +375,61 @@ impl IdentityServices {
 
     /// Signs an access token for `user` through `client`, and with
     /// `grant` (code and password grants) a refresh token while the
-    /// client's refresh count allows one.
+    /// client's refresh count allows one. Nothing is issued, or what was
+    /// is revoked again, when the user's or the client's tokens (or the
+    /// grant) were revoked after `ticket` was taken.
     pub(crate) fn issue_tokens(
         &self,
         client: &OAuthClient,
         user: &User,
         scope: &str,
         grant: Option<&str>,
+        ticket: Ticket,
+        kind: GrantKind,
     ) -> Result<IssuedTokens, OAuthError> {
-        let (access_token, expires_in) = self.issue_access_token(client, user, scope, grant)?;
+        let check = || {
+            self.oauth
+                .revocations
+                .check(ticket, grant, &client.client_id, &user.id)
+        };
+        check()?;
+        let (access_token, expires_in, jti) =
+            self.issue_access_token(client, user, scope, grant, kind)?;
+        let undo = |e: OAuthError| {
+            let undone = match grant {
+                Some(id) => self.revoke_grant(id).map(drop),
+                None => self
+                    .tokens
+                    .revoke_where(|r| r.jti == jti)
+                    .map(drop)
+                    .map_err(Into::into),
+            };
+            if let Err(u) = undone {
+                tracing::warn!("cannot revoke a token issued during a revocation: {u}");
+            }
+            e
+        };
         let refresh_token = match grant {
-            Some(id) if client.refresh_count.allows_refresh() => Some(self.oauth.families.start(
-                id,
-                &client.client_id,
-                &user.id,
-                scope,
-                client.refresh_count.limit(),
-            )?),
+            Some(id) if client.refresh_count.allows_refresh() => {
+                let family = Families::new_family(
+                    id,
+                    &client.client_id,
+                    &user.id,
+                    scope,
+                    client.refresh_count.limit(),
+                    kind,
+                );
+                let (token, ended) = self.oauth.families.start(family, check).map_err(undo)?;
+                for id in ended {
+                    if let Err(e) = self.revoke_grant(&id) {
+                        tracing::warn!("cannot end an OAuth grant beyond the cap: {e}");
+                    }
+                }
+                Some(token)
+            }
             _ => None,
         };
+        check().map_err(undo)?;
         tracing::info!(
             client_id = client.client_id,
             username = user.username,
@@ -401,15 +445,16 @@ impl IdentityServices {
         })
     }
 
-    /// Signs an access token with the client's lifetime; returns it and
-    /// its `expires_in` (`None`: never expires).
+    /// Signs an access token with the client's lifetime; returns it, its
+    /// `expires_in` (`None`: never expires) and its jti.
     pub(crate) fn issue_access_token(
         &self,
         client: &OAuthClient,
         user: &User,
         scope: &str,
         grant: Option<&str>,
-    ) -> Result<(String, Option<u64>), OAuthError> {
+        kind: GrantKind,
+    ) -> Result<(String, Option<u64>, String), OAuthError> {
         let lifetime = self.lifetime(client);
         let (token, record) = self.tokens.issue_access(AccessGrant {
             user,
@@ -417,10 +462,11 @@ impl IdentityServices {
             scope,
             lifetime,
             grant,
+            grant_type: kind.as_str(),
         })?;
         let expires_in =
             lifetime.map(|_| (record.expires_at / 1000).saturating_sub(record.created_at / 1000));
-        Ok((token, expires_in))
+        Ok((token, expires_in, record.jti))
     }
 
     /// The client's access-token lifetime in seconds (`None`: never).
@@ -434,6 +480,7 @@ impl IdentityServices {
     /// issued under it (a reused code or refresh token, a revoked refresh
     /// token).
     pub(crate) fn revoke_grant(&self, grant: &str) -> Result<usize, OAuthError> {
+        self.oauth.revocations.revoke_grant(grant);
         self.oauth.families.remove(grant)?;
         let revoked = self
             .tokens

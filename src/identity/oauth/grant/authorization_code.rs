@@ -6,18 +6,17 @@
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use std::net::IpAddr;
 
 use super::super::codes::Redeemed;
 use super::super::{ErrorCode, GrantKind, IssuedTokens, OAuthClient, OAuthError, same};
-use super::{TokenRequest, required};
+use super::{Origin, TokenRequest, required};
 use crate::identity::services::IdentityServices;
 
 pub(super) fn exchange(
     services: &IdentityServices,
     client: &OAuthClient,
     request: &TokenRequest,
-    peer: IpAddr,
+    origin: Origin,
 ) -> Result<IssuedTokens, OAuthError> {
     if !client.allows(GrantKind::AuthorizationCode) {
         return Err(OAuthError::new(
@@ -29,7 +28,7 @@ pub(super) fn exchange(
     let grant = match services.oauth.codes.redeem(code) {
         Redeemed::Fresh(grant) => grant,
         Redeemed::Reused(grant) => {
-            services.revoke_reused(client, &grant, "authorization code", peer);
+            services.revoke_reused(client, &grant, "authorization code", origin.peer);
             return Err(OAuthError::grant(
                 "the code was already used; the tokens issued from it are revoked",
             ));
@@ -67,5 +66,14 @@ pub(super) fn exchange(
         (None, None) => {}
     }
     let user = services.live_user(&grant.user_id)?;
-    services.issue_tokens(client, &user, &grant.scope, Some(&grant.grant))
+    // The code's ticket: revocations since the user signed in void it.
+    let kind = GrantKind::AuthorizationCode;
+    services.issue_tokens(
+        client,
+        &user,
+        &grant.scope,
+        Some(&grant.grant),
+        grant.ticket,
+        kind,
+    )
 }

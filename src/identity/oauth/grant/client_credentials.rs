@@ -3,17 +3,15 @@
 //! user name is the client id), so it can do what the roles and
 //! permissions given to that account allow. No refresh token.
 
-use std::net::IpAddr;
-
 use super::super::{ErrorCode, GrantKind, IssuedTokens, OAuthClient, OAuthError, parse_scope};
-use super::TokenRequest;
+use super::{Origin, TokenRequest};
 use crate::identity::services::IdentityServices;
 
 pub(super) fn grant(
     services: &IdentityServices,
     client: &OAuthClient,
     request: &TokenRequest,
-    _peer: IpAddr,
+    origin: Origin,
 ) -> Result<IssuedTokens, OAuthError> {
     if !client.allows(GrantKind::ClientCredentials) {
         return Err(OAuthError::new(
@@ -27,5 +25,12 @@ pub(super) fn grant(
         .as_deref()
         .ok_or_else(|| OAuthError::grant("the client has no account"))?;
     let user = services.live_user(account)?;
-    services.issue_tokens(client, &user, &scope, None)
+    services.issue_tokens(
+        client,
+        &user,
+        &scope,
+        None,
+        origin.ticket,
+        GrantKind::ClientCredentials,
+    )
 }

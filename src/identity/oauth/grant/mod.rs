@@ -11,6 +11,7 @@ mod refresh_token;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::revocation::Ticket;
 use super::{ClientCredentials, ErrorCode, IssuedTokens, OAuthClient, OAuthError};
 use crate::identity::audit::Actor;
 use crate::identity::services::IdentityServices;
@@ -46,19 +47,27 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, OAuthE
         .ok_or_else(|| OAuthError::request(format!("{name} is missing")))
 }
 
+/// Where a token request comes from, and when it started (before the
+/// client was read: see `revocation`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub peer: IpAddr,
+    pub ticket: Ticket,
+}
+
 /// A grant that only writes the store.
 type SyncGrant =
-    fn(&IdentityServices, &OAuthClient, &TokenRequest, IpAddr) -> Result<IssuedTokens, OAuthError>;
+    fn(&IdentityServices, &OAuthClient, &TokenRequest, Origin) -> Result<IssuedTokens, OAuthError>;
 
 async fn on_blocking_pool(
     this: &Arc<IdentityServices>,
     client: &OAuthClient,
     request: &TokenRequest,
-    peer: IpAddr,
+    origin: Origin,
     f: SyncGrant,
 ) -> Result<IssuedTokens, OAuthError> {
     let (this, client, request) = (this.clone(), client.clone(), request.clone());
-    tokio::task::spawn_blocking(move || f(&this, &client, &request, peer))
+    tokio::task::spawn_blocking(move || f(&this, &client, &request, origin))
         .await
         .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the request was interrupted"))?
 }
@@ -71,14 +80,18 @@ impl IdentityServices {
         request: TokenRequest,
         peer: IpAddr,
     ) -> Result<IssuedTokens, OAuthError> {
+        let origin = Origin {
+            peer,
+            ticket: self.oauth.revocations.ticket(),
+        };
         let client = self.authenticate_client(credentials.as_ref(), peer)?;
         let grant_type = required(&request.grant_type, "grant_type")?.to_owned();
-        let blocking = |f: SyncGrant| on_blocking_pool(self, &client, &request, peer, f);
+        let blocking = |f: SyncGrant| on_blocking_pool(self, &client, &request, origin, f);
         match grant_type.as_str() {
             "authorization_code" => blocking(authorization_code::exchange).await,
             "client_credentials" => blocking(client_credentials::grant).await,
             "refresh_token" => blocking(refresh_token::refresh).await,
-            "password" => password::grant(self, &client, &request, peer).await,
+            "password" => password::grant(self, &client, &request, origin).await,
             other => {
                 let shown: String = other.chars().take(64).collect();
                 Err(OAuthError::new(

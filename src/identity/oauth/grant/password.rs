@@ -5,12 +5,11 @@
 //! cannot use it: there is no field for the code; the authorization code
 //! grant asks for it.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::super::{ErrorCode, GrantKind, IssuedTokens, OAuthClient, OAuthError};
 use super::super::{new_id, parse_scope};
-use super::{TokenRequest, required};
+use super::{Origin, TokenRequest, required};
 use crate::identity::login::{LoginError, LoginRequest};
 use crate::identity::mfa::MfaError;
 use crate::identity::services::IdentityServices;
@@ -19,7 +18,7 @@ pub(super) async fn grant(
     services: &Arc<IdentityServices>,
     client: &OAuthClient,
     request: &TokenRequest,
-    peer: IpAddr,
+    origin: Origin,
 ) -> Result<IssuedTokens, OAuthError> {
     if !client.allows(GrantKind::Password) {
         return Err(OAuthError::new(
@@ -35,15 +34,22 @@ pub(super) async fn grant(
         password: password.into(),
         ..LoginRequest::default()
     };
-    let user = services.verify_login(login, peer).await.map_err(refused)?;
+    let user = services
+        .verify_login(login, origin.peer)
+        .await
+        .map_err(refused)?;
     let account = services.mfa.account(&user.id);
     if account.enforce_mfa_enrollment && !account.mfa_enrolled() {
         return Err(OAuthError::grant("the user must enrol MFA first"));
     }
     let (this, client) = (services.clone(), client.clone());
-    tokio::task::spawn_blocking(move || this.issue_tokens(&client, &user, &scope, Some(&new_id())))
-        .await
-        .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the request was interrupted"))?
+    tokio::task::spawn_blocking(move || {
+        let grant = new_id();
+        let kind = GrantKind::Password;
+        this.issue_tokens(&client, &user, &scope, Some(&grant), origin.ticket, kind)
+    })
+    .await
+    .map_err(|_| OAuthError::new(ErrorCode::ServerError, "the request was interrupted"))?
 }
 
 /// A refused login as the token endpoint tells it.
