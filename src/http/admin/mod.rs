@@ -155,7 +155,7 @@ fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
 async fn page(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme(https): Scheme,
+    Scheme { https, .. }: Scheme,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {

@@ -129,7 +129,7 @@ async fn session(
 async fn sign_in(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme(https): Scheme,
+    Scheme { https, .. }: Scheme,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
@@ -179,7 +179,7 @@ async fn sign_in(
 async fn sign_out(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme(https): Scheme,
+    Scheme { https, .. }: Scheme,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(token) = cookie::session_token(&headers) {
