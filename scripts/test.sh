@@ -3,8 +3,10 @@
 # missing (Debian's mosquitto-clients, mosquitto (mosquitto_passwd,
 # mosquitto_ctrl and the dynamic-security plugin for tests/migration.rs),
 # systemd (systemd-analyze for the unit check), openssl, curl and jq, PyPI's
-# paho-mqtt, authlib in a venv for the OAuth tests, and schemathesis in a
-# venv for the API fuzzing); safe to run again.
+# paho-mqtt, authlib in a venv for the OAuth tests, schemathesis in a
+# venv for the API fuzzing, and for the admin page's browser tests
+# Debian's chromium and Node.js with the npm packages of
+# web/package-lock.json, by scripts/web_test.sh); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,9 @@ bash scripts/oauth_venv.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The admin page: build reproducibility and browser tests in Debian's
+# chromium (installs chromium, Node.js and the locked npm packages).
+bash scripts/web_test.sh
 # The systemd unit, as systemd reads it.
 bash scripts/check_unit.sh target/debug/gatehouse
 # The admin API fuzzed from its OpenAPI document (schemathesis, pinned).

@@ -5,13 +5,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::dto::{PageQuery, Pagination};
+use super::dto::Pagination;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery, Caller};
 use super::users::page_of;
@@ -93,8 +93,22 @@ pub struct SessionList {
     pub pagination: Pagination,
 }
 
+/// A page, optionally of the entries whose client id or user contains
+/// `search` (any case; Gatehouse extension, for the admin page).
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ClientQuery {
+    #[param(minimum = 1)]
+    pub page_number: Option<u32>,
+    #[param(minimum = 1)]
+    pub rows_per_page: Option<u32>,
+    /// Part of the client id or user name.
+    pub search: Option<String>,
+}
+
 /// The `(offset, rows)` window of `all`, with its pagination.
-fn window<T>(all: Vec<T>, query: &PageQuery) -> Result<(Vec<T>, Pagination), ApiError> {
+fn window<T>(all: Vec<T>, query: &ClientQuery) -> Result<(Vec<T>, Pagination), ApiError> {
     let (offset, rows, page) = page_of(query.page_number, query.rows_per_page, 1000)?;
     let total = all.len();
     let items = all.into_iter().skip(offset).take(rows as usize).collect();
@@ -102,13 +116,14 @@ fn window<T>(all: Vec<T>, query: &PageQuery) -> Result<(Vec<T>, Pagination), Api
 }
 
 /// Connected clients, by client id (Gatehouse extension).
-#[utoipa::path(get, path = "/api/clients", tag = "clients", params(PageQuery),
+#[utoipa::path(get, path = "/api/clients", tag = "clients", params(ClientQuery),
     responses((status = 200, body = ClientList)))]
 async fn list_clients(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ClientQuery>,
 ) -> Result<Json<ClientList>, ApiError> {
-    let (clients, pagination) = window(admin(&state).clients(), &query)?;
+    let all = admin(&state).clients(query.search.as_deref());
+    let (clients, pagination) = window(all, &query)?;
     let clients = clients
         .into_iter()
         .map(|c| ClientDto {
@@ -152,13 +167,14 @@ async fn disconnect_client(
 }
 
 /// Sessions, connected or stored, by client id (Gatehouse extension).
-#[utoipa::path(get, path = "/api/sessions", tag = "sessions", params(PageQuery),
+#[utoipa::path(get, path = "/api/sessions", tag = "sessions", params(ClientQuery),
     responses((status = 200, body = SessionList)))]
 async fn list_sessions(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ClientQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let (sessions, pagination) = window(admin(&state).sessions(), &query)?;
+    let all = admin(&state).sessions(query.search.as_deref());
+    let (sessions, pagination) = window(all, &query)?;
     let sessions = sessions
         .into_iter()
         .map(|s| SessionDto {

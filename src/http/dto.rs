@@ -244,6 +244,8 @@ pub struct UserQuery {
     #[serde(rename = "username[eq]")]
     #[param(rename = "username[eq]")]
     pub username_eq: Option<String>,
+    /// Part of the user name, in any case (Gatehouse extension).
+    pub search: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]

@@ -1,4 +1,5 @@
-//! Extractors: who is calling (one middleware resolves the token and asks
+//! Extractors: who is calling (one middleware resolves the token, from the
+//! `Authorization` header, `?apiToken=` or the admin page's cookie, and asks
 //! `identity::http_access` whether the route is allowed, for every route
 //! but the public ones), where from, and JSON bodies and queries whose
 //! rejections are the API's error bodies.
@@ -16,10 +17,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use super::AppState;
+use super::admin::cookie;
 use super::error::ApiError;
+use super::server::Https;
 use crate::identity::User;
 use crate::identity::audit::Actor;
 use crate::identity::http_access::{self, Request as AccessRequest};
+use crate::identity::services::IdentityServices;
 use crate::identity::tokens::{SCOPE_API, TokenError, TokenInfo};
 
 /// The client's address (`0.0.0.0` when unknown, e.g. in-process tests:
@@ -76,19 +80,64 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// `Authorization: Bearer <token>`, else `?apiToken=<token>`.
-fn token_of(parts: &Parts) -> Option<String> {
+/// Where the caller's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Header,
+    Query,
+    /// The admin page's session cookie: writes need the CSRF checks.
+    Cookie,
+}
+
+/// `Authorization: Bearer <token>`, else `?apiToken=<token>`, else the
+/// admin page's session cookie.
+fn token_of(parts: &Parts) -> Option<(String, TokenSource)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+            .then(|| (token.trim().to_owned(), TokenSource::Header));
     }
-    parts.uri.query()?.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == "apiToken").then(|| value.to_owned())
-    })
+    let query = parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            (name == "apiToken").then(|| (value.to_owned(), TokenSource::Query))
+        });
+    query.or_else(|| cookie::session_token(&parts.headers).map(|t| (t, TokenSource::Cookie)))
+}
+
+/// The holder of `token`: verified, an API token (an OAuth access token
+/// needs the `api` scope), its user present, enabled and of the same
+/// name. `Err(e, true)`: a bad token, counted against the address.
+pub(super) fn holder(
+    services: &IdentityServices,
+    token: &str,
+) -> Result<(Arc<TokenInfo>, User), (ApiError, bool)> {
+    let info = services
+        .tokens
+        .verify(token)
+        .map_err(|e| (e.into(), true))?;
+    if info.client_id.is_some() && !info.allows(SCOPE_API) {
+        return Err((
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "this access token lacks the `api` scope",
+            ),
+            false,
+        ));
+    }
+    let user = services
+        .directory
+        .user_by_id(&info.user_id)
+        .filter(|u| u.enabled && *u.username == *info.username)
+        .ok_or_else(|| (TokenError::Revoked.into(), true))?;
+    Ok((info, user))
 }
 
 /// The one gate of every protected route: resolves the caller from the
@@ -112,32 +161,21 @@ pub async fn authorize(
         .per_address
         .check(&limit_key)
         .map_err(ApiError::rate_limited)?;
-    let Some(token) = token_of(&parts) else {
+    let Some((token, source)) = token_of(&parts) else {
         return Err(ApiError::unauthorized(
             "a token is required: Authorization: Bearer <token> or ?apiToken=<token>",
         ));
     };
-    let failed = |e: ApiError| {
-        let _ = services.per_address.take(&limit_key);
-        e
-    };
-    let info = services
-        .tokens
-        .verify(&token)
-        .map_err(|e| failed(e.into()))?;
-    // An OAuth access token opens the API only with the `api` scope.
-    if info.client_id.is_some() && !info.allows(SCOPE_API) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "this access token lacks the `api` scope",
-        ));
+    if source == TokenSource::Cookie {
+        let https = parts.extensions.get::<Https>().is_some();
+        cookie::guard(&parts.method, &parts.headers, https)?;
     }
-    let user = services
-        .directory
-        .user_by_id(&info.user_id)
-        .filter(|u| u.enabled && *u.username == *info.username)
-        .ok_or_else(|| failed(TokenError::Revoked.into()))?;
+    let (info, user) = holder(services, &token).map_err(|(e, counts)| {
+        if counts {
+            let _ = services.per_address.take(&limit_key);
+        }
+        e
+    })?;
     let Some(path) = percent_decode(parts.uri.path()) else {
         return Err(ApiError::bad_request(
             "bad_path",
@@ -211,17 +249,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, ApiError> {
-        let json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                let v = v.trim();
-                v.eq_ignore_ascii_case("application/json")
-                    || (v.starts_with("application/") && v.ends_with("+json"))
-            });
-        if !json {
+        if !cookie::is_json(request.headers()) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

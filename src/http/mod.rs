@@ -10,11 +10,13 @@
 //! checks its HTTP permission. Handlers are thin: the rules live in
 //! `identity::services`. Nothing below this module imports it.
 
+pub mod admin;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod server;
 
+mod access_check;
 mod audit;
 mod client_registry;
 mod clients;
@@ -76,6 +78,7 @@ fn protected() -> OpenApiRouter<AppState> {
         .merge(clients::routes())
         .merge(operations::backup_routes())
         .merge(oauth_clients::routes())
+        .merge(access_check::routes())
         .merge(client_registry::admin_routes())
 }
 
@@ -86,6 +89,7 @@ fn public() -> OpenApiRouter<AppState> {
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(oauth::routes())
+        .merge(admin::routes())
         .merge(client_registry::device_routes())
 }
 
@@ -151,11 +155,14 @@ pub fn app(services: Arc<IdentityServices>, registry: Arc<Registry>) -> Router {
 }
 
 /// Answers carry tokens, codes and secrets: no cache keeps them, and no
-/// browser guesses their type.
+/// browser guesses their type. Only the admin page's files say otherwise
+/// (they set their own `Cache-Control`).
 async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
     use axum::http::{HeaderValue, header};
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

@@ -65,6 +65,11 @@ pub const EXTENSIONS: &[(&str, &str)] = &[
     ("post", "/oauth/introspect"),
     ("post", "/oauth/revoke"),
     ("get", "/.well-known/oauth-authorization-server"),
+    ("get", "/api/users/{id}/access"),
+    ("get", "/admin/assets/{file}"),
+    ("get", "/admin/session"),
+    ("post", "/admin/session"),
+    ("delete", "/admin/session"),
 ];
 
 /// Statuses any operation may answer with `ErrorBody`.

@@ -174,12 +174,16 @@ fn users_page(
 ) -> Result<(Vec<UserDto>, Pagination), ApiError> {
     let (offset, rows, page) = page_of(query.page_number, query.rows_per_page, max_rows)?;
     let services = &state.services;
-    let (total, users) = match &query.username_eq {
-        Some(name) => {
+    let search = query.search.as_deref().filter(|s| !s.is_empty());
+    let (total, users) = match (&query.username_eq, search) {
+        (Some(name), _) => {
             let found: Vec<User> = services.directory.user(name).into_iter().collect();
             (found.len(), found.into_iter().skip(offset).collect())
         }
-        None => services.directory.users_page(offset, rows as usize),
+        (None, Some(part)) => services
+            .directory
+            .users_matching(part, offset, rows as usize),
+        (None, None) => services.directory.users_page(offset, rows as usize),
     };
     let mut views = Views::cached(services, &state.roles);
     let users = users.iter().map(|u| views.user(u)).collect();

@@ -18,7 +18,7 @@ pub fn client_id_substitutable(client_id: &str) -> bool {
 /// or client id that itself contains `%c` or `%u` is taken literally.
 /// Without a usable client id (`None`), each level holding `%c` becomes
 /// `+`: wider, which is only safe for a deny.
-fn substitute(pattern: &str, username: &str, client_id: Option<&str>) -> String {
+pub(super) fn substitute(pattern: &str, username: &str, client_id: Option<&str>) -> String {
     let mut out = String::with_capacity(pattern.len() + username.len());
     for (i, level) in pattern.split('/').enumerate() {
         if i > 0 {

@@ -39,6 +39,27 @@ impl Directory {
         (state.users.len(), page)
     }
 
+    /// Users whose name contains `part` (any case), in username order:
+    /// how many match, and `limit` of them from `offset` (the admin
+    /// page's search).
+    pub fn users_matching(&self, part: &str, offset: usize, limit: usize) -> (usize, Vec<User>) {
+        let part = part.to_lowercase();
+        let state = self.state.read();
+        let mut total = 0;
+        let mut page = Vec::new();
+        for name in state
+            .order
+            .iter()
+            .filter(|n| n.to_lowercase().contains(&part))
+        {
+            if total >= offset && page.len() < limit {
+                page.extend(state.users.get(name).cloned());
+            }
+            total += 1;
+        }
+        (total, page)
+    }
+
     /// Calls `f` with each of the user's own and roles' permissions,
     /// without copying them (HTTP permission checks run per request).
     pub fn for_each_permission(&self, user: &User, mut f: impl FnMut(&Permission)) {

@@ -2,6 +2,7 @@
 //! password hashing and policy, and ACLs compiled into topic tries.
 //! No socket code lives here.
 
+pub mod access_check;
 pub mod access_tokens;
 pub mod acl;
 mod acl_cache;

@@ -25,13 +25,32 @@ pub struct SessionAdmin<'a> {
     pub audit: &'a AuditLog,
 }
 
+/// Whether a client id or user name contains `search` (any case); an
+/// empty or absent search keeps everything (the admin page's search).
+pub fn matches_search(search: Option<&str>, client_id: &str, user: Option<&str>) -> bool {
+    let Some(part) = search.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    let part = part.to_lowercase();
+    client_id.to_lowercase().contains(&part)
+        || user.is_some_and(|u| u.to_lowercase().contains(&part))
+}
+
 impl SessionAdmin<'_> {
-    pub fn clients(&self) -> Vec<ClientInfo> {
-        self.registry.clients()
+    /// Connected clients, by client id; with `search`, those whose client
+    /// id or user name contains it.
+    pub fn clients(&self, search: Option<&str>) -> Vec<ClientInfo> {
+        let mut all = self.registry.clients();
+        all.retain(|c| matches_search(search, &c.client_id, c.username.as_deref()));
+        all
     }
 
-    pub fn sessions(&self) -> Vec<SessionInfo> {
-        self.registry.sessions()
+    /// Sessions, connected or stored, by client id; with `search`, those
+    /// whose client id or owner contains it.
+    pub fn sessions(&self, search: Option<&str>) -> Vec<SessionInfo> {
+        let mut all = self.registry.sessions();
+        all.retain(|s| matches_search(search, &s.client_id, s.owner.as_deref()));
+        all
     }
 
     /// Closes a client's connection (v5 DISCONNECT 0x98); its session
@@ -61,5 +80,20 @@ impl SessionAdmin<'_> {
         self.audit
             .record(actor, "session.delete", client_id, json!({}))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches_search;
+
+    #[test]
+    fn search_matches_client_id_or_user_in_any_case() {
+        assert!(matches_search(None, "a", None));
+        assert!(matches_search(Some(""), "a", None));
+        assert!(matches_search(Some("SENS"), "sensor-1", None));
+        assert!(matches_search(Some("ops"), "x", Some("Ops-team")));
+        assert!(!matches_search(Some("z"), "sensor-1", Some("ops")));
+        assert!(!matches_search(Some("ops"), "x", None));
     }
 }
