@@ -76,6 +76,29 @@ async fn an_api_token_link_signs_in_and_redirects_only_on_this_server() {
         "{set}"
     );
     assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    // The page's session is a token of its own, not the link's: signing
+    // out revokes it, and the link's token keeps working.
+    let session = set
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("gatehouse_session="))
+        .unwrap()
+        .to_owned();
+    assert_ne!(session, token);
+    assert!(set.contains("Max-Age="), "{set}");
+    let r = http
+        .delete(b.http_url("/admin/session"))
+        .header(header::COOKIE, format!("gatehouse_session={session}"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(admin.get("/api/users/me").await.status, 200);
+    assert_eq!(
+        admin.with_token(&session).get("/api/users/me").await.status,
+        401
+    );
 
     let r = go(format!("redirect=%2Fadmin%23%2Fclients&apiToken={token}")).await;
     assert_eq!(r.headers()[header::LOCATION], "/admin#/clients");
@@ -323,4 +346,46 @@ async fn users_are_searched_and_paged_on_the_server() {
     let r = admin.get("/api/clients?search=x").await;
     assert_eq!(r.body["pagination"]["totalRows"], 0);
     b.stop().await;
+}
+
+/// Behind a TLS-terminating proxy (`[oauth] behind_tls_proxy`) the cookie
+/// is the `Secure`, `__Host-` one, and only that one is read.
+#[tokio::test]
+async fn behind_a_tls_proxy_the_cookie_is_host_prefixed_and_secure() {
+    let b = TestBroker::start_with(|c| c.oauth.behind_tls_proxy = true).await;
+    let admin = Api::login(b.http_addr(), "admin", "admin").await;
+    let token = admin.token.clone().unwrap();
+    let r = client()
+        .get(b.http_url(&format!("/admin?apiToken={token}")))
+        .send()
+        .await
+        .unwrap();
+    let set = r.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        set.starts_with("__Host-gatehouse_session=") && set.contains("; Secure"),
+        "{set}"
+    );
+    let session = set.split(';').next().unwrap().split_once('=').unwrap().1;
+    let me = |cookie: String| {
+        let url = b.http_url("/api/users/me");
+        async move {
+            client()
+                .get(url)
+                .header(header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(me(format!("__Host-gatehouse_session={session}")).await, 200);
+    assert_eq!(me(format!("gatehouse_session={session}")).await, 401);
+    // Two session cookies: one was planted; neither counts.
+    assert_eq!(
+        me(format!(
+            "__Host-gatehouse_session={session}; __Host-gatehouse_session=x"
+        ))
+        .await,
+        401
+    );
 }

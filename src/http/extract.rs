@@ -91,7 +91,7 @@ enum TokenSource {
 
 /// `Authorization: Bearer <token>`, else `?apiToken=<token>`, else the
 /// admin page's session cookie.
-fn token_of(parts: &Parts) -> Option<(String, TokenSource)> {
+fn token_of(parts: &Parts, secure: bool) -> Option<(String, TokenSource)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
@@ -108,7 +108,8 @@ fn token_of(parts: &Parts) -> Option<(String, TokenSource)> {
             let (name, value) = pair.split_once('=')?;
             (name == "apiToken").then(|| (value.to_owned(), TokenSource::Query))
         });
-    query.or_else(|| cookie::session_token(&parts.headers).map(|t| (t, TokenSource::Cookie)))
+    query
+        .or_else(|| cookie::session_token(&parts.headers, secure).map(|t| (t, TokenSource::Cookie)))
 }
 
 /// The holder of `token`: verified, an API token (an OAuth access token
@@ -161,14 +162,17 @@ pub async fn authorize(
         .per_address
         .check(&limit_key)
         .map_err(ApiError::rate_limited)?;
-    let Some((token, source)) = token_of(&parts) else {
+    // Served over HTTPS, here or behind a TLS proxy: the cookie is the
+    // `__Host-` one and an `Origin` says https.
+    let secure =
+        parts.extensions.get::<Https>().is_some() || services.oauth.config.behind_tls_proxy;
+    let Some((token, source)) = token_of(&parts, secure) else {
         return Err(ApiError::unauthorized(
             "a token is required: Authorization: Bearer <token> or ?apiToken=<token>",
         ));
     };
     if source == TokenSource::Cookie {
-        let https = parts.extensions.get::<Https>().is_some();
-        cookie::guard(&parts.method, &parts.headers, https)?;
+        cookie::guard(&parts.method, &parts.headers, secure)?;
     }
     let (info, user) = holder(services, &token).map_err(|(e, counts)| {
         if counts {

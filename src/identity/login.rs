@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::mfa::MfaError;
 use super::model::{GrantMethod, User};
 use super::services::{IdentityServices, is_initial_admin, is_loopback};
-use super::tokens::{SCOPE_MFA_ENROLL, TokenRecord, TokenServiceError};
+use super::tokens::{SCOPE_MFA_ENROLL, TokenInfo, TokenRecord, TokenServiceError};
 
 /// A login request (Connectware's body plus `otp` and `backupCode`).
 #[derive(Clone, Default)]
@@ -198,6 +198,38 @@ impl IdentityServices {
             enrol_only.then_some(SCOPE_MFA_ENROLL),
         )?;
         tracing::info!(%peer, username = user.username, label = request.label, enrol_only, "token issued");
+        Ok(LoginOutcome {
+            token,
+            record,
+            enrol_only,
+        })
+    }
+
+    /// A browser session opened with a link's token (`/admin?apiToken=`):
+    /// a token of its own, so signing out of the page revokes that one and
+    /// never the long-lived token the link carried (which scripts and
+    /// devices may use); it lives no longer than a default login nor than
+    /// the link's token, with the same enrol-only restriction.
+    pub fn session_from_token(
+        &self,
+        user: &User,
+        source: &TokenInfo,
+        peer: IpAddr,
+    ) -> Result<LoginOutcome, LoginError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let left = source.expires_at.saturating_sub(now);
+        let lifetime = Duration::from_secs(left.min(self.config.token_default_hours * 3600));
+        let enrol_only = source.enrol_only();
+        let label = "admin page (link)".to_owned();
+        let (token, record) = self.tokens.issue(
+            user,
+            lifetime,
+            Some(label.clone()),
+            enrol_only.then_some(SCOPE_MFA_ENROLL),
+        )?;
+        tracing::info!(%peer, username = user.username, label, enrol_only, "token issued");
         Ok(LoginOutcome {
             token,
             record,

@@ -8,38 +8,50 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::http::error::ApiError;
 
-/// The cookie's name. `Path=/`: the page calls `/api/...`.
+/// The cookie's name over plain HTTP. `Path=/`: the page calls `/api/...`.
 pub const COOKIE: &str = "gatehouse_session";
+/// Its name when served over HTTPS (here or behind a TLS proxy): the
+/// browser keeps a `__Host-` cookie only if it is `Secure`, `Path=/` and
+/// without `Domain`, so a sibling host cannot plant one.
+pub const SECURE_COOKIE: &str = "__Host-gatehouse_session";
 
-/// The session token from the `Cookie` header(s), if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
+fn name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
+
+/// The session token from the `Cookie` header(s), if exactly one session
+/// cookie of the name for this scheme is sent (two mean one was planted:
+/// neither is trusted).
+pub fn session_token(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_owned())
+        .filter(|(n, _)| *n == name(secure));
+    let (_, value) = found.next()?;
+    (found.next().is_none() && !value.is_empty()).then(|| value.to_owned())
 }
 
 /// `Set-Cookie` for a session: `max_age` seconds, or until the browser
 /// closes (`None`).
-pub fn set(token: &str, https: bool, max_age: Option<u64>) -> Option<HeaderValue> {
+pub fn set(token: &str, secure: bool, max_age: Option<u64>) -> Option<HeaderValue> {
     let age = max_age
         .map(|s| format!("; Max-Age={s}"))
         .unwrap_or_default();
-    let secure = if https { "; Secure" } else { "" };
+    let flag = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict{flag}{age}",
+        name(secure)
     ))
     .ok()
 }
 
 /// `Set-Cookie` that removes the session.
-pub fn clear(https: bool) -> HeaderValue {
-    HeaderValue::from_static(if https {
-        "gatehouse_session=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+pub fn clear(secure: bool) -> HeaderValue {
+    HeaderValue::from_static(if secure {
+        "__Host-gatehouse_session=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
     } else {
         "gatehouse_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
     })
@@ -128,15 +140,22 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let h = headers(&[("cookie", "a=b; gatehouse_session=t.o.k; c=d")]);
-        assert_eq!(session_token(&h).as_deref(), Some("t.o.k"));
+        assert_eq!(session_token(&h, false).as_deref(), Some("t.o.k"));
+        // Over HTTPS only the `__Host-` cookie counts.
+        assert_eq!(session_token(&h, true), None);
+        let h = headers(&[("cookie", "__Host-gatehouse_session=s.e.c")]);
+        assert_eq!(session_token(&h, true).as_deref(), Some("s.e.c"));
         assert_eq!(
-            session_token(&headers(&[("cookie", "gatehouse_session=")])),
+            session_token(&headers(&[("cookie", "gatehouse_session=")]), false),
             None
         );
         assert_eq!(
-            session_token(&headers(&[("cookie", "x_gatehouse_session=a")])),
+            session_token(&headers(&[("cookie", "x_gatehouse_session=a")]), false),
             None
         );
+        // Two session cookies: one was planted; neither is trusted.
+        let h = headers(&[("cookie", "gatehouse_session=a; gatehouse_session=b")]);
+        assert_eq!(session_token(&h, false), None);
     }
 
     #[test]
@@ -144,7 +163,7 @@ mod tests {
         let c = set("abc", true, Some(60)).unwrap();
         assert_eq!(
             c.to_str().unwrap(),
-            "gatehouse_session=abc; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=60"
+            "__Host-gatehouse_session=abc; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=60"
         );
         let c = set("abc", false, None).unwrap();
         assert!(!c.to_str().unwrap().contains("Secure"));

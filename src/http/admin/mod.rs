@@ -155,7 +155,7 @@ fn see_other(location: &str, cookie: Option<HeaderValue>) -> Response {
 async fn page(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme { https, .. }: Scheme,
+    scheme: Scheme,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -180,14 +180,31 @@ async fn page(
             }
             see_other("/admin?signin=invalid-token", None)
         }
-        // A browser session: the cookie goes when the browser closes,
-        // however long the token itself lives.
-        Ok(_) => {
+        // The page gets a session token of its own (signing out revokes
+        // it, not the link's token); the cookie goes when the browser
+        // closes or the session token expires.
+        Ok((info, user)) => {
             let target = match redirect.as_deref() {
                 None => PAGE,
                 Some(r) => local_path(r).unwrap_or("/admin?signin=bad-redirect"),
             };
-            see_other(target, cookie::set(&token, https, None))
+            let session = {
+                let (services, peer) = (services.clone(), peer.0);
+                tokio::task::spawn_blocking(move || services.session_from_token(&user, &info, peer))
+                    .await
+            };
+            match session {
+                Ok(Ok(session)) => {
+                    let max_age = session.record.expires_at / 1000;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let max_age = max_age.saturating_sub(now);
+                    let secure = scheme.secure(&state);
+                    see_other(target, cookie::set(&session.token, secure, Some(max_age)))
+                }
+                _ => see_other("/admin?signin=unavailable", None),
+            }
         }
     }
 }

@@ -87,9 +87,10 @@ impl SessionInfo {
 async fn session(
     State(state): State<AppState>,
     peer: Peer,
+    scheme: Scheme,
     headers: HeaderMap,
 ) -> Result<Json<SessionInfo>, ApiError> {
-    let Some(token) = cookie::session_token(&headers) else {
+    let Some(token) = cookie::session_token(&headers, scheme.secure(&state)) else {
         return Ok(Json(SessionInfo::none()));
     };
     let services = &state.services;
@@ -129,11 +130,12 @@ async fn session(
 async fn sign_in(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme { https, .. }: Scheme,
+    scheme: Scheme,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SignInBody>,
 ) -> Result<Response, ApiError> {
-    cookie::same_origin(&headers, https)?;
+    let secure = scheme.secure(&state);
+    cookie::same_origin(&headers, secure)?;
     let request = LoginRequest {
         username: body.username,
         password: body.password,
@@ -167,7 +169,7 @@ async fn sign_in(
         mfa_required: false,
     };
     let mut response = Json(info).into_response();
-    if let Some(value) = cookie::set(&outcome.token, https, Some(max_age)) {
+    if let Some(value) = cookie::set(&outcome.token, secure, Some(max_age)) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
@@ -179,11 +181,12 @@ async fn sign_in(
 async fn sign_out(
     State(state): State<AppState>,
     peer: Peer,
-    Scheme { https, .. }: Scheme,
+    scheme: Scheme,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = cookie::session_token(&headers) {
-        cookie::same_origin(&headers, https)?;
+    let secure = scheme.secure(&state);
+    if let Some(token) = cookie::session_token(&headers, secure) {
+        cookie::same_origin(&headers, secure)?;
         if let Ok((info, user)) = holder(&state.services, &token) {
             let actor = Actor {
                 username: user.username.clone(),
@@ -200,6 +203,6 @@ async fn sign_out(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie::clear(https));
+        .insert(header::SET_COOKIE, cookie::clear(secure));
     Ok(response)
 }
