@@ -3,7 +3,8 @@
 //! right), failed client authentication is rate limited, the metadata
 //! never takes the `Host` header, the issuer follows `[oauth] base_url`,
 //! the login form's CSRF cookie is `__Host-` and `Secure` behind a TLS
-//! proxy, and permissive redirect URIs are refused at registration.
+//! proxy, permissive redirect URIs are refused at registration, and a
+//! loopback redirect URI matches any port (RFC 8252 §7.3).
 
 mod common;
 
@@ -240,4 +241,62 @@ async fn permissive_redirect_uris_are_refused_at_registration() {
         assert_eq!(r.status, 201, "{uri}: {}", r.body);
     }
     b.stop().await;
+}
+
+/// A native app registers `http://127.0.0.1/callback` and listens on
+/// whichever port it gets (RFC 8252 §7.3): any port matches, nothing else
+/// about the URI may differ.
+#[tokio::test]
+async fn a_loopback_redirect_uri_matches_any_port() {
+    let b = TestBroker::start().await;
+    let admin = Api::login(b.http_addr(), "admin", "admin").await;
+    admin
+        .create_user(json!({"username": "nora", "password": "nora-pw-00001"}))
+        .await;
+    let app = confidential(
+        &admin,
+        "native",
+        "http://127.0.0.1/callback",
+        json!("global"),
+        json!(0),
+    )
+    .await;
+    let base = b.http_url("");
+    let jar = b.dir.path().join("jar");
+    let query = |redirect: &str| {
+        format!(
+            "response_type=code&client_id={}&redirect_uri={}",
+            app.id,
+            redirect.replace(':', "%3A").replace('/', "%2F")
+        )
+    };
+    let r = sign_in(
+        &base,
+        &jar,
+        &query("http://127.0.0.1:40123/callback"),
+        "nora",
+        "nora-pw-00001",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with("http://127.0.0.1:40123/callback?code="),
+        "{location}"
+    );
+    for other in [
+        "http://127.0.0.1:40123/other",
+        "http://localhost:40123/callback",
+        "https://127.0.0.1:40123/callback",
+    ] {
+        let url = format!("{base}/oauth/authorize?{}", query(other));
+        let page = curl(&[&url]).await;
+        assert!(
+            page.status == 400 && page.text.contains("not registered"),
+            "{other}: {} {}",
+            page.status,
+            page.text
+        );
+    }
 }

@@ -87,6 +87,34 @@ fn valid_challenge(challenge: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
+/// Whether a requested redirect URI is the registered one: the same
+/// text, except that on a loopback host over `http` the port may differ
+/// (RFC 8252 §7.3: a native app listens on whichever port it gets).
+pub fn redirect_matches(registered: &str, requested: &str) -> bool {
+    registered == requested
+        || loopback_without_port(registered)
+            .is_some_and(|r| loopback_without_port(requested).as_deref() == Some(r.as_str()))
+}
+
+/// `http://HOST/REST` for an `http` URI on a loopback host with or without
+/// a port; `None` for anything else.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let after = uri.strip_prefix("http://")?;
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => &authority[..v6.find(']')? + 2],
+        None => authority.split(':').next()?,
+    };
+    let port = &authority[host.len()..];
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let loopback = matches!(host, "127.0.0.1" | "[::1]" | "localhost");
+    (loopback && port_ok).then(|| format!("http://{host}{rest}"))
+}
+
 impl IdentityServices {
     /// Checks an authorization request (before and after the login form).
     pub fn check_authorization(
@@ -103,7 +131,14 @@ impl IdentityServices {
             .client(client_id)
             .ok_or_else(|| page("The request names an unknown client."))?;
         let redirect_uri = match &request.redirect_uri {
-            Some(uri) if client.redirect_uris.contains(uri) => uri.clone(),
+            Some(uri)
+                if client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| redirect_matches(r, uri)) =>
+            {
+                uri.clone()
+            }
             Some(_) => return Err(page("The redirect URI is not registered for this client.")),
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
             None => {
@@ -317,6 +352,28 @@ mod tests {
             location("https://a/cb", true, &[("access_token", "t")]),
             "https://a/cb#access_token=t"
         );
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:51234/cb"
+        ));
+        assert!(redirect_matches(
+            "http://[::1]:8000/cb",
+            "http://[::1]:9/cb"
+        ));
+        assert!(redirect_matches("https://a/cb", "https://a/cb"));
+        assert!(!redirect_matches("https://a/cb", "https://a:444/cb"));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1/other"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1.evil/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1@evil/cb"
+        ));
         assert!(valid_challenge(&"a".repeat(43)));
         assert!(!valid_challenge(&"a".repeat(42)));
         assert!(!valid_challenge(&format!("{}+", "a".repeat(43))));
