@@ -38,7 +38,6 @@ pub fn prompt(label: &str, echo: bool) -> Result<String> {
                 "no terminal to ask on: pass secrets on standard input (--password-stdin)",
             )
         })?;
-    (&tty).write_all(label.as_bytes())?;
     let fd = tty.as_raw_fd();
     // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr.
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -51,6 +50,9 @@ pub fn prompt(label: &str, echo: bool) -> Result<String> {
         // SAFETY: as above; restored below.
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
     }
+    // The prompt only once echo is off: whatever is typed after seeing it
+    // is never shown.
+    (&tty).write_all(label.as_bytes())?;
     let mut line = String::new();
     let read = BufReader::new(&tty).read_line(&mut line);
     if hidden {
