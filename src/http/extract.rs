@@ -164,8 +164,7 @@ pub async fn authorize(
         .map_err(ApiError::rate_limited)?;
     // Served over HTTPS, here or behind a TLS proxy: the cookie is the
     // `__Host-` one and an `Origin` says https.
-    let secure =
-        parts.extensions.get::<Https>().is_some() || services.oauth.config.behind_tls_proxy;
+    let secure = super::oauth::served_securely(parts.extensions.get::<Https>().is_some(), services);
     let Some((token, source)) = token_of(&parts, secure) else {
         return Err(ApiError::unauthorized(
             "a token is required: Authorization: Bearer <token> or ?apiToken=<token>",

@@ -110,8 +110,18 @@ impl Scheme {
     /// Served over HTTPS, here or by a TLS-terminating proxy in front
     /// (`[oauth] behind_tls_proxy`).
     pub fn secure(&self, state: &AppState) -> bool {
-        self.https || state.services.oauth.config.behind_tls_proxy
+        served_securely(self.https, &state.services)
     }
+}
+
+/// Whether a request reached us over HTTPS: on our own TLS listener
+/// (`https`), or through a TLS-terminating proxy (`[oauth]
+/// behind_tls_proxy`). Cookies and Origin checks follow this.
+pub fn served_securely(
+    https: bool,
+    services: &crate::identity::services::IdentityServices,
+) -> bool {
+    https || services.oauth.config.behind_tls_proxy
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Scheme {

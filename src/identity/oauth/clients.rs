@@ -57,6 +57,13 @@ impl OAuthClient {
     pub fn allows(&self, grant: GrantKind) -> bool {
         self.allowed_grants.contains(&grant)
     }
+
+    /// Whether a token recorded with `grant_type` (its wire name; `None`
+    /// for records older than the field) may still be used: the client
+    /// must allow that grant today.
+    pub fn still_allows(&self, grant_type: Option<&str>) -> bool {
+        grant_type.is_none_or(|g| self.allowed_grants.iter().any(|a| a.as_str() == g))
+    }
 }
 
 /// A registration or a change: `None` keeps a field (or, when creating,

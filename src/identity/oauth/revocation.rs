@@ -169,12 +169,9 @@ impl IdentityServices {
     /// allows (e.g. `client_credentials`, which has no refresh-token grant
     /// to end with them).
     pub(crate) fn end_disallowed_tokens(&self, client: &OAuthClient) -> Result<usize, AdminError> {
-        let allowed: Vec<&str> = client.allowed_grants.iter().map(|g| g.as_str()).collect();
         let ended = self.tokens.revoke_where(|r| {
             r.client_id.as_deref() == Some(client.client_id.as_str())
-                && r.grant_type
-                    .as_deref()
-                    .is_some_and(|g| !allowed.contains(&g))
+                && !client.still_allows(r.grant_type.as_deref())
         })?;
         Ok(ended.len())
     }
@@ -211,10 +208,7 @@ impl IdentityServices {
                 .as_deref()
                 .is_some_and(|id| match clients.get(id) {
                     None => true,
-                    Some(client) => r
-                        .grant_type
-                        .as_deref()
-                        .is_some_and(|g| !client.allowed_grants.iter().any(|a| a.as_str() == g)),
+                    Some(client) => !client.still_allows(r.grant_type.as_deref()),
                 })
         })?;
         if !orphaned.is_empty() {
@@ -269,7 +263,7 @@ impl RenewPolicy for IdentityServices {
             return Err("the token's OAuth client is disabled");
         }
         let kind = self.tokens.record_of(&info.jti).and_then(|r| r.grant_type);
-        if kind.is_some_and(|k| !client.allowed_grants.iter().any(|g| g.as_str() == k)) {
+        if !client.still_allows(kind.as_deref()) {
             return Err("the client may no longer use the grant the token came from");
         }
         Ok(())
